@@ -1,0 +1,97 @@
+"""Views of attribution maps and figures: normalization, overlays, comparison grids.
+
+Maps come as `(N, H, W, C)` (gradient methods) or `(N, H, W)` (CAM family). Views turn them
+into `(N, H, W)` in [0, 1] (or [-1, 1] for signed maps); figures use matplotlib, imported lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import atomic_path
+
+
+def abs_max(maps: np.ndarray) -> np.ndarray:
+    """max_c |g| per pixel (seed 003's saliency view); `(N, H, W, C)` → `(N, H, W)`."""
+    maps = np.asarray(maps)
+    return np.abs(maps).max(-1) if maps.ndim == 4 else np.abs(maps)
+
+
+def clamp_max(maps: np.ndarray) -> np.ndarray:
+    """clamp(max_c g, min=0) per pixel (seed 000's saliency view)."""
+    maps = np.asarray(maps)
+    return np.maximum(maps.max(-1) if maps.ndim == 4 else maps, 0)
+
+
+def percentile_normalize(maps: np.ndarray, q: float = 99.0) -> np.ndarray:
+    """Scale each map to [0, 1], clipping at its q-th percentile so a few pixels don't dominate."""
+    maps = np.asarray(maps, np.float32)
+    flat = maps.reshape(len(maps), -1)
+    lo = flat.min(1)
+    hi = np.percentile(flat, q, axis=1)
+    scale = np.where(hi > lo, hi - lo, 1.0)
+    shape = (-1,) + (1,) * (maps.ndim - 1)
+    return np.clip((maps - lo.reshape(shape)) / scale.reshape(shape), 0, 1)
+
+
+def signed_normalize(maps: np.ndarray, q: float = 99.0) -> np.ndarray:
+    """Scale each signed map to [-1, 1] by its q-th percentile of |value| (for diverging colormaps)."""
+    maps = np.asarray(maps, np.float32)
+    hi = np.percentile(np.abs(maps).reshape(len(maps), -1), q, axis=1)
+    hi = np.where(hi > 0, hi, 1.0).reshape((-1,) + (1,) * (maps.ndim - 1))
+    return np.clip(maps / hi, -1, 1)
+
+
+def rgb_gradient(maps: np.ndarray, q: float = 99.0) -> np.ndarray:
+    """A colour gradient image (guided backprop's usual look): 0.5 + signed/2, `(N, H, W, 3)`."""
+    return 0.5 + 0.5 * signed_normalize(maps, q)
+
+
+def default_view(maps: np.ndarray) -> np.ndarray:
+    """Grayscale `(N, H, W)` in [0, 1]: abs-max + percentile for gradients, as is for CAMs."""
+    maps = np.asarray(maps)
+    return percentile_normalize(abs_max(maps)) if maps.ndim == 4 else np.clip(maps, 0, 1)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """Blend a `(H, W)` heatmap in [0, 1] over an `(H, W, 3)` image in [0, 1] (seed 000: alpha 0.4)."""
+    from matplotlib import colormaps
+
+    colored = colormaps[cmap](np.clip(heat, 0, 1))[..., :3]
+    return np.clip((1 - alpha) * image + alpha * colored, 0, 1).astype(np.float32)
+
+
+def comparison_grid(path: str | Path, images: np.ndarray, panels: Mapping[str, np.ndarray],
+                    row_titles: Sequence[str] | None = None, cell: float = 1.6, dpi: int = 100) -> Path:
+    """Rows = images, columns = input + one panel per method (seed 002, fig. 7.8).
+
+    `panels` maps a column title to `(N, H, W)` (drawn grayscale) or `(N, H, W, 3)` arrays in [0, 1].
+    Written atomically as PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n, cols = len(images), 1 + len(panels)
+    fig, axes = plt.subplots(n, cols, figsize=(cell * cols, cell * n + 0.3), squeeze=False)
+    for r in range(n):
+        cells = [("input", images[r])] + [(t, p[r]) for t, p in panels.items()]
+        for c, (title, img) in enumerate(cells):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title.replace("_", " "), fontsize=8)
+        if row_titles is not None:
+            axes[r, 0].set_ylabel(row_titles[r], fontsize=7)
+    fig.tight_layout(pad=0.3)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return Path(path)

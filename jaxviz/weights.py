@@ -1,0 +1,989 @@
+"""Download, port and verify weight files: one safetensors file per model, with its provenance.
+
+    fetch(name)          download the source file named in weights/manifest.json, then port it
+    port(file, arch)     torchvision .pth / safetensors (torchvision or timm layout) / Keras HDF5
+                         -> weights_dir()/NAME.safetensors
+    verify(name_or_path) source checksum, tensor shapes, stored forward-pass fingerprint
+    load_weights(path)   -> (params, meta); resolve(name_or_path) -> Path; list_weights()
+
+The stored file is safetensors with flat float32 tensors (`"conv1_1.kernel"`) in Flax layout
+(conv `(kh, kw, in, out)`, dense `(in, out)`) and string metadata: `arch`, `preprocessing`
+("torchvision" | "caffe" | "unit"), `source` (URL, hf://repo/file or path), `source_sha256`,
+`include_top`, `num_classes`, `fingerprint` (JSON), `format_version`, `tensors_sha256`; ports add
+`name`, `source_file`, `source_format`, `source_layout`; callers may add more (e.g. `classes`).
+Known weights are listed in weights/manifest.json (plus an optional manifest.json in
+weights_dir()); sha256s of fetched sources are recorded in weights_dir()/checksums.json.
+
+Layout conversions (all checked against literal reimplementations in tests/reference.py):
+- torch conv weight `(out, in, kh, kw)` -> `(kh, kw, in, out)`; torch linear `(out, in)` -> `(in, out)`.
+- fc6, the first dense layer after the flatten: torch flattens NCHW, so the 25088 columns of
+  torchvision's `classifier.0.weight` run in (C, H, W) order, while our flatten is NHWC (H, W, C).
+  The kernel's rows are reordered, not just transposed (`_chw_rows_to_hwc`). timm stores the
+  same matrix as a 7x7 conv `pre_logits.fc1.weight` `(4096, 512, 7, 7)`, i.e. (out, C, H, W).
+  A plain transpose gives a network that runs and is silently wrong unless pool5 happens to be
+  constant over space. (timm runs that conv over any pool5 >= 7x7 and then averages; we, like
+  torchvision, average-pool pool5 to 7x7 first: the two agree exactly at 224x224 inputs.)
+- Keras kernels are already HWIO / `(in, out)` and Keras's Flatten is (H, W, C): no reordering.
+  Keras VGG weights come from the Caffe originals and want caffe preprocessing (BGR, mean
+  subtraction); torchvision and timm weights want torchvision preprocessing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import http.client
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .atomic import atomic_path
+from .models import DEFAULT_INPUT, build
+from .models.base import ADAPTIVE_AVG, CONV, DENSE, FLATTEN
+
+__all__ = ["WeightsError", "fetch", "list_weights", "load_weights", "port", "resolve", "save_weights",
+           "verify", "weights_dir"]
+
+FORMAT_VERSION = 1
+PREPROCESSINGS = ("torchvision", "caffe", "unit")
+FORMATS = ("torch", "safetensors", "keras")
+FINGERPRINT_RTOL = 1e-4
+# Metadata values that save_weights always JSON-encodes and load_weights always decodes.
+_JSON_META = ("include_top", "num_classes", "fingerprint", "format_version")
+_VGG_ARCHS = ("vgg16", "vgg19")
+_REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+_CHUNK = 1 << 20
+
+# The network opener; tests replace it. Called as _urlopen(request, timeout=seconds).
+_urlopen = urllib.request.urlopen
+
+
+class WeightsError(ValueError):
+    """A weights file or argument is wrong; the message names it and says what to do."""
+
+
+# --- where files live ---------------------------------------------------------------------
+
+def weights_dir() -> Path:
+    """Folder for weight files: `$JAXVIZ_WEIGHTS_DIR`, else the repository's `weights/` (an
+    editable install, recognised by its manifest.json), else `~/.cache/jaxviz/weights`."""
+    env = os.environ.get("JAXVIZ_WEIGHTS_DIR")
+    if env:
+        return Path(env).expanduser()
+    if (_REPO_WEIGHTS / "manifest.json").is_file():
+        return _REPO_WEIGHTS
+    return Path.home() / ".cache" / "jaxviz" / "weights"
+
+
+def _manifest() -> dict[str, dict]:
+    """Known weights by name: the repository's weights/manifest.json, then entries of a
+    manifest.json in weights_dir() (which add to or override it)."""
+    entries: dict[str, dict] = {}
+    paths = [_REPO_WEIGHTS / "manifest.json", weights_dir() / "manifest.json"]
+    seen = set()
+    for path in paths:
+        if not path.is_file() or path.resolve() in seen:
+            continue
+        seen.add(path.resolve())
+        try:
+            data = json.loads(path.read_text())
+            for entry in data["weights"]:
+                entries[entry["name"]] = dict(entry)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise WeightsError(f"{path}: unreadable weights manifest ({e}); fix or remove the file") from e
+    return entries
+
+
+def _checksums_path() -> Path:
+    return weights_dir() / "checksums.json"
+
+
+def _recorded_checksums() -> dict[str, dict]:
+    """sha256 (and md5) of source files recorded by earlier fetches: local, git-ignored."""
+    path = _checksums_path()
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise WeightsError(f"{path}: unreadable checksum record ({e}); delete it and fetch again") from e
+
+
+def _record_checksum(name: str, file: str, digests: dict[str, str]) -> None:
+    record = _recorded_checksums()
+    record[name] = {"file": file, **digests}
+    text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    _write_atomic(_checksums_path(), lambda tmp: Path(tmp).write_text(text))
+
+
+def _write_atomic(path: Path, write) -> None:
+    with atomic_path(path) as tmp:
+        write(tmp)
+
+
+def _file_digests(path: Path, md5: bool = True) -> dict[str, str]:
+    """sha256 (and md5) of a file, in one pass."""
+    hashes = {"sha256": hashlib.sha256(), **({"md5": hashlib.md5()} if md5 else {})}
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            for h in hashes.values():
+                h.update(chunk)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def _checksum_problems(digests: dict[str, str], entry: dict, recorded: dict | None) -> list[str]:
+    """What disagrees between a file's digests and every checksum known for it."""
+    problems = []
+    known_sha = [(entry.get("sha256"), "the manifest")]
+    if recorded:
+        known_sha.append((recorded.get("sha256"), "checksums.json (recorded at fetch)"))
+    for sha, where in known_sha:
+        if sha and digests["sha256"] != sha:
+            problems.append(f"sha256 {digests['sha256']} differs from {sha} in {where}")
+    prefix = entry.get("sha256_prefix")
+    if prefix and not digests["sha256"].startswith(prefix):
+        problems.append(f"sha256 {digests['sha256'][:16]}... does not start with {prefix} (manifest)")
+    if entry.get("md5") and digests.get("md5") != entry["md5"]:
+        problems.append(f"md5 {digests.get('md5')} differs from {entry['md5']} (manifest)")
+    return problems
+
+
+def _has_checksum(entry: dict, recorded: dict | None) -> bool:
+    known = (entry.get("sha256"), entry.get("sha256_prefix"), entry.get("md5"), (recorded or {}).get("sha256"))
+    return any(known)
+
+
+# --- the stored format ----------------------------------------------------------------------
+
+def _flatten(params: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) or hasattr(value, "items"):
+            flat.update(_flatten(value, name + "."))
+        else:
+            flat[name] = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+    return flat
+
+
+def _unflatten(flat: dict[str, np.ndarray]) -> dict:
+    params: dict = {}
+    for key, value in flat.items():
+        *path, leaf = key.split(".")
+        node = params
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return params
+
+
+def _tensors_sha256(flat: dict[str, np.ndarray]) -> str:
+    """Hash of every tensor's name, shape and float32 bytes, in name order."""
+    h = hashlib.sha256()
+    for key in sorted(flat):
+        a = np.ascontiguousarray(flat[key], dtype=np.float32)
+        h.update(f"{key}{a.shape}".encode())
+        h.update(a.reshape(-1).view(np.uint8))  # no copy
+    return h.hexdigest()
+
+
+def _model(arch: str, include_top: bool = True, num_classes: int | None = None):
+    kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = int(num_classes)
+    if not include_top:
+        if arch not in _VGG_ARCHS:
+            raise WeightsError(f"include_top=False is only defined for {', '.join(_VGG_ARCHS)}, not {arch!r}")
+        kwargs["include_top"] = False
+    try:
+        return build(arch, **kwargs)
+    except ValueError as e:
+        raise WeightsError(str(e)) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _expected_shapes(arch: str, include_top: bool = True,
+                     num_classes: int | None = None) -> tuple[tuple[str, tuple], ...]:
+    """(`"layer.kernel"`, shape) for every parameter of the architecture, in layer order."""
+    model = _model(arch, include_top, num_classes)
+    x = jax.ShapeDtypeStruct((1, *DEFAULT_INPUT[arch]), jnp.float32)
+    shapes = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
+    out = []
+    for layer in model.layers():
+        if layer.name in shapes:
+            for leaf in sorted(shapes[layer.name], key=lambda k: (k != "kernel", k != "bias", k)):
+                out.append((f"{layer.name}.{leaf}", tuple(shapes[layer.name][leaf].shape)))
+    return tuple(out)
+
+
+def _infer_num_classes(arch: str, params: dict) -> int | None:
+    dense = [layer.name for layer in _model(arch).layers() if layer.kind == DENSE]
+    if dense and dense[-1] in params:
+        return int(np.shape(params[dense[-1]]["bias"])[0])
+    return None
+
+
+def _shape_problems(flat: dict[str, np.ndarray], arch: str, include_top: bool, num_classes: int | None) -> list[str]:
+    expected = dict(_expected_shapes(arch, include_top, num_classes))
+    problems = []
+    for key, shape in expected.items():
+        if key not in flat:
+            problems.append(f"tensor {key} is missing (expected {shape})")
+        elif tuple(flat[key].shape) != shape:
+            problems.append(f"tensor {key} has shape {tuple(flat[key].shape)}, {arch} expects {shape}")
+    problems += [f"unexpected tensor {key} {tuple(flat[key].shape)}: {arch} has no such parameter"
+                 for key in flat if key not in expected]
+    return problems
+
+
+@functools.lru_cache(maxsize=8)
+def _forward_fn(arch: str, include_top: bool, num_classes: int | None):
+    model = _model(arch, include_top, num_classes)
+    return jax.jit(lambda params, x: model.apply({"params": params}, x))
+
+
+def _fingerprint(params: dict, arch: str, include_top: bool, num_classes: int | None) -> dict:
+    """Summary of the output for a fixed input: logits, or pool5 for notop VGGs.
+
+    Input: `np.random.default_rng(0).standard_normal((1, H, W, C), float32)` at the
+    architecture's DEFAULT_INPUT; matmuls at full float32 precision (no TF32), so that the
+    numbers agree across CPUs and GPUs to about 1e-5.
+    """
+    h, w, c = DEFAULT_INPUT[arch]
+    x = np.random.default_rng(0).standard_normal((1, h, w, c), dtype=np.float32)
+    with jax.default_matmul_precision("highest"):
+        y = np.asarray(_forward_fn(arch, include_top, num_classes)(params, x), np.float32)
+    flat = y.reshape(-1).astype(np.float64)
+    as32 = lambda v: float(np.float32(v))  # noqa: E731 - stored at float32 precision
+    return {"input": f"default_rng(0).standard_normal((1, {h}, {w}, {c}), float32)",
+            "output_shape": list(y.shape), "first": [as32(v) for v in flat[:5]],
+            "mean": as32(flat.mean()), "std": as32(flat.std())}
+
+
+def _fingerprint_problems(stored: dict, now: dict, rtol: float = FINGERPRINT_RTOL) -> tuple[list[str], float]:
+    """Compare fingerprints number by number: |a - b| <= rtol * (|b| + scale), scale = the
+    larger of the stored std and the largest |first| value (so values near 0 don't need
+    relative precision they can't have)."""
+    if list(stored.get("output_shape", [])) != list(now["output_shape"]):
+        return [f"output shape {now['output_shape']} differs from stored {stored.get('output_shape')}"], float("inf")
+    a = np.array([*now["first"], now["mean"], now["std"]], np.float64)
+    b = np.array([*stored["first"], stored["mean"], stored["std"]], np.float64)
+    scale = max(abs(stored["std"]), *np.abs(stored["first"]), 1e-12)
+    rel = float(np.max(np.abs(a - b) / (np.abs(b) + scale)))
+    if rel > rtol:
+        return [f"forward-pass fingerprint differs from the stored one (max relative difference {rel:.2e} > {rtol:g}): "
+                f"now first={now['first']} mean={now['mean']} std={now['std']}, stored first={stored['first']} "
+                f"mean={stored['mean']} std={stored['std']}"], rel
+    return [], rel
+
+
+def save_weights(path: str | Path, params: dict, meta: dict) -> Path:
+    """Write `params` (nested `{layer: {"kernel", "bias"}}`) as float32 safetensors, atomically.
+
+    `meta` needs `arch` and `preprocessing` ("torchvision" | "caffe" | "unit"); `include_top`
+    defaults to True, `num_classes` to the last dense layer's width, `fingerprint` is computed
+    when absent, `source`/`source_sha256` default to "". Other keys are stored too: strings as
+    they are, anything else JSON-encoded (and decoded again by `load_weights`). The tensors are
+    checked against the architecture first; nothing is written on error.
+    """
+    path = Path(path)
+    meta = dict(meta)
+    for key in ("arch", "preprocessing"):
+        if key not in meta:
+            raise WeightsError(f"save_weights({path}): meta needs {key!r}")
+    arch = meta["arch"]
+    if arch not in DEFAULT_INPUT:
+        raise WeightsError(f"save_weights({path}): unknown arch {arch!r}; known: {', '.join(DEFAULT_INPUT)}")
+    if meta["preprocessing"] not in PREPROCESSINGS:
+        raise WeightsError(f"save_weights({path}): preprocessing must be one of {PREPROCESSINGS}, "
+                           f"got {meta['preprocessing']!r}")
+    include_top = bool(meta.setdefault("include_top", True))
+    if meta.get("num_classes") is None:
+        meta["num_classes"] = _infer_num_classes(arch, params) if include_top else None
+    flat = _flatten(params)
+    problems = _shape_problems(flat, arch, include_top, meta["num_classes"])
+    if problems:
+        raise WeightsError(f"save_weights({path}): the tensors do not fit {arch}: " + "; ".join(problems[:5]))
+    if "fingerprint" not in meta:
+        meta["fingerprint"] = _fingerprint(_unflatten(flat), arch, include_top, meta["num_classes"])
+    meta.setdefault("source", "")
+    meta.setdefault("source_sha256", "")
+    meta["format_version"] = FORMAT_VERSION
+    meta["tensors_sha256"] = _tensors_sha256(flat)
+    encoded, json_keys = {}, []
+    for key, value in meta.items():
+        if isinstance(value, str) and key not in _JSON_META:
+            encoded[key] = value
+        else:
+            encoded[key] = json.dumps(value)
+            json_keys.append(key)
+    encoded["json_keys"] = json.dumps(sorted(json_keys))
+
+    from safetensors.numpy import save_file
+
+    _write_atomic(path, lambda tmp: save_file(flat, str(tmp), metadata=encoded))
+    return path
+
+
+def _read_meta(path: Path) -> dict:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "np") as f:
+            raw = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise WeightsError(f"{path}: not a readable safetensors file ({e}); port the source file again") from e
+    return _decode_meta(raw)
+
+
+def _decode_meta(raw: dict[str, str]) -> dict:
+    json_keys = set(json.loads(raw.get("json_keys", "[]"))) | set(_JSON_META)
+    meta = {}
+    for key, value in raw.items():
+        if key == "json_keys":
+            continue
+        try:
+            meta[key] = json.loads(value) if key in json_keys else value
+        except ValueError:
+            raise WeightsError(f"metadata {key!r} is not valid JSON ({value[:60]!r}); port the source again") from None
+    return meta
+
+
+def load_weights(path: str | Path) -> tuple[dict, dict]:
+    """`(params, meta)` from a file written by `save_weights`.
+
+    params: nested dict of float32 NumPy arrays. meta: the metadata with `include_top` (bool),
+    `num_classes` (int or None), `fingerprint` (dict), `format_version` (int) and any key the
+    writer passed as a non-string decoded from JSON; every other value is a string.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such weights file")
+    meta = _read_meta(path)
+    if "arch" not in meta:
+        raise WeightsError(f"{path}: a safetensors file without jaxviz metadata; port its source with "
+                           f"`jaxviz weights port FILE --arch A`")
+    from safetensors.numpy import load_file
+
+    return _unflatten(load_file(str(path))), meta
+
+
+# --- reading source files -------------------------------------------------------------------
+
+def _torch_or_none():
+    """The torch module if installed (then torch.load reads .pth files), else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _guess_format(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "keras"
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except zipfile.BadZipFile as e:
+            raise WeightsError(f"{path}: a damaged zip file ({e}): the download is incomplete or corrupt") from e
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch"
+        if "model.weights.h5" in names:
+            raise WeightsError(f"{path}: a Keras 3 `.keras` archive; save the model's weights in the Keras 2 "
+                               f"HDF5 format (model.save_weights('x.h5') with Keras 2) and port that")
+    elif head[:1] == b"\x80":
+        return "torch"
+    elif len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return "safetensors"
+    raise WeightsError(f"{path}: unknown weights format (suffix {path.suffix!r}); port reads torch.save "
+                       f"checkpoints (.pth/.pt), safetensors and Keras HDF5 (.h5): pass fmt= one of {FORMATS} "
+                       f"if the file is one of those")
+
+
+def _read_torch(path: Path) -> dict[str, np.ndarray]:
+    torch = _torch_or_none()
+    if torch is None:
+        from . import _torch_pickle
+
+        obj = _torch_pickle.load(path)
+    else:
+        import pickle
+
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise WeightsError(f"refusing to unpickle {path}: it holds objects other than tensors, and unpickling "
+                               f"those can run arbitrary code (torch.load(weights_only=True) said: "
+                               f"{str(e).splitlines()[0]}). If you trust it, save only its state dict.") from e
+        except Exception as e:
+            raise WeightsError(f"{path}: torch cannot read it ({type(e).__name__}: {e}); is the file complete?") from e
+    return _state_dict_arrays(obj, path, torch)
+
+
+def _state_dict_arrays(obj: Any, path: Path, torch=None) -> dict[str, np.ndarray]:
+    # Training checkpoints wrap the state dict: {"state_dict": ...}, {"model": ...}.
+    if isinstance(obj, dict):
+        for wrapper in ("state_dict", "model", "model_state_dict"):
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict):
+        raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a state dict; save model.state_dict()")
+    out = {}
+    for key, value in obj.items():
+        if torch is not None and isinstance(value, torch.Tensor):
+            value = value.detach().to(torch.float32).numpy() if value.is_floating_point() else value.numpy()
+        if isinstance(value, np.ndarray):
+            out[str(key).removeprefix("module.")] = value
+    return out
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import safe_open
+
+    out = {}
+    try:
+        with safe_open(str(path), "np") as f:
+            for key in f.keys():
+                out[key] = f.get_tensor(key)
+    except Exception as e:
+        raise WeightsError(f"{path}: cannot read it as safetensors ({e})") from e
+    return out
+
+
+def _h5_strings(attrs, name: str) -> list[str] | None:
+    """A Keras string-list attribute; Keras splits long ones into name0, name1, ..."""
+    if name in attrs:
+        values = list(attrs[name])
+    elif f"{name}0" in attrs:
+        values, i = [], 0
+        while f"{name}{i}" in attrs:
+            values += list(attrs[f"{name}{i}"])
+            i += 1
+    else:
+        return None
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _keras_role(weight_name: str, index: int, ndim: int) -> str:
+    base = weight_name.split("/")[-1].split(":")[0]
+    if base == "kernel" or re.search(r"(^|_)W(_\d+)?$", base):
+        return "kernel"
+    if base == "bias" or re.search(r"(^|_)b(_\d+)?$", base):
+        return "bias"
+    return "kernel" if ndim > 1 else "bias"
+
+
+def _read_keras(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors keyed `"layer/kernel"`, `"layer/bias"` in the file's layer order, and each key's dataset path."""
+    try:
+        import h5py
+    except ImportError:
+        raise WeightsError(f"{path}: reading Keras HDF5 needs h5py: pip install h5py") from None
+    tensors, origin = {}, {}
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise WeightsError(f"{path}: HDF5 cannot open it ({e}): the file is incomplete or corrupt") from e
+    with f:
+        group = f["model_weights"] if "model_weights" in f else f
+        layer_names = _h5_strings(group.attrs, "layer_names")
+        if layer_names is None:
+            raise WeightsError(f"{path}: an HDF5 file without a `layer_names` attribute: not a Keras 2 weights file "
+                               f"(Keras 3 `.weights.h5` files are not supported)")
+        for lname in layer_names:
+            lgroup = group[lname]
+            for i, wname in enumerate(_h5_strings(lgroup.attrs, "weight_names") or []):
+                array = np.asarray(lgroup[wname])
+                key = f"{lname}/{_keras_role(wname, i, array.ndim)}"
+                if key in tensors:
+                    raise WeightsError(f"{path}: layer {lname} has two tensors read as {key}; not a VGG weights file")
+                tensors[key], origin[key] = array, f"{lname}/{wname}"
+    return tensors, origin
+
+
+# --- source layouts -------------------------------------------------------------------------
+
+def _detect_layout(keys: list[str], path: Path) -> str:
+    if any(k.startswith(("pre_logits.", "head.fc.")) for k in keys):
+        return "timm"
+    if any(k.startswith(("features.", "classifier.")) for k in keys):
+        return "torchvision"
+    if keys and all(k.endswith((".kernel", ".bias")) for k in keys):
+        raise WeightsError(f"{path}: already in jaxviz layout (conv1_1.kernel ...); use it directly "
+                           f"(load_weights / resolve) instead of porting it")
+    raise WeightsError(f"{path}: unrecognised tensor names ({', '.join(keys[:4])}, ...): port understands "
+                       f"torchvision VGGs (features.N / classifier.N), timm VGGs (features.N / pre_logits.fcK / "
+                       f"head.fc) and Keras VGG HDF5 files")
+
+
+def _torch_key_order(key: str) -> tuple:
+    """Model order for torch-style keys (safetensors stores them sorted by name): features
+    before the head, numbers numerically, a module's weight before its bias."""
+    module, _, leaf = key.rpartition(".")
+    rank = {"features": 0, "classifier": 1, "pre_logits": 1, "head": 2}.get(key.split(".")[0], 3)
+    parts = [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", module) if p]
+    return (rank, parts, {"weight": 0, "bias": 1}.get(leaf, 2), leaf)
+
+
+def _source_names(model, layout: str) -> dict[str, tuple[str, str]]:
+    """Source tensor name -> (our layer, "kernel" | "bias") for every parameter of `model`."""
+    layers = model.layers()
+    dense = [layer.name for layer in layers if layer.kind == DENSE]
+    names = {}
+    for layer in layers:
+        if layer.kind not in (CONV, DENSE):
+            continue
+        if layout == "keras":
+            m = re.fullmatch(r"conv(\d+)_(\d+)", layer.name)
+            module = f"block{m[1]}_conv{m[2]}" if m else ("fc1", "fc2", "predictions")[dense.index(layer.name)]
+            names[f"{module}/kernel"], names[f"{module}/bias"] = (layer.name, "kernel"), (layer.name, "bias")
+            continue
+        module = layer.aliases[0]  # torchvision's module path: features.N / classifier.N
+        if layout == "timm" and layer.kind == DENSE:
+            module = ("pre_logits.fc1", "pre_logits.fc2", "head.fc")[dense.index(layer.name)]
+        names[f"{module}.weight"], names[f"{module}.bias"] = (layer.name, "kernel"), (layer.name, "bias")
+    return names
+
+
+def _head_input(model, shapes: dict) -> tuple[str | None, tuple[int, int, int] | None]:
+    """(name of the first dense layer after the flatten, (C, H, W) of what it flattens)."""
+    layers = model.layers()
+    kinds = [layer.kind for layer in layers]
+    if FLATTEN not in kinds:
+        return None, None
+    first = next(layer for layer in layers[kinds.index(FLATTEN):] if layer.kind == DENSE)
+    convs = [layer.name for layer in layers if layer.kind == CONV]
+    pool = next(layer for layer in layers if layer.kind == ADAPTIVE_AVG)
+    return first.name, (shapes[f"{convs[-1]}.kernel"][-1], *pool.size)
+
+
+def _chw_rows_to_hwc(w: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """torch linear weight `(out, C*H*W)` on an NCHW flatten -> our dense kernel `(H*W*C, out)` on NHWC.
+
+    Equal to `w.reshape(out, C, H, W).transpose(0, 2, 3, 1).reshape(out, -1).T`, written in blocks
+    of output units so that the 400 MB VGG fc6 is copied in cache-sized pieces.
+    """
+    c, h, wd = chw
+    out_units = w.shape[0]
+    w3 = w.reshape(out_units, c, h * wd)
+    kernel = np.empty((h * wd, c, out_units), np.float32)
+    for i in range(0, out_units, 256):
+        kernel[:, :, i:i + 256] = w3[i:i + 256].transpose(2, 1, 0)
+    return kernel.reshape(h * wd * c, out_units)
+
+
+def _source_shape(layout: str, leaf: str, ours: tuple, role: str, fc6_chw) -> tuple:
+    """The shape a tensor of ours (`ours`, Flax layout) has in the source layout; `role` is
+    "fc6" (the dense layer after the flatten), "fc7" (the next one) or "" for the rest."""
+    if layout == "keras" or leaf == "bias":
+        return ours
+    if len(ours) == 4:  # conv (kh, kw, in, out) -> (out, in, kh, kw)
+        return (ours[3], ours[2], ours[0], ours[1])
+    if layout == "timm" and role == "fc6":  # a 7x7 conv over pool5
+        return (ours[1], *fc6_chw)
+    if layout == "timm" and role == "fc7":  # a 1x1 conv
+        return (ours[1], ours[0], 1, 1)
+    return (ours[1], ours[0])
+
+
+def _convert(layout: str, leaf: str, w: np.ndarray, ours_ndim: int, role: str, fc6_chw) -> np.ndarray:
+    """A source tensor (already shape-checked) in Flax layout, float32."""
+    w = np.asarray(w, np.float32)
+    if layout == "keras" or leaf == "bias":
+        return w
+    if ours_ndim == 4:
+        return w.transpose(2, 3, 1, 0)
+    if role == "fc6":
+        return _chw_rows_to_hwc(w.reshape(w.shape[0], -1), fc6_chw)
+    return np.ascontiguousarray(w.reshape(w.shape[0], -1).T)
+
+
+def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Path,
+               origin: dict[str, str] | None = None) -> tuple[dict, bool, int | None]:
+    """Map and convert source tensors to our params; (params, include_top, num_classes).
+
+    Every tensor is checked (name and source-layout shape) before anything is converted; the
+    first problem in model order is reported, with the right --arch when another one fits.
+    """
+    if arch not in _VGG_ARCHS:
+        raise WeightsError(f"port reads VGG weights only ({', '.join(_VGG_ARCHS)}), not arch={arch!r}")
+    origin = origin or {}
+    keys = list(tensors) if layout == "keras" else sorted(tensors, key=_torch_key_order)
+    full = _source_names(_model(arch), layout)
+    head_layers = {layer.name for layer in _model(arch).layers() if layer.kind == DENSE}
+    include_top = any(full[k][0] in head_layers for k in keys if k in full)
+    final_bias = next((k for k, (n, leaf) in reversed(list(full.items())) if leaf == "bias"), None)
+    num_classes = None
+    if include_top and final_bias in tensors and np.ndim(tensors[final_bias]) == 1:
+        num_classes = int(np.shape(tensors[final_bias])[0])
+    model = _model(arch, include_top, num_classes)
+    names = _source_names(model, layout)
+    expected = dict(_expected_shapes(arch, include_top, num_classes))
+    fc6, fc6_chw = _head_input(model, expected) if include_top else (None, None)
+    fc7 = [layer.name for layer in model.layers() if layer.kind == DENSE][1] if include_top else None
+    role = {fc6: "fc6", fc7: "fc7"}
+    order = {layer.name: i for i, layer in enumerate(model.layers())}
+
+    def where(key: str) -> str:
+        return f"{key!r}" + (f" (HDF5 dataset {origin[key]})" if key in origin else "")
+
+    problems: list[tuple[float, str]] = []  # (position in the model, message)
+    position = -1.0
+    for key in keys:
+        arr = tensors[key]
+        if key in names:
+            layer, leaf = names[key]
+            position = order[layer] + (0.5 if leaf == "bias" else 0.0)
+            ours = expected[f"{layer}.{leaf}"]
+            want = _source_shape(layout, leaf, ours, role.get(layer, ""), fc6_chw)
+            if tuple(arr.shape) != want:
+                problems.append((position, f"tensor {where(key)} (-> {layer}.{leaf}) has shape {tuple(arr.shape)}, "
+                                           f"but {arch} expects {want} in the {layout} layout"))
+            continue
+        module = key.rsplit("/" if layout == "keras" else ".", 1)[0]
+        with contextlib.suppress(KeyError):
+            position = float(model.resolve(module))
+        what = ""
+        with contextlib.suppress(KeyError):
+            layer = model.layer(module)
+            what = f" ({module} is {layer.name} in {arch}"
+            what += ")" if layer.kind in (CONV, DENSE) else ", which has no weights)"
+        position += 0.25
+        problems.append((position, f"unexpected tensor {where(key)}: {arch} has no such parameter{what}"))
+    for key, (layer, leaf) in names.items():
+        if key not in tensors:
+            problems.append((order[layer] + (0.5 if leaf == "bias" else 0.0),
+                             f"tensor {key!r} (-> {layer}.{leaf}) is missing"))
+    if problems:
+        problems.sort(key=lambda p: p[0])
+        hint = ""
+        for other in _VGG_ARCHS:
+            if other != arch:
+                other_names = _source_names(_model(other, include_top, num_classes), layout)
+                if set(other_names) == set(tensors) or len(other_names) == len(tensors):
+                    hint = (f" The file has {len(tensors)} tensors, as {other} has: try "
+                            f"`jaxviz weights port {path} --arch {other}`.")
+        more = f" ({len(problems) - 1} more problems.)" if len(problems) > 1 else ""
+        raise WeightsError(f"{path} does not fit --arch {arch} ({layout} layout): {problems[0][1]}.{hint}{more}")
+
+    params: dict = {}
+    for key in keys:
+        layer, leaf = names[key]
+        ours_ndim = len(expected[f"{layer}.{leaf}"])
+        params.setdefault(layer, {})[leaf] = _convert(layout, leaf, tensors[key], ours_ndim, role.get(layer, ""),
+                                                      fc6_chw)
+    return params, include_top, num_classes
+
+
+def _read_tensors(src: Path, fmt: str) -> tuple[dict[str, np.ndarray], str, dict[str, str]]:
+    """(tensors keyed by source name, layout, HDF5 dataset path per key)."""
+    if fmt == "keras":
+        tensors, origin = _read_keras(src)
+        return tensors, "keras", origin
+    tensors = _read_torch(src) if fmt == "torch" else _read_safetensors(src)
+    return tensors, _detect_layout(list(tensors), src), {}
+
+
+# --- public steps ---------------------------------------------------------------------------
+
+def _manifest_match(src: Path, digests: dict[str, str]) -> dict | None:
+    """The manifest entry of a downloadable file with this name, if no known checksum contradicts it."""
+    for entry in _manifest().values():
+        if entry.get("url") and entry.get("file") == src.name:
+            if not _checksum_problems(digests, entry, _recorded_checksums().get(entry["name"])):
+                return entry
+    return None
+
+
+def port(src: str | Path, arch: str, *, out: str | Path | None = None, fmt: str | None = None,
+         name: str | None = None) -> Path:
+    """Convert a weights file to jaxviz's safetensors layout, checking every tensor.
+
+    Args:
+      src: a torch.save state dict (.pth/.pt; read with torch.load(weights_only=True) when torch
+        is installed, else with a restricted reader that unpickles nothing but tensors), a
+        safetensors file in torchvision or timm layout, or a Keras HDF5 weights file (top or notop).
+      arch: "vgg16" or "vgg19".
+      out: output file; default `weights_dir()/NAME.safetensors`.
+      fmt: "torch", "safetensors" or "keras"; guessed from the content when None.
+      name: NAME for the default output; default: the manifest name when `src` is a known file
+        (e.g. vgg16-397923af.pth -> vgg16-torchvision), else the file's stem.
+    Returns the written path. Raises WeightsError (and writes nothing) when the file does not fit `arch`.
+    """
+    return _port(Path(src), arch, out=out, fmt=fmt, name=name)
+
+
+def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | None = None,
+          entry: dict | None = None, digests: dict[str, str] | None = None) -> Path:
+    """port(), plus what fetch knows: the source's `origin` (URL), its manifest `entry`, its `digests`."""
+    if arch not in _VGG_ARCHS:
+        raise WeightsError(f"port reads VGG weights only ({', '.join(_VGG_ARCHS)}), not arch={arch!r}")
+    if not src.is_file():
+        raise WeightsError(f"{src}: no such file to port")
+    if fmt is None:
+        fmt = _guess_format(src)
+    fmt = {"pth": "torch", "pt": "torch", "h5": "keras", "hdf5": "keras"}.get(fmt, fmt)
+    if fmt not in FORMATS:
+        raise WeightsError(f"unknown fmt={fmt!r} for {src}; one of {FORMATS}")
+    tensors, layout, where = _read_tensors(src, fmt)
+    params, include_top, num_classes = _to_params(tensors, layout, arch, src, where)
+    del tensors
+    if digests is None:
+        known = [e for e in _manifest().values() if e.get("url") and e.get("file") == src.name]
+        digests = _file_digests(src, md5=any(e.get("md5") for e in [*known, entry or {}]))
+    if entry is None:
+        entry = _manifest_match(src, digests)
+    if entry is not None:
+        if bool(entry.get("include_top", True)) != include_top:
+            raise WeightsError(f"{src}: the manifest says {entry['name']} has include_top={entry.get('include_top')}, "
+                               f"but the file {'has' if include_top else 'lacks'} the classifier")
+        name = name or entry["name"]
+    name = name or src.stem
+    out = Path(out) if out is not None else weights_dir() / f"{name}.safetensors"
+    meta = {
+        "arch": arch, "name": name,
+        "preprocessing": "caffe" if layout == "keras" else "torchvision",
+        "source": origin or str(src.resolve()), "source_file": str(src.resolve()),
+        "source_sha256": digests["sha256"], "source_format": fmt, "source_layout": layout,
+        "include_top": include_top, "num_classes": num_classes,
+    }
+    return save_weights(out, params, meta)
+
+
+def _offline_message(name: str, entry: dict, reason: Any) -> str:
+    where = entry.get("url") or f"https://huggingface.co/{entry.get('hf_repo')}"
+    known = f" (a file named {entry['file']} is saved as {name})" if entry.get("url") else ""
+    return (f"could not download {name} from {where}: {reason}. We seem to be offline (or the server is "
+            f"unreachable). If you have the file (or can copy it from a machine that is online), port it: "
+            f"`jaxviz weights port FILE --arch {entry['arch']}`{known}.")
+
+
+def _download(url: str, dest: Path, *, entry: dict, progress: bool = True) -> dict[str, str]:
+    """Download `url` to `dest` via `dest.part` (resumed with an HTTP Range request when it
+    exists), check the checksums `entry` knows, then rename. Returns the file's digests."""
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    start = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "jaxviz"}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+    complete = False
+    try:
+        response = _urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and start:  # nothing left to send: the part is already whole
+            complete, response = True, None
+        else:
+            raise WeightsError(f"downloading {url} failed: HTTP {e.code} {e.reason}; try again later, or "
+                               f"port a copy you have with `jaxviz weights port FILE --arch {entry['arch']}`") from e
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise WeightsError(_offline_message(entry["name"], entry, getattr(e, "reason", e))) from e
+    if not complete:
+        with response:
+            status = getattr(response, "status", None) or response.getcode()
+            if start and status != 206:  # the server ignored Range: start over
+                start = 0
+            length = response.headers.get("Content-Length")
+            total = start + int(length) if length is not None else None
+            from tqdm.auto import tqdm
+
+            with open(part, "ab" if start else "wb") as f, tqdm(
+                    total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
+                    desc=dest.name, disable=not progress) as bar:
+                try:
+                    while chunk := response.read(_CHUNK):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+                except (OSError, http.client.HTTPException) as e:
+                    raise WeightsError(
+                        f"download of {url} was interrupted after {f.tell()} bytes ({e}); {part} is kept and "
+                        f"`jaxviz weights fetch {entry['name']}` resumes it") from e
+        if total is not None and part.stat().st_size != total:
+            raise WeightsError(f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+                               f"`jaxviz weights fetch {entry['name']}` resumes it")
+    digests = _file_digests(part, md5=bool(entry.get("md5")))
+    problems = _checksum_problems(digests, entry, _recorded_checksums().get(entry["name"]))
+    if problems:
+        part.unlink()
+        raise WeightsError(f"checksum mismatch for {url}: {'; '.join(problems)}. The download was deleted; "
+                           f"fetch again (if it keeps failing, the server's file or the manifest entry changed)")
+    os.replace(part, dest)
+    return digests
+
+
+def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
+    """Download the weights `name` from the manifest and port them to `weights_dir()/NAME.safetensors`.
+
+    URL entries download with a resumable `.part` file and are checked against the manifest's
+    sha256 prefix / md5 before they are renamed into place; Hugging Face entries use
+    `huggingface_hub.hf_hub_download` (its cache, resume and progress bars). The source's
+    sha256 is recorded in `weights_dir()/checksums.json` for later `verify`. With
+    `force=False` an existing NAME.safetensors is returned as is.
+    """
+    entries = _manifest()
+    if name not in entries:
+        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(entries))} "
+                           f"(or port a file you have: `jaxviz weights port FILE --arch A`)")
+    entry = entries[name]
+    out = weights_dir() / f"{name}.safetensors"
+    if out.exists() and not force:
+        return out
+    if entry.get("hf_repo"):
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError:
+            raise WeightsError(f"fetching {name} needs huggingface_hub: pip install huggingface_hub") from None
+        try:
+            extra = {"force_download": True} if force else {}
+            src = Path(hf_hub_download(repo_id=entry["hf_repo"], filename=entry["hf_file"],
+                                       revision=entry.get("revision"), **extra))
+        except Exception as e:  # hub errors are many types (offline, gated, missing); all end here
+            raise WeightsError(_offline_message(name, entry, f"{type(e).__name__}: {e}")) from e
+        digests = _file_digests(src, md5=bool(entry.get("md5")))
+        problems = _checksum_problems(digests, entry, _recorded_checksums().get(name))
+        if problems:
+            raise WeightsError(f"checksum mismatch for {src} ({name}): {'; '.join(problems)}; delete it from the "
+                               f"Hugging Face cache and fetch again")
+        origin = f"hf://{entry['hf_repo']}/{entry['hf_file']}"
+    else:
+        src = weights_dir() / entry["file"]
+        if src.exists() and not force:
+            digests = _file_digests(src, md5=bool(entry.get("md5")))
+            problems = _checksum_problems(digests, entry, _recorded_checksums().get(name))
+            if problems:
+                raise WeightsError(f"{src} is already here but fails its checksum ({'; '.join(problems)}); "
+                                   f"delete it or run `jaxviz weights fetch {name} --force`")
+        else:
+            if force:
+                with contextlib.suppress(FileNotFoundError):
+                    src.with_name(src.name + ".part").unlink()
+            digests = _download(entry["url"], src, entry=entry, progress=progress)
+        origin = entry["url"]
+    _record_checksum(name, src.name, digests)
+    return _port(src, entry["arch"], out=out, fmt=entry.get("format"), name=name, origin=origin, entry=entry,
+                 digests=digests)
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """The weights file for a manifest name (downloaded), a ported name, or a path."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    key = str(name_or_path)
+    local = weights_dir() / f"{key}.safetensors"
+    if local.is_file():
+        return local
+    entries = _manifest()
+    if key in entries:
+        entry = entries[key]
+        how = (f"the source is {entry['url']}" if entry.get("url")
+               else f"the source is {entry['hf_file']} from https://huggingface.co/{entry['hf_repo']}")
+        same = f"; a file named {entry['file']} is saved as {key}" if entry.get("url") else ""
+        raise WeightsError(f"weights {key!r} are not in {weights_dir()} yet: run `jaxviz weights fetch {key}`, or "
+                           f"if you have the file, `jaxviz weights port FILE --arch {entry['arch']}` ({how}{same})")
+    raise WeightsError(f"no weights {key!r}: neither a file nor a name in {weights_dir()}. Known names: "
+                       f"{', '.join(sorted(entries)) or '(none)'}; get one with `jaxviz weights fetch NAME`, or "
+                       f"port a file you have with `jaxviz weights port FILE --arch A`")
+
+
+def verify(name_or_path: str | Path) -> dict:
+    """Check a weights file; returns a report dict, raises WeightsError listing what failed.
+
+    Checks: the source file's checksum (when it is still on disk and a checksum is known:
+    recorded at port, in the manifest or in checksums.json), every tensor's shape against the
+    architecture, the stored hash of the tensors, and the forward-pass fingerprint recomputed
+    against the stored one (rtol 1e-4).
+    """
+    path = resolve(name_or_path)
+    params, meta = load_weights(path)
+    arch, include_top, num_classes = meta["arch"], bool(meta.get("include_top", True)), meta.get("num_classes")
+    report: dict[str, Any] = {"path": str(path), "name": meta.get("name", path.stem), "arch": arch,
+                              "include_top": include_top, "num_classes": num_classes,
+                              "preprocessing": meta.get("preprocessing")}
+    failures: list[str] = []
+
+    src = Path(meta["source_file"]) if meta.get("source_file") else None
+    entry = _manifest().get(report["name"], {})
+    recorded = _recorded_checksums().get(report["name"])
+    if src is None or not src.is_file():
+        report["source_checksum"] = "skipped: source file not present"
+    elif not (_has_checksum(entry, recorded) or meta.get("source_sha256")):
+        report["source_checksum"] = "skipped: no known checksum"
+    else:
+        digests = _file_digests(src, md5=bool(entry.get("md5")))
+        problems = _checksum_problems(digests, entry, recorded)
+        if meta.get("source_sha256") and digests["sha256"] != meta["source_sha256"]:
+            problems.append(f"sha256 {digests['sha256']} differs from {meta['source_sha256']} recorded at port")
+        report["source_checksum"] = "ok" if not problems else "failed"
+        failures += [f"source {src}: {p}" for p in problems]
+
+    flat = _flatten(params)
+    problems = _shape_problems(flat, arch, include_top, num_classes)
+    report["tensors"] = len(flat)
+    report["shapes"] = "ok" if not problems else "failed"
+    failures += problems
+
+    if meta.get("tensors_sha256"):
+        ok = _tensors_sha256(flat) == meta["tensors_sha256"]
+        report["tensors_sha256"] = "ok" if ok else "failed"
+        if not ok:
+            failures.append("the tensors' sha256 differs from the one stored when the file was written "
+                            "(the file was modified)")
+    if not problems and "fingerprint" in meta:
+        now = _fingerprint(params, arch, include_top, num_classes)
+        fp_problems, rel = _fingerprint_problems(meta["fingerprint"], now)
+        report["fingerprint"] = "ok" if not fp_problems else "failed"
+        report["fingerprint_max_rel_diff"] = rel
+        failures += fp_problems
+    else:
+        report["fingerprint"] = "skipped"
+    if failures:
+        raise WeightsError(f"{path}: verification failed: " + "; ".join(failures)
+                           + ". Fetch or port the weights again.")
+    report["ok"] = True
+    return report
+
+
+def list_weights() -> list[dict]:
+    """Manifest entries, then other .safetensors files in weights_dir(), one dict each.
+
+    Every row has `name`, `arch`, `source` (the layout it came in: torchvision, timm, keras;
+    "local" for files of unknown origin), `present`, `path` and `in_manifest`; manifest rows
+    keep all their manifest fields, other rows add `preprocessing`, `include_top` and `origin`.
+    """
+    folder = weights_dir()
+    rows = []
+    entries = _manifest()
+    for name, entry in entries.items():
+        path = folder / f"{name}.safetensors"
+        rows.append({**entry, "source": entry.get("layout", ""), "present": path.is_file(), "path": str(path),
+                     "in_manifest": True})
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.safetensors")):
+            if path.stem in entries:
+                continue
+            row = {"name": path.stem, "arch": "?", "source": "local", "present": True, "path": str(path),
+                   "in_manifest": False}
+            with contextlib.suppress(WeightsError, ValueError):
+                meta = _read_meta(path)
+                row.update({k: meta[k] for k in ("arch", "preprocessing", "include_top") if k in meta})
+                row["source"] = meta.get("source_layout") or "local"
+                row["origin"] = meta.get("source", "")
+            rows.append(row)
+    return rows

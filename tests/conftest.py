@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny random models (fast on a 2-core CPU) and strict JAX settings."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from jaxviz.models import ShapesNet, VGG
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture(scope="session")
+def shapesnet():
+    """A random ShapesNet and its params (the architecture of the embedded default)."""
+    model = ShapesNet()
+    params = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
+    return model, params
+
+
+@pytest.fixture(scope="session")
+def tiny_vgg():
+    """A VGG with one narrow conv per stage: VGG16's layer kinds and naming logic, much cheaper."""
+    model = VGG(blocks=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), hidden=64, num_classes=7)
+    params = model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)))["params"]
+    return model, params
