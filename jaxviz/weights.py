@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .atomic import atomic_path
+from .data.preprocess import PRESETS as PREPROCESSING_PRESETS
 from .models import DEFAULT_INPUT, build
 from .models.base import ADAPTIVE_AVG, CONV, DENSE, FLATTEN
 
@@ -54,7 +55,6 @@ __all__ = ["WeightsError", "fetch", "list_weights", "load_weights", "port", "res
            "verify", "weights_dir"]
 
 FORMAT_VERSION = 1
-PREPROCESSINGS = ("torchvision", "caffe", "unit")
 FORMATS = ("torch", "safetensors", "keras")
 FINGERPRINT_RTOL = 1e-4
 # Metadata values that save_weights always JSON-encodes and load_weights always decodes.
@@ -303,8 +303,8 @@ def save_weights(path: str | Path, params: dict, meta: dict) -> Path:
     arch = meta["arch"]
     if arch not in DEFAULT_INPUT:
         raise WeightsError(f"save_weights({path}): unknown arch {arch!r}; known: {', '.join(DEFAULT_INPUT)}")
-    if meta["preprocessing"] not in PREPROCESSINGS:
-        raise WeightsError(f"save_weights({path}): preprocessing must be one of {PREPROCESSINGS}, "
+    if meta["preprocessing"] not in PREPROCESSING_PRESETS:
+        raise WeightsError(f"save_weights({path}): preprocessing must be one of {sorted(PREPROCESSING_PRESETS)}, "
                            f"got {meta['preprocessing']!r}")
     include_top = bool(meta.setdefault("include_top", True))
     if meta.get("num_classes") is None:

@@ -155,7 +155,7 @@ def test_crop_larger_than_image_raises():
 def test_get_preprocessing():
     assert get_preprocessing("caffe") is CAFFE
     assert get_preprocessing("torchvision") is TORCHVISION
-    with pytest.raises(ValueError, match="caffe, torchvision, unit"):
+    with pytest.raises(ValueError, match="caffe, centered, torchvision, unit"):
         get_preprocessing("keras")
 
 

@@ -784,7 +784,7 @@ def test_manifest_entries():
     assert set(entries) == {"vgg16-torchvision", "vgg19-torchvision", "vgg16-timm", "vgg19-timm", "vgg16-keras",
                             "vgg16-keras-notop", "vgg19-keras", "vgg19-keras-notop"}
     for name, e in entries.items():
-        assert e["arch"] == name[:5] and e["format"] in weights.FORMATS and e["preprocessing"] in weights.PREPROCESSINGS
+        assert e["arch"] == name[:5] and e["format"] in weights.FORMATS and e["preprocessing"] in weights.PREPROCESSING_PRESETS
         assert e["sha256"] is None  # not known here: never invented
         assert e["preprocessing"] == ("caffe" if "keras" in name else "torchvision")
         assert e["include_top"] == ("notop" not in name)

@@ -108,15 +108,15 @@ CENTERED = Preprocessing(name="centered", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25,
 """(x − 0.5) / 0.25 of RGB in [0, 1], any size: the embedded shapes model (trains far better
 centred than on raw [0, 1])."""
 
-_PRESETS = {pp.name: pp for pp in (TORCHVISION, CAFFE, UNIT, CENTERED)}
+PRESETS = {pp.name: pp for pp in (TORCHVISION, CAFFE, UNIT, CENTERED)}
 
 
 def get_preprocessing(name: str) -> Preprocessing:
     """The preset called `name` ("torchvision", "caffe", "unit" or "centered")."""
     try:
-        return _PRESETS[name]
+        return PRESETS[name]
     except KeyError:
-        valid = ", ".join(sorted(_PRESETS))
+        valid = ", ".join(sorted(PRESETS))
         raise ValueError(f"unknown preprocessing {name!r}; valid names: {valid}") from None
 
 
@@ -164,7 +164,7 @@ def normalize(img, pp: Preprocessing):
     x = _as_float32(img, "normalize") * np.float32(pp.scale)
     if pp.bgr:
         x = x[..., ::-1]
-    return (x - np.asarray(pp.mean, np.float32)) / np.asarray(pp.std, np.float32)
+    return (x - _channels(pp.mean, x)) / _channels(pp.std, x)
 
 
 def denormalize(x, pp: Preprocessing):
@@ -177,8 +177,8 @@ def denormalize(x, pp: Preprocessing):
     Returns:
       float32 RGB, in [0, 1] for inputs that came from `normalize` of such an image.
     """
-    y = _as_float32(x, "denormalize") * np.asarray(pp.std, np.float32)
-    y = y + np.asarray(pp.mean, np.float32)
+    y = _as_float32(x, "denormalize")
+    y = y * _channels(pp.std, y) + _channels(pp.mean, y)
     if pp.bgr:
         y = y[..., ::-1]
     return y / np.float32(pp.scale)
@@ -202,6 +202,11 @@ def preprocess(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
       `(crop, crop, 3)` float32 NumPy array in model space (add a batch axis yourself).
     """
     return normalize(resize_and_crop(img, pp.resize, pp.crop), pp)
+
+
+def _channels(values, x) -> np.ndarray:
+    """Per-channel constants shaped `(1, ..., 1, 3)` to match `x`'s rank (no implicit rank promotion)."""
+    return np.asarray(values, np.float32).reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def _as_float32(x, caller: str):
