@@ -18,6 +18,43 @@ def _demo(args) -> None:
     print(f"wrote {args.out}/ (comparison figure: {summary['comparison']})")
 
 
+def _parse_options(items: list[str] | None) -> dict:
+    """`--opt k=v` pairs; values parsed as JSON when they can be (numbers, true/false), else strings."""
+    opts = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--opt {item!r}: write NAME=VALUE, e.g. --opt n=25")
+        try:
+            opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key] = value
+    return opts
+
+
+def _attribute(args) -> None:
+    from .attribution import METHODS, parse_target
+    from .batch import bind_methods, discover_images, run_attribution
+    from .models.loading import load
+
+    names = [m for item in args.method or ["saliency"] for m in item.split(",") if m]
+    if names == ["all"]:
+        names = list(METHODS)
+    options = _parse_options(args.opt)
+    if args.layer:
+        options["layer"] = args.layer
+    images = discover_images(args.inputs)
+    lm = load(args.model, args.weights)
+    target = parse_target(args.target, lm.labels)
+    methods = bind_methods(lm, names, target, seed=args.seed, options=options)
+    s = run_attribution(lm, images, methods, args.out, target=target, batch_size=args.batch_size,
+                        size=args.size, progress=not args.quiet)
+    print(f"attribute: {s.done} images done, {s.skipped_existing} already done, {len(s.failed)} failed "
+          f"in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s); results in {args.out}/results.jsonl")
+    for image, reason in s.failed:
+        print(f"  failed: {image}: {reason}", file=sys.stderr)
+
+
 def _models(args) -> None:
     from . import weights as W
     from .models import ARCHS, DEFAULT_INPUT, build, layer_table
@@ -56,6 +93,18 @@ def _weights(args) -> None:
         print(json.dumps(W.verify(args.name), indent=2, default=str))
 
 
+def _bench(args) -> None:
+    from .bench import run_configured
+
+    result = run_configured(quick=args.quick, models=args.model, methods=args.method, batches=args.batch,
+                            smoothgrad_n=args.smoothgrad_n, ig_steps=args.ig_steps, repeats=args.repeats,
+                            captum=False if args.no_captum else None, out=args.out,
+                            pass_images=args.pass_images, torch_threads=args.torch_threads,
+                            log=None if args.quiet else print)
+    print(result["markdown"])
+    print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="jaxviz", description="Explain convolutional networks with JAX/Flax.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -66,6 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=424_242, help="seed of the generated images")
     p.add_argument("--method", action="append", help="only this method (repeatable; default: all)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("attribute", help="attribution maps for many images, batched, resumable")
+    p.add_argument("inputs", nargs="+", help="image files, folders, globs, or @list.txt files")
+    p.add_argument("--model", help="architecture or weights name (default: the embedded shapesnet)")
+    p.add_argument("--weights", help="weights name or .safetensors path")
+    p.add_argument("--method", action="append",
+                   help="method name, comma list, or 'all' (repeatable; default: saliency)")
+    p.add_argument("--target", help="class index, name or WordNet id; topN; or a unit layer:channel[:y:x] "
+                                    "(default: each image's top class)")
+    p.add_argument("--layer", help="layer for the CAM family (default: the last conv layer)")
+    p.add_argument("--opt", action="append", metavar="NAME=VALUE", help="method option, e.g. n=25, steps=32")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--size", type=int, help="input size for models without a fixed crop (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of sample-based methods (SmoothGrad, IG noise)")
+    p.add_argument("--out", default="attributions", help="output folder; a rerun resumes")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_attribute)
 
     p = sub.add_parser("models", help="models, their layers with output shapes, and which weights are present")
     p.add_argument("--model", help="one architecture, with its layer table")
@@ -87,6 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
     q = wsub.add_parser("verify", help="checksum, shapes and forward-pass fingerprint")
     q.add_argument("name", help="weights name or .safetensors path")
     p.set_defaults(func=_weights)
+
+    p = sub.add_parser("bench", help="images/s per method (random weights), beside Captum when it is installed")
+    p.add_argument("--quick", action="store_true", help="small CPU run: shapesnet batch 8, SmoothGrad n=8, "
+                                                        "IG steps=8, plus VGG16 saliency at batch 1")
+    p.add_argument("--model", action="append", metavar="NAME[:SIZE]",
+                   help="model and input size, e.g. vgg16:224 (repeatable; default: shapesnet:64 and vgg16:224)")
+    p.add_argument("--method", action="append", help="method or comma list (default: saliency, guided_backprop, "
+                                                     "grad_cam, smoothgrad, integrated_gradients, occlusion)")
+    p.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: 1 8 32)")
+    p.add_argument("--smoothgrad-n", type=int, help="SmoothGrad samples (default 50; 8 with --quick)")
+    p.add_argument("--ig-steps", type=int, help="Integrated Gradients steps (default 50; 8 with --quick)")
+    p.add_argument("--repeats", type=int, help="timed calls per case (default 5; 3 with --quick)")
+    p.add_argument("--pass-images", type=int, default=64, help="images per forward/backward pass (default 64)")
+    p.add_argument("--no-captum", action="store_true", help="skip the Captum comparison")
+    p.add_argument("--torch-threads", type=int, help="torch.set_num_threads for Captum (default: torch's own)")
+    p.add_argument("--out", default="bench", help="output folder for bench.json and bench.md (default: bench)")
+    p.add_argument("--quiet", action="store_true", help="no line per finished case")
+    p.set_defaults(func=_bench)
     return ap
 
 

@@ -16,8 +16,9 @@ import numpy as np
 from tqdm import tqdm
 
 from . import plot
-from .atomic import write_text
+from .atomic import save_npy, write_text
 from .attribution import METHODS
+from .attribution.engine import compiled
 from .data import shapes
 from .data.images import save_image
 from .data.preprocess import normalize
@@ -26,17 +27,13 @@ from .models.loading import load
 DEMO_SEED = 424_242  # far from the training and test seeds of experiments/train_shapesnet.py
 
 
-def _view(maps: np.ndarray, image_batch: np.ndarray) -> np.ndarray:
-    """What a person looks at: CAMs over the image, gradients as grayscale abs-max."""
-    maps = np.asarray(maps)
-    if maps.ndim == 3:
-        return np.stack([plot.overlay(img, m) for img, m in zip(image_batch, maps)])
-    return plot.default_view(maps)
-
-
 def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[str] | None = None,
              progress: bool = True) -> dict:
     """Run `methods` (default: all) on `n` shapes images; returns the summary it writes."""
+    methods = list(METHODS) if methods is None else methods
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     lm = load()
@@ -48,23 +45,24 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
     for name, img in zip(names, images):
         save_image(out / "images" / f"{name}.png", img)
 
-    methods = list(METHODS) if methods is None else methods
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
-    panels, timings, predictions = {}, {}, None
+    panels, timings, skipped, predictions = {}, {}, {}, None
     target = np.asarray(data.labels)  # explain the true class of each image
+    key = jax.random.key(seed)
     for method in tqdm(methods, desc="methods", disable=not progress):
-        fn = jax.jit(lambda p, x, t, f=METHODS[method]: f(lm.model, p, x, t))
         t0 = time.perf_counter()
-        maps, classes, logits = jax.block_until_ready(fn(lm.params, x, target))
+        try:
+            result = compiled(method, lm.model)(lm.params, x, target, key)
+        except ValueError as e:  # e.g. CAM-GMP on a global-average-pooling model
+            skipped[method] = str(e)
+            continue
+        maps, _, logits = jax.block_until_ready(result[:3])
         timings[method] = round(time.perf_counter() - t0, 3)
         maps = np.asarray(maps)
-        views = _view(maps, images)
+        views = plot.view(maps, images)
         panels[method] = views
         (out / method).mkdir(exist_ok=True)
         for name, m, v in zip(names, maps, views):
-            np.save(out / method / f"{name}.npy", m)
+            save_npy(out / method / f"{name}.npy", m)
             save_image(out / method / f"{name}.png", v)
         if predictions is None:
             predictions = np.asarray(logits).argmax(-1)
@@ -73,7 +71,7 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
                          row_titles=[f"{shapes.CLASSES[int(c)]} → {shapes.CLASSES[int(p)]}"
                                      for c, p in zip(data.labels, predictions)])
     summary = {
-        "model": lm.name, "images": n, "seed": seed, "methods": methods,
+        "model": lm.name, "images": n, "seed": seed, "methods": list(panels), "not_applicable": skipped,
         "accuracy": float(np.mean(predictions == np.asarray(data.labels))),
         "predictions": [{"image": nm, "label": shapes.CLASSES[int(c)], "predicted": shapes.CLASSES[int(p)]}
                         for nm, c, p in zip(names, data.labels, predictions)],

@@ -51,9 +51,22 @@ def rgb_gradient(maps: np.ndarray, q: float = 99.0) -> np.ndarray:
 
 
 def default_view(maps: np.ndarray) -> np.ndarray:
-    """Grayscale `(N, H, W)` in [0, 1]: abs-max + percentile for gradients, as is for CAMs."""
+    """Grayscale `(N, H, W)` in [0, 1]: abs-max + percentile for gradients; CAM-like maps
+    (already ≥ 0, or occlusion's probability drops) divided by their maximum, negatives cut."""
+    maps = np.asarray(maps, np.float32)
+    if maps.ndim == 4:
+        return percentile_normalize(abs_max(maps))
+    top = maps.reshape(len(maps), -1).max(1).reshape(-1, 1, 1)
+    return np.clip(maps / np.where(top > 0, top, 1.0), 0, 1)
+
+
+def view(maps: np.ndarray, images: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """What a person looks at, per image: CAM-like `(N, H, W)` maps as a heatmap over `images`
+    `(N, H, W, 3)` in [0, 1] (seed 000 blends at 0.4); gradient maps `(N, H, W, C)` as grayscale."""
     maps = np.asarray(maps)
-    return percentile_normalize(abs_max(maps)) if maps.ndim == 4 else np.clip(maps, 0, 1)
+    if maps.ndim == 3:
+        return np.stack([overlay(img, m, alpha, cmap) for img, m in zip(images, default_view(maps))])
+    return default_view(maps)
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:

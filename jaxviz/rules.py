@@ -84,5 +84,5 @@ def with_rule(model, act: Callable[[jax.Array], jax.Array], layers: Iterable[str
 
 def _after_flatten(model, name: str) -> bool:
     kinds = [layer.kind for layer in model.layers()]
-    cut = next((i for i, k in enumerate(kinds) if k in ("flatten", "gap")), len(kinds))
+    cut = next((i for i, k in enumerate(kinds) if k in ("flatten", "gap", "gmp")), len(kinds))
     return model.resolve(name) > cut

@@ -1,18 +1,43 @@
-"""Attribution methods. Each: `(model, params, x (N,H,W,C), target) -> (maps, classes, logits)`."""
+"""Attribution methods. Each: `(model, params, x (N,H,W,C), target, **options) -> (maps, index, out)`.
+
+`maps` is `(N, H, W, C)` for gradient methods, `(N, H, W)` for CAM-like and perturbation methods;
+`index` the explained class (or unit channel) per image; `out` the model output at the target's
+layer. `integrated_gradients` adds a fourth element, the completeness error per image. Targets:
+see `targets.py`. For batches and many images use `engine.compiled(name, model, **options)`.
+"""
+
+from functools import partial
 
 from .cam import cam, grad_cam, guided_grad_cam, last_conv_layer
+from .cam_variants import cam_gmp, grad_cam_pp, layer_cam, score_cam
+from .fullgrad import fullgrad
 from .gradients import deconvnet, gradient_x_input, guided_backprop, input_gradient, saliency
-from .targets import Top, resolve_target
+from .integrated import integrated_gradients
+from .occlusion import occlusion
+from .smoothgrad import smoothgrad
+from .targets import Top, Unit, parse_target, resolve_target
 
 METHODS = {
     "saliency": saliency,
     "gradient_x_input": gradient_x_input,
+    "smoothgrad": smoothgrad,
+    "smoothgrad_squared": partial(smoothgrad, variant="squared"),
+    "vargrad": partial(smoothgrad, variant="vargrad"),
+    "integrated_gradients": integrated_gradients,
     "deconvnet": deconvnet,
     "guided_backprop": guided_backprop,
     "cam": cam,
+    "cam_gmp": cam_gmp,
     "grad_cam": grad_cam,
     "guided_grad_cam": guided_grad_cam,
+    "grad_cam_pp": grad_cam_pp,
+    "score_cam": score_cam,
+    "layer_cam": layer_cam,
+    "occlusion": occlusion,
+    "fullgrad": fullgrad,
 }
 
-__all__ = ["METHODS", "Top", "cam", "deconvnet", "grad_cam", "gradient_x_input", "guided_backprop",
-           "guided_grad_cam", "input_gradient", "last_conv_layer", "resolve_target", "saliency"]
+__all__ = ["METHODS", "Top", "Unit", "cam", "cam_gmp", "deconvnet", "fullgrad", "grad_cam", "grad_cam_pp",
+           "gradient_x_input", "guided_backprop", "guided_grad_cam", "input_gradient", "integrated_gradients",
+           "last_conv_layer", "layer_cam", "occlusion", "parse_target", "resolve_target", "saliency",
+           "score_cam", "smoothgrad"]

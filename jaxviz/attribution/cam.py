@@ -10,15 +10,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..models.base import DENSE, GAP, FLATTEN, forward
+from ..models.base import DENSE, FLATTEN, GAP, GMP, forward
 from .gradients import guided_backprop
-from .targets import Target, one_hot, resolve_target
+from .targets import Target, Unit, cotangent, select, target_layer
 
 
 def last_conv_layer(model) -> str:
     """The activation layer right before the head (flatten / global pooling), e.g. `relu5_3`."""
     layers = model.layers()
-    cut = next(i for i, layer in enumerate(layers) if layer.kind in (FLATTEN, GAP))
+    cut = next(i for i, layer in enumerate(layers) if layer.kind in (FLATTEN, GAP, GMP))
     acts = [layer.name for layer in layers[:cut] if layer.kind == "act"]
     if not acts:
         raise ValueError(f"{type(model).__name__} has no activation layer before its head")
@@ -26,20 +26,23 @@ def last_conv_layer(model) -> str:
 
 
 def _upsample_normalize(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
-    m = jax.image.resize(m, (m.shape[0], *hw), "bilinear")
-    m = jnp.maximum(m, 0)
+    """ReLU, then bilinear upsampling to `hw`, then scaling to [0, 1] per image (the Grad-CAM order)."""
+    m = jax.image.resize(jnp.maximum(m, 0), (m.shape[0], *hw), "bilinear")
     return m / (jnp.max(m, axis=(1, 2), keepdims=True) + 1e-12)
 
 
 def grad_cam(model, params, x, target: Target = None, layer: str | None = None):
     """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`."""
     layer = layer or last_conv_layer(model)
+    stop = target_layer(target)
+    if stop is not None and model.resolve(stop) <= model.resolve(layer):
+        raise ValueError(f"Grad-CAM layer {layer!r} must come before the target unit's layer {stop!r}")
     a = forward(model, params, x, stop_at=layer)
-    logits, vjp = jax.vjp(lambda a: forward(model, params, a, start_after=layer), a)
-    classes = resolve_target(logits, target)
-    (da,) = vjp(one_hot(classes, logits.shape[-1], logits.dtype))
+    out, vjp = jax.vjp(lambda a: forward(model, params, a, start_after=layer, stop_at=stop), a)
+    sel = select(out, target)
+    (da,) = vjp(cotangent(out, sel))
     alpha = jnp.mean(da, axis=(1, 2), keepdims=True)
-    return _upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3]), classes, logits
+    return _upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3]), sel.index, out
 
 
 def cam(model, params, x, target: Target = None):
@@ -51,9 +54,11 @@ def cam(model, params, x, target: Target = None):
                          f"{type(model).__name__} has none: use grad_cam")
     feat = layers[kinds.index(GAP) - 1].name
     head = layers[-1].name
+    if isinstance(target, Unit):
+        raise ValueError("CAM explains classes; for a unit use grad_cam or guided_backprop")
     a = forward(model, params, x, stop_at=feat)
     logits = forward(model, params, a, start_after=feat)
-    classes = resolve_target(logits, target)
+    classes = select(logits, target).index
     w = params[head]["kernel"][:, classes].T  # (N, K)
     return _upsample_normalize(jnp.einsum("nhwk,nk->nhw", a, w), x.shape[1:3]), classes, logits
 

@@ -1,8 +1,9 @@
 """Gradient attribution: saliency, gradient × input, deconvnet, guided backprop.
 
 All take a batch `x` `(N, H, W, C)` (preprocessed) and a target (see `targets.py`) and return
-`(maps (N, H, W, C), classes (N,), logits (N, K))`: one forward and one backward pass. The
-backward rule is the model's own `act`; deconvnet and guided backprop swap theirs in.
+`(maps (N, H, W, C), index (N,), out)`: one forward and one backward pass. `out` is the model
+output at the target's layer (the logits for class targets). The backward rule is the model's
+own `act`; deconvnet and guided backprop swap theirs in.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ import jax
 
 from ..models.base import forward
 from ..rules import deconvnet_relu, guided_relu, with_rule
-from .targets import Target, one_hot, resolve_target
+from .targets import Target, cotangent, select, target_layer
 
 
 def input_gradient(model, params, x: jax.Array, target: Target = None):
-    """∂y_c/∂x with whatever backward rules `model` carries."""
-    logits, vjp = jax.vjp(lambda x: forward(model, params, x), x)
-    classes = resolve_target(logits, target)
-    (g,) = vjp(one_hot(classes, logits.shape[-1], logits.dtype))
-    return g, classes, logits
+    """∂y/∂x for the target's value y, with whatever backward rules `model` carries."""
+    out, vjp = jax.vjp(lambda x: forward(model, params, x, stop_at=target_layer(target)), x)
+    sel = select(out, target)
+    (g,) = vjp(cotangent(out, sel))
+    return g, sel.index, out
 
 
 def saliency(model, params, x, target: Target = None):
@@ -28,9 +29,9 @@ def saliency(model, params, x, target: Target = None):
 
 
 def gradient_x_input(model, params, x, target: Target = None):
-    """Shrikumar et al. 2016: x ⊙ ∂y_c/∂x."""
-    g, classes, logits = input_gradient(model, params, x, target)
-    return g * x, classes, logits
+    """Shrikumar et al. 2016: x ⊙ ∂y/∂x."""
+    g, index, out = input_gradient(model, params, x, target)
+    return g * x, index, out
 
 
 def deconvnet(model, params, x, target: Target = None, layers=None):

@@ -25,8 +25,8 @@ import numpy as np
 
 Params = Any
 
-CONV, ACT, POOL, ADAPTIVE_AVG, GAP, FLATTEN, DENSE, DROPOUT, PAD = (
-    "conv", "act", "pool", "adaptive_avg", "gap", "flatten", "dense", "dropout", "pad")
+CONV, ACT, POOL, ADAPTIVE_AVG, GAP, GMP, FLATTEN, DENSE, DROPOUT, PAD = (
+    "conv", "act", "pool", "adaptive_avg", "gap", "gmp", "flatten", "dense", "dropout", "pad")
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,8 @@ class SequentialNet(nn.Module):
             return adaptive_avg_pool(x, layer.size)
         if kind == GAP:
             return jnp.mean(x, axis=(1, 2))
+        if kind == GMP:
+            return jnp.max(x, axis=(1, 2))
         if kind == FLATTEN:
             return x.reshape(x.shape[0], -1)  # NHWC rows: (H, W, C) order
         if kind == DENSE:

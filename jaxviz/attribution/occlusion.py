@@ -1,0 +1,102 @@
+"""Occlusion (Zeiler & Fergus 2014): slide a patch over the image and record the drop of p(target).
+
+Every occluded copy of every image is a row of one batched computation, run `chunk` patch
+positions at a time. The map follows Captum's Occlusion / FeatureAblation convention: each
+pixel gets the mean drop over the patch positions that cover it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..models.base import forward
+from .targets import Target, Unit, score, select, target_layer
+
+
+def occlusion(model, params, x: jax.Array, target: Target = None, *, patch: int | tuple[int, int] = 8,
+              stride: int | tuple[int, int] = 4, fill: float | jax.Array = 0.0, chunk: int | None = 64,
+              prob: bool = True):
+    """Mean drop of the target's probability when a `patch` of value `fill` hides each pixel.
+
+    Args:
+      x: `(N, H, W, C)` float, preprocessed (model space).
+      target: see `targets.py`; selected on the clean `x`.
+      patch, stride: window size and step in pixels, an int or `(height, width)`. Windows start
+        at 0, stride, 2·stride, ...; when `(H − patch) % stride != 0` one more window is aligned
+        to the bottom (right) border, so every pixel is covered.
+      fill: the patch's value in model space, anything broadcastable to `x` (a scalar, a `(C,)`
+        color such as the preprocessed gray, an image). The default 0 is the mean color after
+        mean subtraction.
+      chunk: patch positions per forward pass (each pass holds chunk·N images); None = all.
+      prob: score with the softmax probability of the target class; False uses the raw logit.
+        `Unit` targets always use the unit's raw value.
+
+    Returns `(maps (N, H, W), index (N,), out)`: `maps` = mean over covering windows of
+    score(x) − score(occluded x) (positive where hiding the pixel lowers the score).
+    """
+    h, w = x.shape[1:3]
+    ph, pw = _pair(patch, "patch")
+    sh, sw = _pair(stride, "stride")
+    if ph > h or pw > w:
+        raise ValueError(f"occlusion patch {ph}x{pw} is larger than the {h}x{w} image")
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be None (all at once) or >= 1, got chunk={chunk}")
+    rows, cols = _windows(h, ph, sh), _windows(w, pw, sw)  # (Py, H), (Px, W) 0/1 masks
+    fill = jnp.broadcast_to(jnp.asarray(fill, x.dtype), x.shape)
+    stop = target_layer(target)
+    raw = isinstance(target, Unit) or not prob
+
+    def value(o, sel):  # the raw score, or the target's log-probability
+        return score(o, sel) if raw else _target_log_prob(o, sel)
+
+    out = forward(model, params, x, stop_at=stop)
+    sel = select(out, target)
+    clean = value(out, sel)
+    rows_j, cols_j = jnp.asarray(rows, x.dtype), jnp.asarray(cols, x.dtype)
+
+    def occluded_value(pos):  # one window (row index, column index) → the score of every image (N,)
+        a, b = pos
+        hole = (rows_j[a][:, None] * cols_j[b][None, :])[None, :, :, None] > 0
+        return value(forward(model, params, jnp.where(hole, fill, x), stop_at=stop), sel)
+
+    py, px = len(rows), len(cols)
+    a, b = np.meshgrid(np.arange(py), np.arange(px), indexing="ij")
+    scores = jax.lax.map(occluded_value, (jnp.asarray(a.ravel()), jnp.asarray(b.ravel())),
+                         batch_size=py * px if chunk is None else chunk)  # (P, N)
+    if raw:
+        drop = clean[None] - scores
+    else:  # p − p' = −p·expm1(log p' − log p): exact even when p rounds to 1 in float32
+        drop = -jnp.exp(clean)[None] * jnp.expm1(scores - clean[None])
+    drop = drop.T.reshape(-1, py, px)
+    # Windows form a grid, so Σ_windows drop·mask factorizes into row and column masks.
+    total = jnp.einsum("nab,ay,bx->nyx", drop, rows_j, cols_j)
+    count = np.outer(rows.sum(0), cols.sum(0))
+    return total / jnp.asarray(count, x.dtype)[None], sel.index, out
+
+
+def _target_log_prob(logits: jax.Array, sel) -> jax.Array:
+    """log p_c = −softplus(logsumexp_{j≠c}(z_j − z_c)): keeps its ~1e-9 digits when p_c ≈ 1, where
+    `log_softmax` rounds to exactly 0 and a confident model's occlusion map would vanish."""
+    others = logits - score(logits, sel)[:, None]
+    others = jnp.where(jax.nn.one_hot(sel.index, logits.shape[-1], dtype=bool), -jnp.inf, others)
+    return -jax.nn.softplus(jax.nn.logsumexp(others, axis=-1))
+
+
+def _windows(size: int, patch: int, stride: int) -> np.ndarray:
+    """0/1 masks `(windows, size)` of the patch positions along one axis, the last at the border."""
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    m = np.zeros((len(starts), size), np.float32)
+    for i, s in enumerate(starts):
+        m[i, s:s + patch] = 1
+    return m
+
+
+def _pair(v, what: str) -> tuple[int, int]:
+    pair = (v, v) if np.ndim(v) == 0 else tuple(v)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"occlusion {what} must be a positive int or (height, width), got {v!r}")
+    return int(pair[0]), int(pair[1])

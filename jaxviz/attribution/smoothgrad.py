@@ -1,0 +1,114 @@
+"""SmoothGrad and its variants: input gradients averaged over noisy copies of each image.
+
+Smilkov et al. 2017 (SmoothGrad), with SmoothGrad² (mean of squared gradients) and VarGrad
+(Adebayo et al. 2018, their variance). Noise σ = level·(max − min) of each image (seed 004).
+
+The target is selected once on the clean input (see `targets.py`) and kept for every sample.
+Randomness: image i's n noise draws come from `jax.random.split(jax.random.fold_in(key, i), n)`,
+so they depend on (key, i, n) — an image keeps its noise when images are appended to the batch,
+but not when it moves to another position in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ..models.base import forward
+from .targets import Selection, Target, score, select, target_layer
+
+VARIANTS = ("mean", "squared", "vargrad")
+
+
+def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 50, level: float = 0.15,
+               variant: str = "mean", key: jax.Array, chunk: int | None = None):
+    """Input gradient of the target's value averaged over `n` noisy copies of each image.
+
+    Args:
+      x: `(N, H, W, C)` float, preprocessed.
+      target: see `targets.py`; selected on the clean `x`.
+      n: noise samples per image.
+      level: noise σ as a fraction of each image's value range (max − min); 0 gives the plain gradient.
+      variant: "mean" (SmoothGrad), "squared" (SmoothGrad², mean of g²), "vargrad" (variance of g,
+        population form: mean of (g − mean g)²).
+      key: PRNG key (required).
+      chunk: samples per forward/backward pass (each pass holds chunk·N images); None = all n.
+
+    Returns `(maps (N, H, W, C), index (N,), out)`, `out` the clean output at the target's layer.
+    """
+    if n < 1:
+        raise ValueError(f"smoothgrad needs n >= 1 noise samples, got n={n}")
+    if level < 0:
+        raise ValueError(f"smoothgrad noise level must be >= 0, got level={level}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown smoothgrad variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    _check_chunk(chunk)
+    stop = target_layer(target)
+    out, vjp = jax.vjp(lambda x: forward(model, params, x, stop_at=stop), x)
+    sel = select(out, target)
+    (g0,) = vjp(jax.grad(lambda o: jnp.sum(score(o, sel)))(out))
+
+    span = jnp.max(x, axis=(1, 2, 3)) - jnp.min(x, axis=(1, 2, 3))
+    sigma = (level * span).reshape(-1, 1, 1, 1).astype(x.dtype)
+    keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(key, i), n))(jnp.arange(x.shape[0]))
+    keys = jnp.swapaxes(keys, 0, 1)  # (n, N): sample-major, so chunks run over samples
+
+    def chunk_sums(ks):  # ks (k, N) keys → Σ over the k samples of (d, d²), d = g − g0
+        noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:], x.dtype)))(ks)
+        g = _batched_score_grad(model, params, x[None] + noise * sigma[None], sel, stop)
+        d = g - g0[None]
+        return jnp.sum(d, axis=0), jnp.sum(d * d, axis=0)
+
+    # Sums are shifted by the clean gradient g0: the variance then does not cancel catastrophically,
+    # and level=0 gives back g0 exactly.
+    s1, s2 = _chunked_sum(chunk_sums, keys, chunk)
+    mean_d = s1 / n
+    var = jnp.maximum(s2 / n - mean_d * mean_d, 0)
+    mean = g0 + mean_d
+    if variant == "mean":
+        maps = mean
+    elif variant == "squared":
+        maps = var + mean * mean
+    else:
+        maps = var
+    return maps, sel.index, out
+
+
+# --- shared by the sample-based methods (SmoothGrad, Integrated Gradients) ---------------
+
+def _batched_score_grad(model, params, xs: jax.Array, sel: Selection, stop: str | None) -> jax.Array:
+    """∂score/∂x for k copies of the batch at once: `xs` `(k, N, H, W, C)`, one selection for all."""
+    k, n = xs.shape[:2]
+    flat = xs.reshape(k * n, *xs.shape[2:])
+    tiled = Selection(jnp.tile(sel.index, k), None if sel.pos is None else jnp.tile(sel.pos, (k, 1)))
+    g = jax.grad(lambda z: jnp.sum(score(forward(model, params, z, stop_at=stop), tiled)))(flat)
+    return g.reshape(xs.shape)
+
+
+def _chunked_sum(f: Callable, xs, chunk: int | None):
+    """Σ over chunks of `f(xs[s:s + chunk])`, `xs` a pytree with a leading sample axis.
+
+    `f` takes a chunk `(k, ...)` and returns that chunk's contribution (any pytree); a `lax.scan`
+    adds them so that only one chunk is live at a time. A last, shorter chunk takes the remainder.
+    """
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    k = n if chunk is None else min(chunk, n)
+    full, rest = divmod(n, k)
+    head = jax.tree_util.tree_map(lambda a: a[:full * k].reshape(full, k, *a.shape[1:]), xs)
+    if full == 1:
+        acc = f(jax.tree_util.tree_map(lambda a: a[0], head))
+    else:
+        one = jax.tree_util.tree_map(lambda a: a[0], head)
+        zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(f, one))
+        acc, _ = jax.lax.scan(lambda acc, c: (jax.tree_util.tree_map(jnp.add, acc, f(c)), None), zeros, head)
+    if rest:
+        tail = f(jax.tree_util.tree_map(lambda a: a[full * k:], xs))
+        acc = jax.tree_util.tree_map(jnp.add, acc, tail)
+    return acc
+
+
+def _check_chunk(chunk: int | None) -> None:
+    if chunk is not None and chunk < 1:
+        raise ValueError(f"chunk must be None (all at once) or >= 1, got chunk={chunk}")

@@ -1,0 +1,701 @@
+"""Batch attribution over many image files: discover, name outputs, run, resume.
+
+The runner behind `jaxviz attribute`. Users 1 of the spec: thousands to millions of images, a
+bad file never kills a run, every output is written atomically, and a rerun of the same
+command picks up where a killed run stopped (and does nothing at all when it had finished).
+
+A run directory `out/` holds:
+
+    out/<method>/<stem>.npy   raw map, float32: (H, W, C) gradient methods, (H, W) CAM family
+    out/<method>/<stem>.png   its view: CAMs as a heatmap over the input, gradients grayscale
+    out/results.jsonl         one JSON line per (image, method) done; the resume ledger
+    out/errors.jsonl          one JSON line per image (or image and method) that failed
+    out/summary.json          the `RunSummary` of the latest run
+
+`<stem>` is the image's path relative to the common folder of all inputs, without suffix,
+every component made safe (`a/cat.jpg` → `a/cat`); see `output_stem` and `assign_stems`.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from . import plot
+from .atomic import save_npy, write_text
+from .data.images import load_image, save_image
+from .data.preprocess import normalize, resize_and_crop
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "RunSummary",
+    "assign_stems",
+    "bind_methods",
+    "common_root",
+    "discover_images",
+    "output_stem",
+    "run_attribution",
+]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+"""Suffixes (compared lower-case) picked up from directories and globs."""
+
+RESULTS, ERRORS, SUMMARY = "results.jsonl", "errors.jsonl", "summary.json"
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_UNSAFE = re.compile(r"[^\w\-]")  # dots too: a folder named `x.png` could shadow a file
+_MAX_COMPONENT = 100
+_WINDOWS_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {f"LPT{i}" for i in range(1, 10)}
+)
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+def discover_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Image files named by `inputs`, in order, each once.
+
+    Each input is one of:
+      - a file path (taken as is, whatever its suffix);
+      - a directory: searched recursively for `IMAGE_SUFFIXES` (case-insensitive), sorted,
+        hidden files and folders (name starting with `.`) skipped;
+      - a glob (`photos/*.jpg`, `data/**/*.png` with `**` recursive): matching image files,
+        and matching directories searched as above; a glob that matches nothing adds nothing;
+      - a list file, `@list.txt` or any existing `.txt` file: one input per line (a file,
+        directory, glob or further list), blank lines and lines starting with `#` skipped,
+        relative paths relative to the list file's folder.
+
+    Paths are returned as given (not resolved); duplicates (the same resolved file) are dropped,
+    keeping the first.
+
+    Raises:
+      ValueError: an input or list entry names a path that does not exist (the message names
+        it), a list file includes itself, or nothing was found at all.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise ValueError("no inputs given: pass image files, folders, globs or @list.txt files")
+    found: list[Path] = []
+    for spec in inputs:
+        found.extend(_expand(os.fspath(spec), base=None, lists=()))
+    images = _dedupe(found)
+    if not images:
+        searched = ", ".join(repr(os.fspath(s)) for s in inputs)
+        suffixes = " ".join(sorted(IMAGE_SUFFIXES))
+        raise ValueError(f"no images found in {searched} (looked for files ending in {suffixes})")
+    return images
+
+
+def _expand(spec: str, base: Path | None, lists: tuple[Path, ...], where: str = "") -> list[Path]:
+    """One input (see `discover_images`) → image paths; `base` is a list file's folder."""
+    is_list = spec.startswith("@")
+    raw = spec[1:] if is_list else spec
+    path = Path(os.path.expanduser(raw))
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if is_list or (path.is_file() and path.suffix.lower() == ".txt"):
+        if not path.is_file():
+            raise ValueError(f"{where}{raw}: list file not found")
+        return _read_list_file(path, lists)
+    if path.is_dir():
+        return _walk_directory(path)
+    if path.is_file():
+        return [path]
+    if _GLOB_CHARS.search(raw):
+        return _expand_glob(str(path))
+    raise ValueError(f"{where}{raw}: no such file or directory")
+
+
+def _read_list_file(path: Path, lists: tuple[Path, ...]) -> list[Path]:
+    key = path.resolve()
+    if key in lists:
+        raise ValueError(f"{path}: list file includes itself (via {' → '.join(map(str, lists))})")
+    found = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            entry = line.strip()
+            if entry and not entry.startswith("#"):
+                found.extend(_expand(entry, path.parent, lists + (key,), where=f"{path}:{lineno}: "))
+    return found
+
+
+def _walk_directory(root: Path) -> list[Path]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(folder) / f for f in files if _is_image_name(f))
+    return sorted(found)
+
+
+def _expand_glob(pattern: str) -> list[Path]:
+    found = []
+    for match in sorted(glob.glob(pattern, recursive=True)):
+        p = Path(match)
+        if p.is_dir():
+            found.extend(_walk_directory(p))
+        elif _is_image_name(p.name):
+            found.append(p)
+    return found
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _dedupe(paths: Iterable[Path]) -> list[Path]:
+    seen, kept = set(), []
+    for p in paths:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            kept.append(p)
+    return kept
+
+
+# --------------------------------------------------------------------------- output names
+
+
+def common_root(paths: Sequence[str | os.PathLike[str]]) -> Path | None:
+    """The deepest folder holding every path (absolute, `..` resolved lexically); None if none
+    (paths on different drives)."""
+    if not paths:
+        return None
+    try:
+        return Path(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]))
+    except ValueError:
+        return None
+
+
+def output_stem(path: str | os.PathLike[str], roots: str | os.PathLike[str] | Sequence | None) -> str:
+    """A safe relative output name (no suffix, `/`-separated) for one input image.
+
+    The name is the path relative to the deepest of `roots` that holds it, without the file
+    suffix (`a/cat.jpg` → `a/cat`), each component sanitized: characters other than letters,
+    digits, `_` and `-` become `_` (so no `..`, no `/`, no drive colons, no dots at all),
+    Windows device names get a `_` appended, and over-long components are shortened with a
+    hash. A path under none of the roots gets a flat `name-<hash>` (hash of its absolute path).
+
+    This names one path; `assign_stems` makes the names of many paths unique.
+    """
+    full = Path(os.path.abspath(path))
+    if roots is None:
+        candidates = []
+    elif isinstance(roots, (str, os.PathLike)):
+        candidates = [roots]
+    else:
+        candidates = list(roots)
+    bases = sorted((Path(os.path.abspath(r)) for r in candidates), key=lambda r: len(r.parts), reverse=True)
+    for base in bases:
+        try:
+            rel = full.relative_to(base)
+        except ValueError:
+            continue
+        if rel.parts:
+            parts = [*rel.parts[:-1], _strip_suffix(rel.parts[-1])]
+            return "/".join(_safe_component(p) for p in parts)
+    return _flat_stem(full)
+
+
+def assign_stems(paths: Sequence[str | os.PathLike[str]], roots, taken: Mapping[str, str] | None = None,
+                 ) -> list[str]:
+    """`output_stem` for each path, made unique: two different files never share a stem.
+
+    Args:
+      paths: image paths, in order; the first of a colliding group keeps the plain name, later
+        ones get `-<hash>` of their resolved path (`cat.jpg`, `cat.png` → `cat`, `cat-1a2b3c4d`).
+      roots: as for `output_stem`.
+      taken: stems already in use (e.g. by earlier runs), mapped to the resolved path owning
+        them; a path that owns its stem keeps it. Compared case-insensitively, since two stems
+        differing only in case are one file on macOS and Windows.
+
+    Returns:
+      one stem per path, in order.
+    """
+    owners = {_stem_key(s): owner for s, owner in (taken or {}).items()}
+    stems = []
+    for p in paths:
+        resolved = str(Path(p).resolve())
+        stem = output_stem(p, roots)
+        n = 8
+        while owners.get(_stem_key(stem), resolved) != resolved:
+            stem = f"{output_stem(p, roots)}-{_short_hash(resolved, n)}"
+            n += 4  # only for adversarial names like `cat-1a2b3c4d.jpg`
+        owners[_stem_key(stem)] = resolved
+        stems.append(stem)
+    return stems
+
+
+def _strip_suffix(name: str) -> str:
+    stem, suffix = os.path.splitext(name)
+    return stem if stem else name
+
+
+def _safe_component(part: str) -> str:
+    text = _UNSAFE.sub("_", unicodedata.normalize("NFC", part)) or "_"
+    if text.upper() in _WINDOWS_RESERVED:
+        text += "_"
+    if len(text) > _MAX_COMPONENT:
+        text = f"{text[:_MAX_COMPONENT - 9]}-{_short_hash(part)}"
+    return text
+
+
+def _flat_stem(path: Path) -> str:
+    name = _safe_component(_strip_suffix(path.name))[: _MAX_COMPONENT - 9]
+    return f"{name}-{_short_hash(str(path.resolve()))}"
+
+
+def _short_hash(text: str, n: int = 8) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:n]
+
+
+def _stem_key(stem: str) -> str:
+    return stem.casefold()
+
+
+def _inside(out: Path, candidate: Path) -> bool:
+    """Whether `candidate`, with every symlink resolved, lies under the resolved `out`."""
+    return candidate.resolve().is_relative_to(out.resolve())
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+
+def _model_input(img: np.ndarray, lm, size: int | tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """A loaded image → (display `(H, W, 3)` in [0, 1], model input `(H, W, C)` float32).
+
+    Presets with a crop (torchvision, caffe) resize and crop as their weights expect; `size` is
+    ignored for them. The others ("centered", "unit") take any size, so every image is resized
+    to `size` (an int for square, or `(H, W)`), default `lm.input_shape[:2]`, to keep one
+    compiled shape.
+    """
+    pp = lm.preprocessing
+    if pp.crop is not None:
+        display = resize_and_crop(img, pp.resize, pp.crop)
+    else:
+        display = _resize(img, _target_hw(lm, size))
+    x = normalize(display, pp)
+    if lm.input_shape[-1] == 1:  # LeNet-style grayscale models
+        x = x.mean(-1, keepdims=True)
+    return display, x
+
+
+def _target_hw(lm, size) -> tuple[int, int]:
+    if size is None:
+        return tuple(lm.input_shape[:2])
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of `(H, W, 3)` float32 to `hw`, per channel in float ("F") mode."""
+    img = np.asarray(img, np.float32)
+    if img.shape[:2] == hw:
+        return img
+    channels = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(img[..., c])).resize(hw[::-1], Image.Resampling.BILINEAR))
+        for c in range(img.shape[-1])
+    ]
+    return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------- ledgers (JSONL)
+
+
+def _drop_partial_line(path: Path) -> None:
+    """Cut a half-written last line (left by a kill) so appended records start on a new line."""
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        end = f.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            step = min(65536, pos)
+            f.seek(pos - step)
+            chunk = f.read(step)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = pos - step + i + 1
+                break
+            pos -= step
+        else:
+            keep = 0
+        if keep != end:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    """Records of a JSONL file; lines that are not JSON objects (a torn write) are skipped."""
+    if not path.exists():
+        return
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+def _append_jsonl(f, records: Iterable[dict]) -> None:
+    """Append and make durable: a kill after this returns loses none of these lines."""
+    for r in records:
+        f.write(json.dumps(r) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+@dataclasses.dataclass
+class _Ledger:
+    """What earlier runs left: finished pairs, stems in use, pairs that failed."""
+
+    done: set[tuple[str, str]]
+    stems: dict[str, str]  # resolved image → its stem
+    failed: dict[str, set[str | None]]  # resolved image → failed methods (None: loading failed)
+
+
+def _read_ledger(out: Path, wanted: set[str], model: str, target: Any) -> _Ledger:
+    """Read `results.jsonl` / `errors.jsonl` in `out`; only `wanted` images' files are checked."""
+    ledger = _Ledger(set(), {}, collections.defaultdict(set))
+    for r in _read_jsonl(out / RESULTS):
+        try:
+            image, method, stem, files = r["resolved"], r["method"], r["stem"], r["files"]
+        except KeyError:
+            continue
+        if r.get("model") != model or r.get("target") != target:
+            raise ValueError(
+                f"{out} already holds results of model {r.get('model')!r} with target "
+                f"{r.get('target')!r}; this run is model {model!r} with target {target!r}. "
+                "Use another output folder (or delete this one) so that the maps do not mix")
+        ledger.stems.setdefault(image, stem)
+        if image in wanted and all((out / f).is_file() for f in files.values()):
+            ledger.done.add((image, method))
+    for r in _read_jsonl(out / ERRORS):
+        if "resolved" in r:
+            ledger.failed[r["resolved"]].add(r.get("method"))
+    return ledger
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What one `run_attribution` call did (counts are images, not image × method pairs).
+
+    Attributes:
+      done: images computed in this run (at least one method).
+      skipped_existing: images whose every method was already recorded with its files.
+      failed: `(image, reason)` for each image (or image and method) that failed in this run.
+      seconds: wall time of the run.
+      images_per_second: `done / seconds`.
+      skipped_failed: images not retried because they failed in an earlier run.
+    """
+
+    done: int
+    skipped_existing: int
+    failed: list[tuple[str, str]]
+    seconds: float
+    images_per_second: float
+    skipped_failed: int = 0
+
+
+@dataclasses.dataclass
+class _Item:
+    """One image with work to do."""
+
+    path: Path
+    resolved: str
+    stem: str
+    methods: tuple[str, ...]  # the methods still to do for it
+
+
+def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
+                 options: Mapping[str, Any] | None = None) -> dict[str, Callable]:
+    """Compiled `fn(x_batch) -> (maps, classes, logits)` per method name, for `run_attribution`.
+
+    Uses `attribution.engine.compiled` (params are an argument, not baked-in constants; one
+    compilation per shape). `options` go to the methods that accept them (e.g. `layer` to the
+    CAM family, `n` to SmoothGrad); sample-based methods draw from `jax.random.key(seed)`.
+    """
+    from .attribution.engine import compiled, method_options
+
+    key = jax.random.key(seed)
+    bound = {}
+    for name in names:
+        accepted = method_options(name)
+        fn = compiled(name, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted})
+        bound[name] = lambda x, fn=fn: fn(lm.params, x, target, key)[:3]
+    return bound
+
+
+def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mapping[str, Callable],
+                    out: str | os.PathLike[str], *, target=None, batch_size: int = 16,
+                    size: int | tuple[int, int] | None = None, progress: bool = True,
+                    log: Callable[[str], Any] = print, retry_failed: bool = False,
+                    workers: int | None = None) -> RunSummary:
+    """Run every method on every image in batches, writing maps, views and a resumable ledger.
+
+    Args:
+      lm: a `LoadedModel` (its `preprocessing`, `input_shape`, `labels` and `name` are used).
+      images: image paths (e.g. from `discover_images`); duplicates are run once.
+      methods: name → jitted `fn(x (B, H, W, C)) -> (maps, classes (B,), logits (B, K))`,
+        with model, params, target and options already bound (`bind_methods`). Names become
+        folder names: letters, digits, `_`, `-` and `.`, not starting with `.`.
+      out: the run directory (created); see the module docstring for its layout.
+      target: only recorded (as JSON) in each result line; must match earlier runs in `out`.
+      batch_size: images per call; the last batch is padded by repeating its last image, so
+        each method is compiled for one shape only.
+      size: model input size for presets without a crop (see `_model_input`).
+      progress: show a tqdm bar (images/s and error count in its postfix).
+      log: where messages about skipped images go.
+      retry_failed: try again images (and pairs) that failed in an earlier run.
+      workers: threads loading and writing images (default: CPU count, at most 8).
+
+    Returns:
+      the `RunSummary`, also written to `out/summary.json`.
+
+    Raises:
+      ValueError: bad arguments, or `out` holds results of another model or target.
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    _check_method_names(methods)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (RESULTS, ERRORS):
+        _drop_partial_line(out / name)
+    target_json = _target_json(target)
+    images = _dedupe(Path(p) for p in images)
+    resolved = [str(p.resolve()) for p in images]
+    ledger = _read_ledger(out, set(resolved), lm.name, target_json)
+    items, skipped_existing, skipped_failed = _plan(images, resolved, list(methods), ledger, out, retry_failed)
+    if skipped_failed:
+        log(f"not retrying {skipped_failed} image(s) that failed before (see {out / ERRORS}; "
+            "retry_failed=True to retry)")
+
+    failed: list[tuple[str, str]] = []
+    done = 0
+    if items:
+        workers = workers or max(1, min(8, os.cpu_count() or 1))
+        context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size)
+        with ThreadPoolExecutor(workers) as pool, \
+                open(out / RESULTS, "a", encoding="utf-8") as results, \
+                open(out / ERRORS, "a", encoding="utf-8") as errors, \
+                tqdm(total=len(items), unit="img", desc="attribute", disable=not progress) as bar:
+
+            def fail(item: _Item, reason: str, method: str | None = None) -> None:
+                failed.append((str(item.path), reason))
+                _append_jsonl(errors, [{"image": str(item.path), "resolved": item.resolved,
+                                        "method": method, "error": reason}])
+                named = reason if reason.startswith(str(item.path)) else f"{item.path}: {reason}"
+                log(f"skipped {named}" + (f" (method {method})" if method else ""))
+                bar.set_postfix(_postfix(done, failed, t0), refresh=False)
+
+            def on_load_error(item: _Item, reason: str) -> None:
+                fail(item, reason)
+                bar.update(1)
+
+            loaded = _load_all(pool, items, lm, size, window=2 * batch_size + workers, on_error=on_load_error)
+            for written in _compute(pool, _batches(loaded, batch_size), context, results, fail):
+                done += written
+                bar.update(written)
+                bar.set_postfix(_postfix(done, failed, t0), refresh=False)
+
+    seconds = time.perf_counter() - t0
+    summary = RunSummary(done=done, skipped_existing=skipped_existing, failed=failed,
+                         seconds=round(seconds, 3), images_per_second=round(done / seconds, 3) if seconds else 0.0,
+                         skipped_failed=skipped_failed)
+    report = dict(dataclasses.asdict(summary), model=lm.name, methods=list(methods), target=target_json,
+                  batch_size=batch_size, images=len(images))
+    write_text(out / SUMMARY, json.dumps(report, indent=2))
+    return summary
+
+
+def _check_method_names(methods: Mapping[str, Callable]) -> None:
+    if not methods:
+        raise ValueError("no methods given")
+    for name in methods:
+        if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]*", name) or name in (RESULTS, ERRORS, SUMMARY):
+            raise ValueError(f"method name {name!r} cannot be a folder name in the output directory")
+
+
+def _target_json(target) -> Any:
+    """The requested target as JSON: null, an int, {"top": n}, a list of ints, or its repr."""
+    from .attribution.targets import Top, Unit
+
+    if target is None or isinstance(target, (bool, int, float, str)):
+        return target
+    if isinstance(target, Top):
+        return {"top": target.n}
+    if isinstance(target, Unit):
+        return {"unit": {"layer": target.layer, "channel": target.channel, "y": target.y, "x": target.x}}
+    try:
+        return np.asarray(target).tolist()
+    except Exception:
+        return repr(target)
+
+
+def _plan(images: list[Path], resolved: list[str], methods: list[str], ledger: _Ledger, out: Path,
+          retry_failed: bool) -> tuple[list[_Item], int, int]:
+    """The images with pending methods (and their stems), and the skip counts."""
+    pending, skipped_existing, skipped_failed = [], 0, 0
+    for path, r in zip(images, resolved):
+        failed = set() if retry_failed else ledger.failed.get(r, set())
+        todo = tuple(m for m in methods if (r, m) not in ledger.done and m not in failed and None not in failed)
+        if todo:
+            pending.append((path, r, todo))
+        elif failed and any((r, m) not in ledger.done for m in methods):
+            skipped_failed += 1
+        else:
+            skipped_existing += 1
+    roots = common_root(images)
+    taken = {stem: image for image, stem in ledger.stems.items()}
+    new = [(p, r) for p, r, _ in pending if r not in ledger.stems]
+    fresh = dict(zip((r for _, r in new), assign_stems([p for p, _ in new], roots, taken)))
+    items = []
+    for path, r, todo in pending:
+        stem = ledger.stems.get(r) or fresh[r]
+        items.append(_Item(path, r, _contained_stem(out, methods, stem, path), todo))
+    return items, skipped_existing, skipped_failed
+
+
+def _contained_stem(out: Path, methods: Sequence[str], stem: str, path: Path) -> str:
+    """`stem`, or a flat hashed name if any output would resolve outside `out` (a symlink)."""
+    for candidate in (stem, _flat_stem(path)):
+        if all(_inside(out, out / m / f"{candidate}.npy") for m in methods):
+            return candidate
+    raise ValueError(f"outputs for {path} would land outside {out}: is {out}/<method> a symlink?")
+
+
+def _load_one(item: _Item, lm, size) -> tuple[np.ndarray, np.ndarray]:
+    return _model_input(load_image(item.path), lm, size)
+
+
+def _load_all(pool: ThreadPoolExecutor, items: list[_Item], lm, size, window: int,
+              on_error: Callable[[_Item, str], None]) -> Iterator[tuple[_Item, np.ndarray, np.ndarray]]:
+    """(item, display, x) for each image that loads, in order; at most `window` loads in flight."""
+    queue: collections.deque[tuple[_Item, Future]] = collections.deque()
+    todo = iter(items)
+    for item in todo:
+        queue.append((item, pool.submit(_load_one, item, lm, size)))
+        if len(queue) >= window:
+            yield from _take(queue, on_error)
+    while queue:
+        yield from _take(queue, on_error)
+
+
+def _take(queue, on_error) -> Iterator[tuple[_Item, np.ndarray, np.ndarray]]:
+    item, future = queue.popleft()
+    try:
+        display, x = future.result()
+    except Exception as e:  # any failure of this one file (ImageError, odd sizes, memory)
+        on_error(item, str(e) or type(e).__name__)
+        return
+    yield item, display, x
+
+
+def _batches(loaded: Iterable, batch_size: int) -> Iterator[list]:
+    batch = []
+    for entry in loaded:
+        batch.append(entry)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _launch(batch: list, methods: Mapping[str, Callable], batch_size: int):
+    """Start every method needed by the batch (asynchronously); pad to the compiled size."""
+    xs = [x for _, _, x in batch]
+    xs += [xs[-1]] * (batch_size - len(xs))
+    x = np.stack(xs)
+    needed = {m for item, _, _ in batch for m in item.methods}
+    return {name: fn(x) for name, fn in methods.items() if name in needed}
+
+
+def _compute(pool, batches: Iterator[list], context: dict, results, fail) -> Iterator[int]:
+    """Run batches with one in flight while the previous one is written; yields images written."""
+    pending, t_last = None, time.perf_counter()
+    for batch in batches:
+        launched = (batch, _launch(batch, context["methods"], context["batch_size"]))
+        previous, pending = pending, launched
+        if previous is not None:
+            t_last, n = _finish(pool, *previous, context, results, fail, t_last)
+            yield n
+    if pending is not None:
+        _, n = _finish(pool, *pending, context, results, fail, t_last)
+        yield n
+
+
+def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_last: float):
+    """Wait for a batch, write its files in the pool, then append its ledger lines durably."""
+    outputs = {name: tuple(np.asarray(a) for a in value) for name, value in launched.items()}
+    now = time.perf_counter()
+    seconds = (now - t_last) / len(batch)
+    jobs, records = [], []
+    for i, (item, display, _) in enumerate(batch):
+        for method in item.methods:
+            maps, classes, logits = outputs[method]
+            if not np.all(np.isfinite(maps[i])):
+                fail(item, f"method {method} gave NaN or infinite values", method)
+                continue
+            files = {"npy": f"{method}/{item.stem}.npy", "png": f"{method}/{item.stem}.png"}
+            jobs.append((context["out"], files, maps[i].astype(np.float32), display))
+            records.append(_record(item, method, int(classes[i]), logits[i], files, seconds, context))
+    for f in [pool.submit(_write_pair, *job) for job in jobs]:
+        f.result()
+    _append_jsonl(results, records)
+    return now, len(batch)
+
+
+def _write_pair(out: Path, files: dict, m: np.ndarray, display: np.ndarray) -> None:
+    save_npy(out / files["npy"], m)
+    save_image(out / files["png"], plot.view(m[None], display[None])[0])
+
+
+def _record(item: _Item, method: str, cls: int, logits: np.ndarray, files: dict, seconds: float,
+            context: dict) -> dict:
+    lm = context["lm"]
+    z = np.asarray(logits, np.float64)
+    record = {"image": str(item.path), "resolved": item.resolved, "stem": item.stem, "model": lm.name,
+              "method": method, "target": context["target"]}
+    if z.ndim == 1 and z.shape[0] == len(lm.labels):  # class target: logits
+        p = np.exp(z - z.max())
+        record.update({"class": cls, "class_name": lm.labels.name(cls), "logit": float(z[cls]),
+                       "probability": float(p[cls] / p.sum())})
+    else:  # unit target: the channel's activation at its position, or its maximum
+        unit = context["target"]["unit"]
+        value = z[..., cls] if unit["y"] is None else z[unit["y"], unit["x"], cls]
+        record.update({"channel": cls, "activation": float(np.max(value))})
+    record.update({"files": files, "seconds": round(seconds, 6)})
+    return record
+
+
+def _postfix(done: int, failed: list, t0: float) -> dict:
+    elapsed = time.perf_counter() - t0
+    return {"img/s": f"{done / elapsed:.1f}" if elapsed > 0 else "-", "errors": len(failed)}

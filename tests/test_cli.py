@@ -1,0 +1,99 @@
+"""The command line: demo outputs, model tables, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxviz.attribution import METHODS
+from jaxviz.cli import main
+
+
+def test_demo_writes_every_method(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n", "3"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) | set(summary["not_applicable"]) == set(METHODS)
+    assert list(summary["not_applicable"]) == ["cam_gmp"]  # the embedded model has a GAP head
+    assert summary["images"] == 3 and len(list((out / "images").glob("*.png"))) == 3
+    for method in summary["methods"]:
+        npys = sorted((out / method).glob("*.npy"))
+        assert len(npys) == 3 and len(list((out / method).glob("*.png"))) == 3
+        m = np.load(npys[0])
+        assert m.shape[:2] == (64, 64) and np.isfinite(m).all() and np.abs(m).max() > 0
+    grid = Image.open(out / "comparison.png")
+    assert grid.width > grid.height  # 8 columns, 3 rows
+    assert not list(out.rglob("*.tmp"))
+    assert "comparison figure" in capsys.readouterr().out
+
+
+def test_demo_unknown_method_is_a_clear_error(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--n", "2", "--method", "gradcam"]) == 2
+    assert "unknown method" in capsys.readouterr().err
+
+
+def test_models_table_has_both_names(capsys):
+    assert main(["models", "--model", "vgg16"]) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if row.strip().startswith("conv5_3"))
+    assert "features.28" in line and "14x14x512" in line
+    assert "138,357,544" in out
+
+
+def test_weights_verify_missing_name(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAXVIZ_WEIGHTS_DIR", str(tmp_path))
+    assert main(["weights", "verify", "vgg16-torchvision"]) == 2
+    assert "jaxviz weights fetch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["weights", "port", "nope.pth", "--arch", "vgg16"]])
+def test_port_missing_file_names_it(tmp_path, monkeypatch, capsys, argv):
+    monkeypatch.setenv("JAXVIZ_WEIGHTS_DIR", str(tmp_path))
+    assert main(argv) == 2
+    assert "nope.pth" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def _write_images(folder):
+    from jaxviz.data import shapes
+
+    folder.mkdir(parents=True)
+    data = shapes.generate(3, seed=7)
+    Image.fromarray((data.images[0] * 255).astype(np.uint8)).save(folder / "rgb.jpg")
+    Image.fromarray((data.images[1].mean(-1) * 255).astype(np.uint8), "L").save(folder / "gray.png")
+    rgba = np.concatenate([(data.images[2] * 255).astype(np.uint8), np.full((64, 64, 1), 255, np.uint8)], -1)
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return data.labels
+
+
+def test_attribute_cli_resumes_and_logs_bad_files(tmp_path, capsys):
+    labels = _write_images(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["attribute", str(tmp_path / "in"), "--method", "saliency,grad_cam", "--out", str(out),
+            "--batch-size", "2", "--quiet"]
+    assert main(argv) == 0
+    text = capsys.readouterr()
+    assert "3 images done" in text.out and "broken.jpg" in text.err
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and {r["method"] for r in records} == {"saliency", "grad_cam"}
+    rgb = next(r for r in records if r["image"].endswith("rgb.jpg"))
+    assert rgb["class"] == int(labels[0])  # the embedded model gets a clean shape right
+    assert np.load(out / rgb["files"]["npy"]).shape[:2] == (64, 64)
+    assert main(argv) == 0
+    assert "0 images done, 3 already done" in capsys.readouterr().out
+    assert len((out / "results.jsonl").read_text().splitlines()) == 6
+
+
+def test_attribute_cli_targets(tmp_path, capsys):
+    _write_images(tmp_path / "in")
+    out = tmp_path / "out"
+    assert main(["attribute", str(tmp_path / "in" / "rgb.jpg"), "--method", "guided_backprop", "--quiet",
+                 "--target", "relu3_1:7", "--out", str(out)]) == 0
+    rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert rec["target"] == {"unit": {"layer": "relu3_1", "channel": 7, "y": None, "x": None}}
+    assert rec["channel"] == 7 and rec["activation"] >= 0
+    assert main(["attribute", str(tmp_path / "in" / "rgb.jpg"), "--target", "hexagon", "--quiet",
+                 "--out", str(tmp_path / "o2")]) == 2
+    assert "hexagon" in capsys.readouterr().err

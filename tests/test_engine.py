@@ -1,0 +1,73 @@
+"""Compiled methods: cached, no retrace on repeated shapes, batch invariant, clear errors."""
+
+import jax
+import numpy as np
+import pytest
+
+from jaxviz.attribution import Top, Unit
+from jaxviz.attribution.engine import TRACES, compiled
+
+CHEAP = ["saliency", "guided_backprop", "deconvnet", "grad_cam", "cam", "guided_grad_cam", "gradient_x_input"]
+
+
+def _traces(method):
+    return sum(v for (m, _), v in TRACES.items() if m == method)
+
+
+@pytest.mark.parametrize("method", ["saliency", "grad_cam"])
+def test_same_shape_never_retraces(shapesnet, method):
+    model, params = shapesnet
+    fn = compiled(method, model)
+    x = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3))
+    fn(params, x, [1, 2, 3, 4])
+    before = _traces(method)
+    for t in ([0, 0, 0, 0], 5, np.array([9, 8, 7, 6])):  # other traced class targets: same program
+        fn(params, x + 0.1, t)
+    assert compiled(method, model) is fn  # cached
+    assert _traces(method) == before
+    fn(params, jax.random.uniform(jax.random.key(1), (2, 32, 32, 3)), 1)  # a new shape traces once
+    assert _traces(method) == before + 1
+
+
+@pytest.mark.parametrize("method", CHEAP)
+def test_batch_invariance(shapesnet, method):
+    model, params = shapesnet
+    fn = compiled(method, model)
+    x = jax.random.uniform(jax.random.key(2), (4, 32, 32, 3))
+    batch, idx, _ = fn(params, x, Top(2))[:3]
+    alone, idx1, _ = fn(params, x[2:3], Top(2))[:3]
+    assert int(idx[2]) == int(idx1[0])
+    np.testing.assert_allclose(batch[2:3], alone, rtol=1e-4, atol=1e-6)
+
+
+def test_unit_target_guided_backprop(shapesnet):
+    model, params = shapesnet
+    fn = compiled("guided_backprop", model)
+    x = jax.random.uniform(jax.random.key(3), (2, 32, 32, 3))
+    g, idx, out = fn(params, x, Unit("relu3_1", 5, 2, 3))
+    assert out.shape == (2, 8, 8, 64) and list(idx) == [5, 5]
+    # a unit at (2, 3) of an 8x8 map after two 2x pools sees a bounded window of the input
+    nz = np.argwhere(np.abs(np.asarray(g[0])).sum(-1) > 0)
+    if len(nz):
+        assert nz[:, 0].max() < 32 and nz[:, 0].min() >= 0
+        assert nz[:, 0].max() - nz[:, 0].min() < 20  # receptive field of relu3_1 is 18 px
+    g2, _, out2 = fn(params, x, Unit("relu3_1", 5))
+    pos = np.unravel_index(np.argmax(np.asarray(out2[1, ..., 5])), (8, 8))
+    assert np.asarray(out2[1, pos[0], pos[1], 5]) == np.asarray(out2[1, ..., 5]).max()
+
+
+@pytest.mark.parametrize("target,match", [(10, "out of range"), ([1, 2], "shape|broadcast"),
+                                          (Unit("relu3_1", 999), "channel"), (Unit("nope", 1), "unknown layer"),
+                                          (1.5, "class indices")])
+def test_bad_targets_are_clear(shapesnet, target, match):
+    model, params = shapesnet
+    with pytest.raises((ValueError, KeyError), match=match):
+        compiled("saliency", model)(params, np.zeros((3, 32, 32, 3), np.float32), target)
+
+
+def test_unknown_method_and_option(shapesnet):
+    model, _ = shapesnet
+    with pytest.raises(ValueError, match="unknown method"):
+        compiled("gradcam", model)
+    with pytest.raises(ValueError, match="no option"):
+        compiled("saliency", model, steps=3)
