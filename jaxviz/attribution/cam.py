@@ -31,16 +31,21 @@ def _upsample_normalize(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
     return m / (jnp.max(m, axis=(1, 2), keepdims=True) + 1e-12)
 
 
-def grad_cam(model, params, x, target: Target = None, layer: str | None = None):
-    """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`."""
-    layer = layer or last_conv_layer(model)
+def activation_and_gradient(model, params, x, target: Target, layer: str, method: str):
+    """A = activation of `layer`, dA = ∂y/∂A for the target's value y; also the selection and output."""
     stop = target_layer(target)
     if stop is not None and model.resolve(stop) <= model.resolve(layer):
-        raise ValueError(f"Grad-CAM layer {layer!r} must come before the target unit's layer {stop!r}")
+        raise ValueError(f"{method} layer {layer!r} must come before the target unit's layer {stop!r}")
     a = forward(model, params, x, stop_at=layer)
     out, vjp = jax.vjp(lambda a: forward(model, params, a, start_after=layer, stop_at=stop), a)
     sel = select(out, target)
     (da,) = vjp(cotangent(out, sel))
+    return a, da, sel, out
+
+
+def grad_cam(model, params, x, target: Target = None, layer: str | None = None):
+    """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`."""
+    a, da, sel, out = activation_and_gradient(model, params, x, target, layer or last_conv_layer(model), "Grad-CAM")
     alpha = jnp.mean(da, axis=(1, 2), keepdims=True)
     return _upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3]), sel.index, out
 

@@ -11,20 +11,8 @@ import jax
 import jax.numpy as jnp
 
 from ..models.base import DENSE, GMP, forward
-from .cam import _upsample_normalize, last_conv_layer
-from .targets import Target, Unit, cotangent, score, select, target_layer
-
-
-def _activation_and_gradient(model, params, x, target, layer, method):
-    """A = activation of `layer`, dA = ∂y/∂A for the target's value y; also the selection and output."""
-    stop = target_layer(target)
-    if stop is not None and model.resolve(stop) <= model.resolve(layer):
-        raise ValueError(f"{method} layer {layer!r} must come before the target unit's layer {stop!r}")
-    a = forward(model, params, x, stop_at=layer)
-    out, vjp = jax.vjp(lambda a: forward(model, params, a, start_after=layer, stop_at=stop), a)
-    sel = select(out, target)
-    (da,) = vjp(cotangent(out, sel))
-    return a, da, sel, out
+from .cam import _upsample_normalize, activation_and_gradient, last_conv_layer
+from .targets import Target, Unit, score, select, target_layer
 
 
 def grad_cam_pp(model, params, x: jax.Array, target: Target = None, layer: str | None = None):
@@ -35,7 +23,7 @@ def grad_cam_pp(model, params, x: jax.Array, target: Target = None, layer: str |
     pytorch-grad-cam does (α = 0 where g = 0; no ε in the denominator). Map: ReLU(Σ_k w_k A^k).
     """
     layer = layer or last_conv_layer(model)
-    a, g, sel, out = _activation_and_gradient(model, params, x, target, layer, "Grad-CAM++")
+    a, g, sel, out = activation_and_gradient(model, params, x, target, layer, "Grad-CAM++")
     g2 = g * g
     g3 = g2 * g
     sum_a = jnp.sum(a, axis=(1, 2), keepdims=True)
@@ -48,7 +36,7 @@ def grad_cam_pp(model, params, x: jax.Array, target: Target = None, layer: str |
 def layer_cam(model, params, x: jax.Array, target: Target = None, layer: str | None = None):
     """LayerCAM (Jiang et al. 2021): ReLU(Σ_k ReLU(∂y/∂A^k) ⊙ A^k), position by position; any layer."""
     layer = layer or last_conv_layer(model)
-    a, g, sel, out = _activation_and_gradient(model, params, x, target, layer, "LayerCAM")
+    a, g, sel, out = activation_and_gradient(model, params, x, target, layer, "LayerCAM")
     return _upsample_normalize(jnp.sum(jnp.maximum(g, 0) * a, axis=-1), x.shape[1:3]), sel.index, out
 
 
