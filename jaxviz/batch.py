@@ -27,6 +27,7 @@ import os
 import re
 import time
 import unicodedata
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -434,7 +435,7 @@ class _Item:
 
 def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
                  options: Mapping[str, Any] | None = None) -> dict[str, Callable]:
-    """Compiled `fn(x_batch) -> (maps, classes, logits)` per method name, for `run_attribution`.
+    """Compiled `fn(x_batch, ids) -> (maps, classes, logits)` per method name, for `run_attribution`.
 
     Uses `attribution.engine.compiled` (params are an argument, not baked-in constants; one
     compilation per shape). `options` go to the methods that accept them (e.g. `layer` to the
@@ -443,11 +444,12 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     from .attribution.engine import compiled, method_options
 
     key = jax.random.key(seed)
+    image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)))
     bound = {}
     for name in names:
         accepted = method_options(name)
         fn = compiled(name, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted})
-        bound[name] = lambda x, fn=fn: fn(lm.params, x, target, key)[:3]
+        bound[name] = lambda x, ids, fn=fn: fn(lm.params, x, target, image_keys(ids))[:3]
     return bound
 
 
@@ -461,7 +463,8 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
     Args:
       lm: a `LoadedModel` (its `preprocessing`, `input_shape`, `labels` and `name` are used).
       images: image paths (e.g. from `discover_images`); duplicates are run once.
-      methods: name → jitted `fn(x (B, H, W, C)) -> (maps, classes (B,), logits (B, K))`,
+      methods: name → jitted `fn(x (B, H, W, C), ids (B,) uint32) -> (maps, classes (B,), logits (B, K))`;
+        `ids` identify the images (from their output names) for per-image random keys,
         with model, params, target and options already bound (`bind_methods`). Names become
         folder names: letters, digits, `_`, `-` and `.`, not starting with `.`.
       out: the run directory (created); see the module docstring for its layout.
@@ -630,12 +633,17 @@ def _batches(loaded: Iterable, batch_size: int) -> Iterator[list]:
 
 
 def _launch(batch: list, methods: Mapping[str, Callable], batch_size: int):
-    """Start every method needed by the batch (asynchronously); pad to the compiled size."""
+    """Start every method needed by the batch (asynchronously); pad to the compiled size.
+
+    Each image also gets an id from its output name, so sample-based methods draw the same noise
+    for an image whatever its batch or position (resumed and re-batched runs agree)."""
     xs = [x for _, _, x in batch]
     xs += [xs[-1]] * (batch_size - len(xs))
-    x = np.stack(xs)
+    ids = [zlib.crc32(item.stem.encode()) for item, _, _ in batch]
+    ids += [ids[-1]] * (batch_size - len(ids))
+    x, ids = np.stack(xs), np.asarray(ids, np.uint32)
     needed = {m for item, _, _ in batch for m in item.methods}
-    return {name: fn(x) for name, fn in methods.items() if name in needed}
+    return {name: fn(x, ids) for name, fn in methods.items() if name in needed}
 
 
 def _compute(pool, batches: Iterator[list], context: dict, results, fail) -> Iterator[int]:

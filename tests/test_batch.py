@@ -28,7 +28,7 @@ def lm():
 @pytest.fixture(scope="module")
 def jitted(lm):
     """Jitted methods like demo.py's, shared by every test (compiled once per shape)."""
-    return {name: jax.jit(lambda x, f=METHODS[name]: f(lm.model, lm.params, x, None))
+    return {name: jax.jit(lambda x, ids=None, f=METHODS[name]: f(lm.model, lm.params, x, None))
             for name in ("saliency", "grad_cam")}
 
 
@@ -42,7 +42,7 @@ class Counter:
     def wrap(self, name, fn):
         def counted(*args, **kwargs):
             self.calls[name] = self.calls.get(name, 0) + 1
-            self.shapes.update(a.shape for a in args if isinstance(a, np.ndarray) and name != "load")
+            self.shapes.update(a.shape for a in args if isinstance(a, np.ndarray) and a.ndim == 4)
             return fn(*args, **kwargs)
         return counted
 
@@ -329,7 +329,7 @@ def test_padding_keeps_every_image_and_batch_independence(lm, counted, tmp_path)
     for r in records:
         _, x = batch._model_input(load_image(r["image"]), lm, SIZE)
         alone = np.stack([x] * BATCH)  # a batch of only this image: same compiled shape
-        expected, classes, _ = methods[r["method"]](alone)
+        expected, classes, _ = methods[r["method"]](alone, None)
         np.testing.assert_allclose(np.load(out / r["files"]["npy"]), np.asarray(expected)[0], rtol=1e-4, atol=1e-6)
         assert r["class"] == int(classes[0])
 
@@ -362,5 +362,19 @@ def test_bind_methods_matches_direct_call(lm, jitted):
         batch.bind_methods(lm, ["saliency", "nope"])
     bound = batch.bind_methods(lm, ["grad_cam"])
     x = np.random.default_rng(0).normal(size=(BATCH, SIZE, SIZE, 3)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(bound["grad_cam"](x)[0]), np.asarray(jitted["grad_cam"](x)[0]),
+    ids = np.arange(BATCH, dtype=np.uint32)
+    np.testing.assert_allclose(np.asarray(bound["grad_cam"](x, ids)[0]), np.asarray(jitted["grad_cam"](x)[0]),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_smoothgrad_noise_follows_the_image_not_its_batch_position(lm, tmp_path):
+    """Per-image keys from output names: an image's SmoothGrad map is the same alone or in a batch."""
+    methods = batch.bind_methods(lm, ["smoothgrad"], options={"n": 4})
+    images = [_image(tmp_path / "in" / f"{i}.png", seed=30 + i) for i in range(3)]
+    _run(lm, images, methods, tmp_path / "all")
+    _run(lm, images[2:], methods, tmp_path / "alone")
+    together = np.load(tmp_path / "all" / "smoothgrad" / "2.npy")
+    alone = np.load(tmp_path / "alone" / "smoothgrad" / "2.npy")
+    np.testing.assert_allclose(together, alone, rtol=1e-4, atol=1e-6)
+    other = np.load(tmp_path / "all" / "smoothgrad" / "1.npy")
+    assert not np.allclose(together, other)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.base import forward
-from .smoothgrad import _batched_score_grad, _check_chunk, _chunked_sum
+from .smoothgrad import per_image_keys, _batched_score_grad, _check_chunk, _chunked_sum
 from .targets import Target, score, select, target_layer
 
 BASELINES = ("zeros", "blur", "uniform")
@@ -32,7 +32,7 @@ def integrated_gradients(model, params, x: jax.Array, target: Target = None, *, 
       baseline: "zeros" (the model-space zero, i.e. the mean color after mean subtraction);
         "blur" (x blurred by a Gaussian of `blur_sigma` pixels, scipy.ndimage's default
         'reflect' border and truncate=4); "uniform" (uniform noise in [min(x_i), max(x_i)] per
-        image, drawn from `fold_in(key, i)`, needs `key`); or an array broadcastable to `x`
+        image, from `key[i]` for one key per image, else `fold_in(key, i)`; needs `key`); or an array broadcastable to `x`
         (e.g. a black image already in model space).
       method: quadrature rule, as in Captum: "riemann_left", "riemann_right", "riemann_middle",
         "riemann_trapezoid" (needs steps >= 2), "gausslegendre".
@@ -77,8 +77,8 @@ def make_baseline(x: jax.Array, baseline: str | jax.Array | float, *, key: jax.A
             if key is None:
                 raise ValueError("baseline='uniform' needs a PRNG key: pass key=jax.random.key(...)")
             lo, hi = jnp.min(x, axis=(1, 2, 3)), jnp.max(x, axis=(1, 2, 3))
-            return jax.vmap(lambda i, lo, hi: jax.random.uniform(
-                jax.random.fold_in(key, i), x.shape[1:], x.dtype, lo, hi))(jnp.arange(x.shape[0]), lo, hi)
+            return jax.vmap(lambda k, lo, hi: jax.random.uniform(k, x.shape[1:], x.dtype, lo, hi))(
+                per_image_keys(key, x.shape[0]), lo, hi)
         raise ValueError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINES)} or an array")
     b = jnp.asarray(baseline, x.dtype)
     try:

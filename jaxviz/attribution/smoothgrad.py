@@ -4,9 +4,10 @@ Smilkov et al. 2017 (SmoothGrad), with SmoothGrad² (mean of squared gradients) 
 (Adebayo et al. 2018, their variance). Noise σ = level·(max − min) of each image (seed 004).
 
 The target is selected once on the clean input (see `targets.py`) and kept for every sample.
-Randomness: image i's n noise draws come from `jax.random.split(jax.random.fold_in(key, i), n)`,
-so they depend on (key, i, n) — an image keeps its noise when images are appended to the batch,
-but not when it moves to another position in it.
+Randomness: `key` is one key, or one key per image (shape `(N,)`); image i's n noise draws are
+`jax.random.split(k_i, n)` with k_i = key[i], or `fold_in(key, i)` for a single key. With one key
+per image (the batch runner derives them from image names) an image's noise does not depend on its
+batch or position; with a single key it depends on the position.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from ..models.base import forward
 from .targets import Selection, Target, score, select, target_layer
 
 VARIANTS = ("mean", "squared", "vargrad")
+
+
+def per_image_keys(key: jax.Array, n: int) -> jax.Array:
+    """`(n,)` keys: `key` itself when it already holds one key per image, else `fold_in(key, i)`."""
+    if key.shape == (n,):
+        return key
+    if key.shape != ():
+        raise ValueError(f"key must be one PRNG key or one per image ({n},), got shape {key.shape}")
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
 
 
 def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 50, level: float = 0.15,
@@ -52,7 +62,7 @@ def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 5
 
     span = jnp.max(x, axis=(1, 2, 3)) - jnp.min(x, axis=(1, 2, 3))
     sigma = (level * span).reshape(-1, 1, 1, 1).astype(x.dtype)
-    keys = jax.vmap(lambda i: jax.random.split(jax.random.fold_in(key, i), n))(jnp.arange(x.shape[0]))
+    keys = jax.vmap(lambda k: jax.random.split(k, n))(per_image_keys(key, x.shape[0]))
     keys = jnp.swapaxes(keys, 0, 1)  # (n, N): sample-major, so chunks run over samples
 
     def chunk_sums(ks):  # ks (k, N) keys → Σ over the k samples of (d, d²), d = g − g0
