@@ -55,6 +55,33 @@ def _attribute(args) -> None:
         print(f"  failed: {image}: {reason}", file=sys.stderr)
 
 
+def _inspect(args) -> None:
+    from pathlib import Path
+
+    from .inspect import commands as C
+    from .models.loading import load
+
+    lm = load(args.model, args.weights)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = not args.quiet
+    what = args.what
+    if what == "filters":
+        info = C.filters(lm, out, args.layer)
+    elif what == "maps":
+        info = C.maps(lm, out, args.layer, args.data, args.index)
+    elif what == "stats":
+        info = C.stats(lm, out, args.data, args.n, progress)
+    elif what == "topk":
+        info = C.topk(lm, out, args.layer, args.unit, args.data, args.n, args.k, progress)
+    elif what == "neighbours":
+        info = C.neighbours(lm, out, args.layer, args.data, args.n, args.k, args.queries)
+    else:
+        info = C.embed(lm, out, args.layer, args.data, args.n, args.seed)
+    pngs = info["png"] if isinstance(info["png"], list) else [info["png"]]
+    print(f"inspect {what}: wrote {', '.join(pngs)} (numbers beside it as JSON)")
+
+
 def _models(args) -> None:
     from . import weights as W
     from .models import ARCHS, DEFAULT_INPUT, build, layer_table
@@ -132,6 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="attributions", help="output folder; a rerun resumes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_attribute)
+
+    p = sub.add_parser("inspect", help="filters, feature maps, activation stats, top-k patches, neighbours, t-SNE")
+    p.add_argument("what", choices=["filters", "maps", "stats", "topk", "neighbours", "embed"])
+    p.add_argument("--model", help="architecture or weights name (default: the embedded shapesnet; "
+                                   "lenet5 / lenet5_3x3 use the shipped digits weights)")
+    p.add_argument("--weights", help="weights name or .safetensors path")
+    p.add_argument("--layer", help="layer name or alias (default: first conv for filters, last activation otherwise)")
+    p.add_argument("--unit", type=int, action="append", help="channel for topk (repeatable; default: 0..7)")
+    p.add_argument("--data", help="shapes, digits, a folder, a glob or @list.txt (default: the model's own data)")
+    p.add_argument("--n", type=int, help="number of dataset images")
+    p.add_argument("--k", type=int, default=8, help="top-k images / neighbours (default: 8)")
+    p.add_argument("--queries", type=int, default=4, help="neighbours: query images (default: 4)")
+    p.add_argument("--index", type=int, default=0, help="maps: which dataset image")
+    p.add_argument("--seed", type=int, default=0, help="t-SNE seed")
+    p.add_argument("--out", default="inspect", help="output folder (default: inspect)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_inspect)
 
     p = sub.add_parser("models", help="models, their layers with output shapes, and which weights are present")
     p.add_argument("--model", help="one architecture, with its layer table")

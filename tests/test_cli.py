@@ -97,3 +97,27 @@ def test_attribute_cli_targets(tmp_path, capsys):
     assert main(["attribute", str(tmp_path / "in" / "rgb.jpg"), "--target", "hexagon", "--quiet",
                  "--out", str(tmp_path / "o2")]) == 2
     assert "hexagon" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,files", [
+    (["filters"], ["filters_conv1_1.png", "filters_conv1_1.json"]),
+    (["filters", "--model", "lenet5"], ["filters_conv1.png"]),
+    (["stats", "--n", "40"], ["stats.png", "stats.csv", "stats.json"]),
+    (["topk", "--n", "40", "--unit", "3", "--k", "4"], ["topk_relu4_2.png", "topk_relu4_2.json"]),
+    (["neighbours", "--n", "60", "--k", "3", "--queries", "2"], ["neighbours_relu4_2.png"]),
+])
+def test_inspect_commands_write_figures_and_numbers(tmp_path, argv, files):
+    assert main(["inspect", *argv, "--out", str(tmp_path), "--quiet"]) == 0
+    for name in files:
+        assert (tmp_path / name).stat().st_size > 0
+    info = json.loads(next(tmp_path.glob("*.json")).read_text())
+    if argv[0] == "topk":
+        assert info["units"][0]["channel"] == 3 and len(info["units"][0]["values"]) == 4
+        assert info["units"][0]["values"] == sorted(info["units"][0]["values"], reverse=True)
+    if argv[0] == "neighbours":
+        assert info["label_agreement"]["feature"] > info["label_agreement"]["pixel"]
+
+
+def test_inspect_filters_of_a_dense_layer_is_a_clear_error(tmp_path, capsys):
+    assert main(["inspect", "filters", "--layer", "fc", "--out", str(tmp_path)]) == 2
+    assert "conv" in capsys.readouterr().err

@@ -162,7 +162,7 @@ def normalize(img, pp: Preprocessing):
       float32 array of the same shape and kind (NumPy in, NumPy out; JAX in, JAX out).
     """
     x = _as_float32(img, "normalize") * np.float32(pp.scale)
-    if pp.bgr:
+    if pp.bgr and x.shape[-1] == 3:
         x = x[..., ::-1]
     return (x - _channels(pp.mean, x)) / _channels(pp.std, x)
 
@@ -179,7 +179,7 @@ def denormalize(x, pp: Preprocessing):
     """
     y = _as_float32(x, "denormalize")
     y = y * _channels(pp.std, y) + _channels(pp.mean, y)
-    if pp.bgr:
+    if pp.bgr and y.shape[-1] == 3:
         y = y[..., ::-1]
     return y / np.float32(pp.scale)
 
@@ -205,8 +205,15 @@ def preprocess(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
 
 
 def _channels(values, x) -> np.ndarray:
-    """Per-channel constants shaped `(1, ..., 1, 3)` to match `x`'s rank (no implicit rank promotion)."""
-    return np.asarray(values, np.float32).reshape((1,) * (x.ndim - 1) + (-1,))
+    """Per-channel constants shaped `(1, ..., 1, C)` to match `x`'s rank (no implicit rank promotion).
+
+    One-channel images (LeNet's digits) take the preset's constant when it is the same for all channels."""
+    v = np.asarray(values, np.float32)
+    if x.shape[-1] == 1 and np.all(v == v[0]):
+        v = v[:1]
+    elif x.shape[-1] != len(v):
+        raise ValueError(f"image has {x.shape[-1]} channels; this preprocessing is for {len(v)}")
+    return v.reshape((1,) * (x.ndim - 1) + (-1,))
 
 
 def _as_float32(x, caller: str):
@@ -219,8 +226,8 @@ def _as_float32(x, caller: str):
             f"{dtype}; divide uint8 images by 255 first"
         )
     x = xp.asarray(x, dtype=xp.float32)
-    if x.ndim < 3 or x.shape[-1] != 3:
-        raise ValueError(f"{caller} expects (..., H, W, 3), got shape {x.shape}")
+    if x.ndim < 3 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"{caller} expects (..., H, W, 3) or one-channel (..., H, W, 1), got shape {x.shape}")
     return x
 
 

@@ -22,6 +22,9 @@ from . import ARCHS, DEFAULT_INPUT, build
 from .base import SequentialNet
 
 EMBEDDED = "shapesnet"
+# Weights shipped inside the package, by architecture: the default model and LeNet-5 on digits.
+SHIPPED = {"shapesnet": "shapesnet.safetensors", "lenet5": "lenet5_digits.safetensors",
+           "lenet5_3x3": "lenet5_3x3_digits.safetensors"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ class LoadedModel:
         return self.model.apply({"params": self.params}, x)
 
 
-def embedded_path() -> Path:
-    return Path(str(resources.files("jaxviz.models") / "embedded" / f"{EMBEDDED}.safetensors"))
+def embedded_path(arch: str = EMBEDDED) -> Path:
+    return Path(str(resources.files("jaxviz.models") / "embedded" / SHIPPED[arch]))
 
 
 def load(name: str | None = None, weights: str | Path | None = None, *, random_init: bool = False,
@@ -67,7 +70,7 @@ def load(name: str | None = None, weights: str | Path | None = None, *, random_i
                 "random_init": True}
         return _bundle(f"{arch}(random)", arch, model, params, meta)
     if weights is None:
-        weights = embedded_path() if name in (None, EMBEDDED) else _find_weights(name)
+        weights = embedded_path(name or EMBEDDED) if (name or EMBEDDED) in SHIPPED else _find_weights(name)
     params, meta = W.load_weights(W.resolve(weights))
     arch = meta["arch"]
     if name in ARCHS and name != arch:
