@@ -12,7 +12,7 @@ def _demo(args) -> None:
     from .demo import run_demo
 
     t0 = time.perf_counter()
-    summary = run_demo(args.out, n=args.n, seed=args.seed, methods=args.method)
+    summary = run_demo(args.out, n=args.n, seed=args.seed, methods=args.method, model=args.model)
     print(f"demo: {summary['images']} images x {len(summary['methods'])} methods with {summary['model']} "
           f"(accuracy on these images {summary['accuracy']:.0%}) in {time.perf_counter() - t0:.1f}s")
     print(f"wrote {args.out}/ (comparison figure: {summary['comparison']})")
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=8, help="number of images (default: 8)")
     p.add_argument("--seed", type=int, default=424_242, help="seed of the generated images")
     p.add_argument("--method", action="append", help="only this method (repeatable; default: all)")
+    p.add_argument("--model", help="shapesnet (default, on shapes images) or lenet5 / lenet5_3x3 (on digits)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("attribute", help="attribution maps for many images, batched, resumable")

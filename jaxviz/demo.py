@@ -1,6 +1,8 @@
-"""`jaxviz demo`: every attribution method on a batch of shapes images, offline.
+"""`jaxviz demo`: every attribution method on a batch of images, offline.
 
-Uses the embedded default model and freshly generated shapes images (with their masks), writes
+Uses a shipped model (the embedded default on freshly generated shapes images, or LeNet-5 on
+digits with `model="lenet5"`); methods that do not apply (CAM without a GAP head, ReLU rules on a
+tanh net) are listed in the summary as not applicable. Writes
 per-image inputs, raw maps (`.npy`) and views (`.png`) per method, a comparison figure
 (rows = images, columns = methods) and `summary.json`.
 """
@@ -19,7 +21,7 @@ from . import plot
 from .atomic import save_npy, write_text
 from .attribution import METHODS
 from .attribution.engine import compiled
-from .data import shapes
+from .data.datasets import default_dataset
 from .data.images import save_image
 from .data.preprocess import normalize
 from .models.loading import load
@@ -28,20 +30,21 @@ DEMO_SEED = 424_242  # far from the training and test seeds of experiments/train
 
 
 def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[str] | None = None,
-             progress: bool = True) -> dict:
-    """Run `methods` (default: all) on `n` shapes images; returns the summary it writes."""
+             progress: bool = True, model: str | None = None) -> dict:
+    """Run `methods` (default: all that apply) on `n` images of the model's own data (shapes for
+    the embedded default, digits for LeNet-5); returns the summary it writes."""
     methods = list(METHODS) if methods is None else methods
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    lm = load()
-    size = lm.input_shape[0]
-    data = shapes.generate(n, size=size, seed=seed)
-    images = np.asarray(data.images)
-    x = normalize(images, lm.preprocessing)
-    names = [f"{i:03d}_{shapes.CLASSES[int(c)]}" for i, c in enumerate(data.labels)]
+    lm = load(model)
+    data = default_dataset(lm, n, seed)
+    x = normalize(data.images, lm.preprocessing)
+    images = np.repeat(data.images, 3, -1) if data.images.shape[-1] == 1 else data.images  # for display
+    classes = data.classes
+    names = [f"{i:03d}_{classes[int(c)]}" for i, c in enumerate(data.labels)]
     for name, img in zip(names, images):
         save_image(out / "images" / f"{name}.png", img)
 
@@ -68,12 +71,12 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
             predictions = np.asarray(logits).argmax(-1)
 
     plot.comparison_grid(out / "comparison.png", images, panels,
-                         row_titles=[f"{shapes.CLASSES[int(c)]} → {shapes.CLASSES[int(p)]}"
+                         row_titles=[f"{classes[int(c)]} → {classes[int(p)]}"
                                      for c, p in zip(data.labels, predictions)])
     summary = {
         "model": lm.name, "images": n, "seed": seed, "methods": list(panels), "not_applicable": skipped,
         "accuracy": float(np.mean(predictions == np.asarray(data.labels))),
-        "predictions": [{"image": nm, "label": shapes.CLASSES[int(c)], "predicted": shapes.CLASSES[int(p)]}
+        "predictions": [{"image": nm, "label": classes[int(c)], "predicted": classes[int(p)]}
                         for nm, c, p in zip(names, data.labels, predictions)],
         "seconds_per_method_incl_compile": timings,
         "comparison": str(out / "comparison.png"),

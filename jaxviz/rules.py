@@ -69,6 +69,7 @@ def with_rule(model, act: Callable[[jax.Array], jax.Array], layers: Iterable[str
       layers: None for every activation layer; `"features"` for the convolutional part only
         (seed 000 applies guided ReLUs there); or an iterable of layer names/aliases.
     """
+    _check_relu_model(model)
     if layers is None:
         return model.clone(act=act, layer_acts=())
     names = model.act_layers()
@@ -80,6 +81,17 @@ def with_rule(model, act: Callable[[jax.Array], jax.Array], layers: Iterable[str
         if bad:
             raise ValueError(f"layers {bad} are not activation layers; rules apply to: {', '.join(names)}")
     return model.clone(layer_acts=tuple((n, act) for n in chosen))
+
+
+def _check_relu_model(model) -> None:
+    """Rules replace ReLUs; swapping one in for tanh (LeNet-5) would silently change the forward pass."""
+    with jax.ensure_compile_time_eval():  # concrete even while a method is being traced
+        probe = jnp.array([-1.0, 0.5])
+        relu_like = bool(jnp.all(model.act(probe) == jnp.maximum(probe, 0)))
+    if not relu_like:
+        raise ValueError(f"{type(model).__name__} uses {getattr(model.act, '__name__', model.act)}, not ReLU: "
+                         "ReLU backward rules (deconvnet, guided backprop) do not apply; use saliency, "
+                         "gradient_x_input, smoothgrad, integrated_gradients or occlusion")
 
 
 def _after_flatten(model, name: str) -> bool:

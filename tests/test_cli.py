@@ -121,3 +121,12 @@ def test_inspect_commands_write_figures_and_numbers(tmp_path, argv, files):
 def test_inspect_filters_of_a_dense_layer_is_a_clear_error(tmp_path, capsys):
     assert main(["inspect", "filters", "--layer", "fc", "--out", str(tmp_path)]) == 2
     assert "conv" in capsys.readouterr().err
+
+
+def test_demo_on_lenet_digits_marks_relu_rules_not_applicable(tmp_path):
+    out = tmp_path / "lenet"
+    assert main(["demo", "--model", "lenet5", "--n", "2", "--method", "saliency", "--method", "guided_backprop",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["methods"] == ["saliency"] and "tanh" in summary["not_applicable"]["guided_backprop"]
+    assert np.load(next((out / "saliency").glob("*.npy"))).shape == (28, 28, 1)

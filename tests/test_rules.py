@@ -83,3 +83,16 @@ def test_guided_grad_cam_is_product(shapesnet):
     gb, _, _ = guided_backprop(model, params, x, classes)
     gc, _, _ = grad_cam(model, params, x, classes)
     np.testing.assert_allclose(ggc, gb * gc[..., None], rtol=1e-5, atol=1e-8)
+
+
+def test_rules_refuse_non_relu_models():
+    import jax.numpy as jnp
+
+    from jaxviz.models import LeNet5
+
+    m = LeNet5()
+    p = m.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
+    with pytest.raises(ValueError, match="tanh"):
+        guided_backprop(m, p, jnp.zeros((1, 28, 28, 1)), 0)
+    g, _, _ = saliency(m, p, jnp.ones((1, 28, 28, 1)), 0)  # plain gradients still work
+    assert float(jnp.abs(g).max()) > 0

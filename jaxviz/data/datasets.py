@@ -30,6 +30,12 @@ class Dataset:
         return len(self.images)
 
 
+def default_dataset(lm, n: int | None = None, seed: int = 0, data: str | None = None) -> Dataset:
+    """`data` (or the model's own data: digits for LeNet-5, shapes otherwise) at the model's input size."""
+    spec = data or ("digits" if lm.arch.startswith("lenet") else "shapes")
+    return load_dataset(spec, n=n, size=lm.input_shape[0], seed=seed)
+
+
 def load_dataset(spec: str, *, n: int | None = None, size: int | None = None, seed: int = 0,
                  split: str = "all") -> Dataset:
     """A dataset by name (`shapes`, `digits`) or from image files (a folder, a glob, a list file).

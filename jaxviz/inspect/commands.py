@@ -10,18 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text
-from ..data.datasets import load_dataset
+from ..data.datasets import default_dataset
 from ..models.base import ACT, CONV
 
 
-def default_data(lm) -> str:
-    return "digits" if lm.arch.startswith("lenet") else "shapes"
-
-
 def dataset_for(lm, data: str | None, n: int | None, seed: int = 0):
-    spec = data or default_data(lm)
-    size = None if spec in ("shapes", "digits") else lm.input_shape[0]
-    return load_dataset(spec, n=n, size=size if spec != "shapes" else lm.input_shape[0], seed=seed)
+    return default_dataset(lm, n, seed, data)
 
 
 def _default_layer(lm, kind: str) -> str:
