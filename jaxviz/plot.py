@@ -84,11 +84,7 @@ def comparison_grid(path: str | Path, images: np.ndarray, panels: Mapping[str, n
     `panels` maps a column title to `(N, H, W)` (drawn grayscale) or `(N, H, W, 3)` arrays in [0, 1].
     Written atomically as PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n, cols = len(images), 1 + len(panels)
     fig, axes = plt.subplots(n, cols, figsize=(cell * cols, cell * n + 0.3), squeeze=False)
     for r in range(n):
@@ -102,9 +98,24 @@ def comparison_grid(path: str | Path, images: np.ndarray, panels: Mapping[str, n
         if row_titles is not None:
             axes[r, 0].set_ylabel(row_titles[r], fontsize=7)
     fig.tight_layout(pad=0.3)
+    return save_figure(fig, path, dpi)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed), imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
+    """Write `fig` as PNG atomically and close it."""
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, format="png")
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     return Path(path)

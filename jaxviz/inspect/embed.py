@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .filters import _pyplot, _save
+from ..plot import pyplot, save_figure
 
 
 def tsne(features: np.ndarray, *, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
@@ -83,7 +83,7 @@ def embedding_figures(dataset, feats: np.ndarray, path_scatter: str | Path, path
     y = tsne(feats, seed=seed, perplexity=perplexity) if points2d is None else np.asarray(points2d)
     images, labels = np.asarray(dataset.images), np.asarray(dataset.labels)
     n = len(y)
-    plt = _pyplot()
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 5))
     cmap = plt.get_cmap("tab10" if max(len(dataset.classes), 1) <= 10 else "tab20")
@@ -95,7 +95,7 @@ def embedding_figures(dataset, feats: np.ndarray, path_scatter: str | Path, path
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     ax.set_title(f"{title} ({n} images)", fontsize=9)
     fig.tight_layout()
-    _save(fig, path_scatter)
+    save_figure(fig, path_scatter)
 
     cols = cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -112,5 +112,5 @@ def embedding_figures(dataset, feats: np.ndarray, path_scatter: str | Path, path
     ax.set_axis_off()
     ax.set_title(f"{title} grid ({rows}x{cols})", fontsize=9)
     fig.tight_layout(pad=0.2)
-    _save(fig, path_grid)
+    save_figure(fig, path_grid)
     return y

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
 from ..models.base import CONV, LayerError, activations
+from ..plot import pyplot, save_figure
 from .neighbours import model_input
 
 
@@ -35,7 +35,7 @@ def filter_grid(kernel: np.ndarray, path: str | Path, *, title: str | None = Non
     if k.ndim != 4:
         raise ValueError(f"filter_grid expects a conv kernel (kh, kw, in, out), got shape {k.shape}")
     kh, kw, cin, cout = k.shape
-    plt = _pyplot()
+    plt = pyplot()
     if cin in (1, 3):
         tiles = np.moveaxis(k, 3, 0)  # (out, kh, kw, in)
         lo = tiles.reshape(cout, -1).min(1).reshape(-1, 1, 1, 1)
@@ -70,7 +70,7 @@ def filter_grid(kernel: np.ndarray, path: str | Path, *, title: str | None = Non
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(pad=0.2, h_pad=0.1, w_pad=0.1, rect=_below_title(fig, title))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def conv_layers(lm) -> list[str]:
@@ -110,7 +110,7 @@ def feature_maps(lm, image: np.ndarray, layer: str | int, path: str | Path, *, m
     n = 1 + len(maps)
     cols = cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, cell * rows + 0.3), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
@@ -126,26 +126,7 @@ def feature_maps(lm, image: np.ndarray, layer: str | int, path: str | Path, *, m
     fig.suptitle(f"{lm.arch} {name}: {a.shape[-1]} maps of {a.shape[0]}x{a.shape[1]}"
                  + (f" (first {max_maps})" if a.shape[-1] > max_maps else ""), fontsize=8)
     fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.1, rect=_below_title(fig, True))
-    return _save(fig, path)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path, dpi: int = 100) -> Path:
-    plt = _pyplot()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _below_title(fig, title) -> tuple[float, float, float, float]:

@@ -100,7 +100,8 @@ def neighbours_figure(dataset, queries, layer_feats: np.ndarray | None, k: int, 
       label, over *every* dataset image used as a query (not just the drawn ones), so the numbers
       describe the space rather than the few queries drawn.
     """
-    from .filters import _below_title, _pyplot, _save
+    from ..plot import pyplot, save_figure
+    from .filters import _below_title
 
     if layer_feats is None:
         if lm is None or layer is None:
@@ -117,7 +118,7 @@ def neighbours_figure(dataset, queries, layer_feats: np.ndarray | None, k: int, 
         known = labels >= 0
         rates[space] = float((labels[idx][known] == labels[known, None]).mean()) if known.any() else float("nan")
 
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols = 2 * len(queries), k + 1
     fig, axes = plt.subplots(rows, cols, figsize=(cell * cols + 0.4, cell * rows + 0.4), squeeze=False)
     gray = images.shape[-1] == 1
@@ -146,7 +147,7 @@ def neighbours_figure(dataset, queries, layer_feats: np.ndarray | None, k: int, 
     fig.suptitle(f"{k} nearest neighbours: pixels (agree {rates['pixel']:.0%}) vs {lname} "
                  f"(agree {rates['feature']:.0%})", fontsize=8)
     fig.tight_layout(pad=0.2, h_pad=0.3, w_pad=0.1, rect=_below_title(fig, True))
-    _save(fig, path)
+    save_figure(fig, path)
     return rates
 
 

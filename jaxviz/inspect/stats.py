@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..atomic import atomic_path
+from ..plot import pyplot, save_figure
 from .extract import run_batches
 
 
@@ -187,10 +187,7 @@ def stats_table(stats: dict[str, ChannelStats], per_channel: bool = False) -> li
 
 def plot_stats(stats: dict[str, ChannelStats], path: str | Path, cell: float = 2.4, dpi: int = 100) -> Path:
     """PNG: bars of dead-filter fraction and mean zero fraction per layer, then each layer's histogram."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = list(stats)
     panels = 1 + len(names)
@@ -218,9 +215,4 @@ def plot_stats(stats: dict[str, ChannelStats], path: str | Path, cell: float = 2
     for ax in axes[panels:]:
         ax.axis("off")
     fig.tight_layout(pad=0.4)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi)

@@ -20,7 +20,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
-from ..atomic import atomic_path
+from ..plot import pyplot, save_figure
 from ..models.base import (ACT, ADAPTIVE_AVG, CONV, DENSE, DROPOUT, FLATTEN, GAP, GMP, PAD, POOL,
                            activations)
 from .extract import run_batches
@@ -162,10 +162,7 @@ def crop(image: np.ndarray, rf, y: int, x: int, fill: float = 0.5) -> np.ndarray
 def plot_top_k(dataset, result: TopK, rf, path: str | Path, cell: float = 1.1, dpi: int = 100) -> Path:
     """PNG grid: one row per channel, its k receptive-field crops (padded grey past the image
     border), each titled with its activation. `rf` is the layer's `RF` (or the dict of them)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if isinstance(rf, dict):
         rf = rf[result.layer]
@@ -188,9 +185,4 @@ def plot_top_k(dataset, result: TopK, rf, path: str | Path, cell: float = 1.1, d
         axes[r, 0].set_ylabel(f"ch {result.channels[r]}", fontsize=7)
     fig.suptitle(f"{result.layer}: top {cols}", fontsize=8)
     fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / (cell * rows + 0.45)))
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi)
