@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     from .data.images import ImageError
     from .models.base import LayerError
 
-    expected = (ValueError, LayerError, ImageError, FileNotFoundError)
+    expected = (ValueError, LayerError, ImageError, FileNotFoundError, ImportError)
     try:
         args.func(args)
     except expected as e:  # user errors: one clear line, no traceback

@@ -60,7 +60,10 @@ def load_dataset(spec: str, *, n: int | None = None, size: int | None = None, se
 
 
 def _digits(n, size, seed, split) -> Dataset:
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError("the digits dataset comes with scikit-learn: pip install 'jaxviz-cnn[inspect]'") from None
 
     d = load_digits()
     order = np.random.default_rng(seed).permutation(len(d.target))

@@ -20,7 +20,10 @@ def tsne(features: np.ndarray, *, seed: int = 0, perplexity: float = 30.0) -> np
     Barnes-Hut above 1000 points, exact below; PCA initialization. The perplexity is capped
     below N (t-SNE needs perplexity < N).
     """
-    from sklearn.manifold import TSNE
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise ImportError("t-SNE uses scikit-learn: pip install 'jaxviz-cnn[inspect]'") from None
 
     x = np.asarray(features, np.float32).reshape(len(features), -1)
     n = len(x)
