@@ -44,6 +44,10 @@ class LoadedModel:
         return self.model.apply({"params": self.params}, x)
 
 
+# What each architecture's usual weights expect, for random-init models that have no file to say so.
+_NATIVE_PREPROCESSING = {"vgg16": "torchvision", "vgg19": "torchvision", "shapesnet": "centered"}
+
+
 def embedded_path(arch: str = EMBEDDED) -> Path:
     return Path(str(resources.files("jaxviz.models") / "embedded" / SHIPPED[arch]))
 
@@ -66,8 +70,7 @@ def load(name: str | None = None, weights: str | Path | None = None, *, random_i
         model = build(arch)
         shape = DEFAULT_INPUT[arch]
         params = model.init(jax.random.key(seed), jnp.zeros((1, *shape)))["params"]
-        meta = {"arch": arch, "preprocessing": "torchvision" if arch.startswith("vgg") else "centered" if arch == "shapesnet" else "unit",
-                "random_init": True}
+        meta = {"arch": arch, "preprocessing": _NATIVE_PREPROCESSING.get(arch, "unit"), "random_init": True}
         return _bundle(f"{arch}(random)", arch, model, params, meta)
     if weights is None:
         weights = embedded_path(name or EMBEDDED) if (name or EMBEDDED) in SHIPPED else _find_weights(name)
