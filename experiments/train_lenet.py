@@ -35,6 +35,7 @@ import optax
 
 from jaxviz.data.datasets import Dataset, load_dataset
 from jaxviz.models import build
+from jaxviz.train import cross_entropy_step
 from jaxviz.weights import save_weights
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "jaxviz" / "models" / "embedded"
@@ -72,18 +73,13 @@ def train(arch: str, data: Dataset, *, epochs: int = 40, batch: int = 64, lr: fl
     tx = optax.adam(optax.cosine_decay_schedule(lr, max(steps, 1), alpha=0.01))
     opt = tx.init(params)
 
+    plain_step = cross_entropy_step(model, tx)
+
     @jax.jit
     def step(params, opt, key, x, y):
         if shift:
             x = _shift(key, x, shift)
-
-        def loss_fn(p):
-            logits = model.apply({"params": p}, x)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-        loss, g = jax.value_and_grad(loss_fn)(params)
-        updates, opt = tx.update(g, opt, params)
-        return optax.apply_updates(params, updates), opt, loss
+        return plain_step(params, opt, x, y)
 
     rng = np.random.default_rng(seed)
     key = jax.random.key(seed + 1)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from jaxviz.data import shapes
 from jaxviz.data.preprocess import CENTERED, normalize
 from jaxviz.models import ShapesNet
+from jaxviz.train import cross_entropy_step
 from jaxviz.weights import save_weights
 
 TEST_SEED = 999_999
@@ -48,17 +49,10 @@ def main() -> None:
     model = ShapesNet(num_classes=len(shapes.CLASSES))
     params = model.init(jax.random.key(args.seed), jnp.zeros((1, args.size, args.size, 3)))["params"]
     steps = args.epochs * (args.per_epoch // args.batch)
-    tx = optax.adamw(optax.warmup_cosine_decay_schedule(1e-5, args.lr, max(300, steps // 10), steps, 1e-5), weight_decay=1e-4)
+    tx = optax.adamw(optax.warmup_cosine_decay_schedule(1e-5, args.lr, min(max(300, steps // 10), steps // 2), steps, 1e-5), weight_decay=1e-4)
     opt = tx.init(params)
 
-    @jax.jit
-    def step(params, opt, x, y):
-        def loss_fn(p):
-            logits = model.apply({"params": p}, x)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        loss, g = jax.value_and_grad(loss_fn)(params)
-        updates, opt = tx.update(g, opt, params)
-        return optax.apply_updates(params, updates), opt, loss
+    step = jax.jit(cross_entropy_step(model, tx))
 
     test = shapes.generate(args.test, size=args.size, seed=TEST_SEED)
     test = test._replace(images=normalize(test.images, CENTERED))

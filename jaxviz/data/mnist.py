@@ -25,6 +25,14 @@ CLASSES = tuple(str(i) for i in range(10))
 _PREFIX = {"train": "train", "test": "t10k"}
 
 
+def _check_length(path: Path, data: bytes, need: int, promised: str) -> None:
+    if len(data) < need:
+        raise ValueError(f"{path}: truncated: the header promises {promised} ({need} bytes) "
+                         f"but the file has {len(data)} bytes")
+    if len(data) > need:
+        raise ValueError(f"{path}: {len(data) - need} bytes after the {promised} the header promises")
+
+
 def read_idx_images(path: str | Path) -> np.ndarray:
     """`(N, rows, cols)` uint8 from an IDX3 image file (gzipped or raw)."""
     path = Path(path)
@@ -35,12 +43,7 @@ def read_idx_images(path: str | Path) -> np.ndarray:
     _, n, rows, cols = _header(path, data, 4)
     if rows == 0 or cols == 0:
         raise ValueError(f"{path}: image size {rows}x{cols} in the header")
-    need = 16 + n * rows * cols
-    if len(data) < need:
-        raise ValueError(f"{path}: truncated: the header promises {n} images of {rows}x{cols} "
-                         f"({need} bytes) but the file has {len(data)} bytes")
-    if len(data) > need:
-        raise ValueError(f"{path}: {len(data) - need} bytes after the {n} images the header promises")
+    _check_length(path, data, 16 + n * rows * cols, f"{n} images of {rows}x{cols}")
     return np.frombuffer(data, np.uint8, n * rows * cols, 16).reshape(n, rows, cols)
 
 
@@ -52,12 +55,7 @@ def read_idx_labels(path: str | Path) -> np.ndarray:
     if magic != LABELS_MAGIC:
         raise ValueError(f"{path}: not an IDX label file (magic number {magic}, expected {LABELS_MAGIC})")
     _, n = _header(path, data, 2)
-    need = 8 + n
-    if len(data) < need:
-        raise ValueError(f"{path}: truncated: the header promises {n} labels ({need} bytes) "
-                         f"but the file has {len(data)} bytes")
-    if len(data) > need:
-        raise ValueError(f"{path}: {len(data) - need} bytes after the {n} labels the header promises")
+    _check_length(path, data, 8 + n, f"{n} labels")
     labels = np.frombuffer(data, np.uint8, n, 8)
     if n and labels.max() > 9:
         raise ValueError(f"{path}: label {int(labels.max())} is not a digit 0-9")
