@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -132,6 +133,10 @@ def _bench(args) -> None:
     print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
 
 
+# Modules with a `register(subparsers)` that adds sub-commands whose `func(args)` calls the library.
+_COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="jaxviz", description="Explain convolutional networks with JAX/Flax.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -216,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="bench", help="output folder for bench.json and bench.md (default: bench)")
     p.add_argument("--quiet", action="store_true", help="no line per finished case")
     p.set_defaults(func=_bench)
+
+    for module in _COMMAND_MODULES:  # larger command groups register their own sub-parsers
+        importlib.import_module(module).register(sub)
     return ap
 
 
