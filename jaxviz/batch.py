@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import glob
 import hashlib
 import json
@@ -42,6 +43,7 @@ from . import plot
 from .atomic import save_npy, write_text
 from .data.images import load_image, save_image
 from .data.preprocess import normalize, resize_and_crop
+from .store import MapStore, StoreFormat
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -58,6 +60,8 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 """Suffixes (compared lower-case) picked up from directories and globs."""
 
 RESULTS, ERRORS, SUMMARY = "results.jsonl", "errors.jsonl", "summary.json"
+RESULTS_GLOB, ERRORS_GLOB = "results*.jsonl", "errors*.jsonl"  # process i of a multi-process run: results.p<i>.jsonl
+OUTPUTS = frozenset({"npy", "png", "store"})
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _UNSAFE = re.compile(r"[^\w\-]")  # dots too: a folder named `x.png` could shadow a file
@@ -375,27 +379,34 @@ class _Ledger:
     done: set[tuple[str, str]]
     stems: dict[str, str]  # resolved image → its stem
     failed: dict[str, set[str | None]]  # resolved image → failed methods (None: loading failed)
+    chunks: set[str]  # store chunks that records point at
 
 
 def _read_ledger(out: Path, wanted: set[str], model: str, target: Any) -> _Ledger:
-    """Read `results.jsonl` / `errors.jsonl` in `out`; only `wanted` images' files are checked."""
-    ledger = _Ledger(set(), {}, collections.defaultdict(set))
-    for r in _read_jsonl(out / RESULTS):
-        try:
-            image, method, stem, files = r["resolved"], r["method"], r["stem"], r["files"]
-        except KeyError:
-            continue
-        if r.get("model") != model or r.get("target") != target:
-            raise ValueError(
-                f"{out} already holds results of model {r.get('model')!r} with target "
-                f"{r.get('target')!r}; this run is model {model!r} with target {target!r}. "
-                "Use another output folder (or delete this one) so that the maps do not mix")
-        ledger.stems.setdefault(image, stem)
-        if image in wanted and all((out / f).is_file() for f in files.values()):
-            ledger.done.add((image, method))
-    for r in _read_jsonl(out / ERRORS):
-        if "resolved" in r:
-            ledger.failed[r["resolved"]].add(r.get("method"))
+    """Read every process's `results*.jsonl` / `errors*.jsonl` in `out`; only `wanted` images' files are checked."""
+    ledger = _Ledger(set(), {}, collections.defaultdict(set), set())
+    exists = functools.lru_cache(maxsize=4096)(lambda rel: (out / rel).is_file())  # store chunks hold many maps
+    for path in sorted(out.glob(RESULTS_GLOB)):
+        for r in _read_jsonl(path):
+            try:
+                image, method, stem, files = r["resolved"], r["method"], r["stem"], r["files"]
+            except KeyError:
+                continue
+            if r.get("model") != model or r.get("target") != target:
+                raise ValueError(
+                    f"{out} already holds results of model {r.get('model')!r} with target "
+                    f"{r.get('target')!r}; this run is model {model!r} with target {target!r}. "
+                    "Use another output folder (or delete this one) so that the maps do not mix")
+            ledger.stems.setdefault(image, stem)
+            chunk = (r.get("store") or {}).get("chunk")
+            if chunk:
+                ledger.chunks.add(chunk)
+            if image in wanted and all(exists(f) for f in files.values()) and (chunk is None or exists(chunk)):
+                ledger.done.add((image, method))
+    for path in sorted(out.glob(ERRORS_GLOB)):
+        for r in _read_jsonl(path):
+            if "resolved" in r:
+                ledger.failed[r["resolved"]].add(r.get("method"))
     return ledger
 
 
@@ -422,6 +433,11 @@ class RunSummary:
     images_per_second: float
     skipped_failed: int = 0
 
+    def failure_reasons(self, top: int = 10) -> dict[str, int]:
+        """The most common failure reasons (file names taken out) and how many images each hit."""
+        counts = collections.Counter(reason.replace(image, "<image>") for image, reason in self.failed)
+        return dict(counts.most_common(top))
+
 
 @dataclasses.dataclass
 class _Item:
@@ -434,22 +450,36 @@ class _Item:
 
 
 def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
-                 options: Mapping[str, Any] | None = None) -> dict[str, Callable]:
+                 options: Mapping[str, Any] | None = None, devices: Sequence | None = None,
+                 dtype: str = "float32") -> dict[str, Callable]:
     """Compiled `fn(x_batch, ids) -> (maps, classes, logits)` per method name, for `run_attribution`.
 
     Uses `attribution.engine.compiled` (params are an argument, not baked-in constants; one
     compilation per shape). `options` go to the methods that accept them (e.g. `layer` to the
     CAM family, `n` to SmoothGrad); sample-based methods draw from `jax.random.key(seed)`.
+    `devices` (more than one) shards each batch over them: a 1-D `Mesh` with axis "batch", the
+    batch placed with `NamedSharding(mesh, P("batch"))` and the params replicated, so XLA runs
+    each device's slice of the batch; the batch size must be a multiple of `len(devices)`.
+    `dtype="bfloat16"` runs the model in bfloat16 (maps are returned as float32).
     """
     from .attribution.engine import compiled, method_options
 
     key = jax.random.key(seed)
     image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)))
+    params, place = lm.params, (lambda a: a)
+    if devices is not None and len(devices) > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.asarray(devices), ("batch",))
+        params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+        batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
+        place = functools.partial(jax.device_put, device=batch_sharding)
+    extra = {} if dtype == "float32" else {"dtype": dtype}
     bound = {}
     for name in names:
         accepted = method_options(name)
-        fn = compiled(name, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted})
-        bound[name] = lambda x, ids, fn=fn: fn(lm.params, x, target, image_keys(ids))[:3]
+        fn = compiled(name, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted}, **extra)
+        bound[name] = lambda x, ids, fn=fn: fn(params, place(x), target, image_keys(place(ids)))[:3]
     return bound
 
 
@@ -457,7 +487,8 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
                     out: str | os.PathLike[str], *, target=None, batch_size: int = 16,
                     size: int | tuple[int, int] | None = None, progress: bool = True,
                     log: Callable[[str], Any] = print, retry_failed: bool = False,
-                    workers: int | None = None) -> RunSummary:
+                    workers: int | None = None, outputs: Iterable[str] = ("npy", "png"),
+                    store_format: StoreFormat = StoreFormat(), process: tuple[int, int] = (0, 1)) -> RunSummary:
     """Run every method on every image in batches, writing maps, views and a resumable ledger.
 
     Args:
@@ -472,13 +503,19 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
       batch_size: images per call; the last batch is padded by repeating its last image, so
         each method is compiled for one shape only.
       size: model input size for presets without a crop (see `_model_input`).
-      progress: show a tqdm bar (images/s and error count in its postfix).
+      progress: show a tqdm bar (images/s, ETA and error count).
       log: where messages about skipped images go.
       retry_failed: try again images (and pairs) that failed in an earlier run.
       workers: threads loading and writing images (default: CPU count, at most 8).
+      outputs: any of "npy" and "png" (one file per image and method) and "store" (one chunk per
+        batch and method, see `jaxviz.store`; for millions of maps).
+      store_format: dtype and downsampling of the store's maps.
+      process: `(index, count)` of a multi-process run: this process takes every count-th image
+        starting at index, and writes `results.p<index>.jsonl` (etc.); every process reads all
+        ledgers, so a rerun with any process count resumes.
 
     Returns:
-      the `RunSummary`, also written to `out/summary.json`.
+      the `RunSummary`, also written to `out/summary.json` (`summary.p<index>.json`).
 
     Raises:
       ValueError: bad arguments, or `out` holds results of another model or target.
@@ -486,28 +523,43 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
     t0 = time.perf_counter()
     out = Path(out)
     _check_method_names(methods)
+    outputs = frozenset(outputs)
+    if not outputs or outputs - OUTPUTS:
+        raise ValueError(f"outputs must be a non-empty subset of {sorted(OUTPUTS)}, got {sorted(outputs)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    index, count = process
+    if not 0 <= index < count:
+        raise ValueError(f"process index {index} is not in 0..{count - 1}")
+    suffix = "" if count == 1 else f".p{index}"
+    results_path, errors_path, summary_path = (out / name.replace(".", f"{suffix}.", 1)
+                                               for name in (RESULTS, ERRORS, SUMMARY))
     out.mkdir(parents=True, exist_ok=True)
-    for name in (RESULTS, ERRORS):
-        _drop_partial_line(out / name)
+    for path in (results_path, errors_path):
+        _drop_partial_line(path)
+    if count == 1 and results_path.exists():  # a resumed run: clear temp files a kill left mid-write
+        _remove_stale_temps(out)
     target_json = _target_json(target)
     images = _dedupe(Path(p) for p in images)
     resolved = [str(p.resolve()) for p in images]
-    ledger = _read_ledger(out, set(resolved), lm.name, target_json)
-    items, skipped_existing, skipped_failed = _plan(images, resolved, list(methods), ledger, out, retry_failed)
+    ledger = _read_ledger(out, set(resolved[index::count]), lm.name, target_json)
+    store = MapStore(out, store_format, prefix="" if count == 1 else f"p{index}-")
+    store.prune(ledger.chunks)
+    items, skipped_existing, skipped_failed = _plan(images, resolved, list(methods), ledger, out, retry_failed,
+                                                    (index, count))
     if skipped_failed:
-        log(f"not retrying {skipped_failed} image(s) that failed before (see {out / ERRORS}; "
+        log(f"not retrying {skipped_failed} image(s) that failed before (see {errors_path}; "
             "retry_failed=True to retry)")
 
     failed: list[tuple[str, str]] = []
     done = 0
     if items:
         workers = workers or max(1, min(8, os.cpu_count() or 1))
-        context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size)
+        context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size,
+                       outputs=outputs, store=store)
         with ThreadPoolExecutor(workers) as pool, \
-                open(out / RESULTS, "a", encoding="utf-8") as results, \
-                open(out / ERRORS, "a", encoding="utf-8") as errors, \
+                open(results_path, "a", encoding="utf-8") as results, \
+                open(errors_path, "a", encoding="utf-8") as errors, \
                 tqdm(total=len(items), unit="img", desc="attribute", disable=not progress) as bar:
 
             def fail(item: _Item, reason: str, method: str | None = None) -> None:
@@ -522,7 +574,8 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
                 fail(item, reason)
                 bar.update(1)
 
-            loaded = _load_all(pool, items, lm, size, window=2 * batch_size + workers, on_error=on_load_error)
+            loaded = _load_all(pool, items, lm, size, window=2 * batch_size + workers, on_error=on_load_error,
+                               display="png" in outputs)
             for written in _compute(pool, _batches(loaded, batch_size), context, results, fail):
                 done += written
                 bar.update(written)
@@ -532,10 +585,21 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
     summary = RunSummary(done=done, skipped_existing=skipped_existing, failed=failed,
                          seconds=round(seconds, 3), images_per_second=round(done / seconds, 3) if seconds else 0.0,
                          skipped_failed=skipped_failed)
-    report = dict(dataclasses.asdict(summary), model=lm.name, methods=list(methods), target=target_json,
-                  batch_size=batch_size, images=len(images))
-    write_text(out / SUMMARY, json.dumps(report, indent=2))
+    report = dict(dataclasses.asdict(summary), failure_reasons=summary.failure_reasons(), model=lm.name,
+                  methods=list(methods), target=target_json, batch_size=batch_size, images=len(images),
+                  process={"index": index, "count": count}, outputs=sorted(outputs))
+    write_text(summary_path, json.dumps(report, indent=2))
     return summary
+
+
+_TEMP = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")  # `atomic_path`'s temporary names
+
+
+def _remove_stale_temps(out: Path) -> None:
+    for root, _, names in os.walk(out):
+        for name in names:
+            if _TEMP.fullmatch(name):
+                Path(root, name).unlink(missing_ok=True)
 
 
 def _check_method_names(methods: Mapping[str, Callable]) -> None:
@@ -563,10 +627,14 @@ def _target_json(target) -> Any:
 
 
 def _plan(images: list[Path], resolved: list[str], methods: list[str], ledger: _Ledger, out: Path,
-          retry_failed: bool) -> tuple[list[_Item], int, int]:
-    """The images with pending methods (and their stems), and the skip counts."""
+          retry_failed: bool, process: tuple[int, int] = (0, 1)) -> tuple[list[_Item], int, int]:
+    """This process's images with pending methods (and their stems), and the skip counts.
+
+    New stems are assigned over all images without one, the same way in every process, so two
+    processes never give one name to different images."""
+    index, count = process
     pending, skipped_existing, skipped_failed = [], 0, 0
-    for path, r in zip(images, resolved):
+    for path, r in zip(images[index::count], resolved[index::count]):
         failed = set() if retry_failed else ledger.failed.get(r, set())
         todo = tuple(m for m in methods if (r, m) not in ledger.done and m not in failed and None not in failed)
         if todo:
@@ -577,7 +645,7 @@ def _plan(images: list[Path], resolved: list[str], methods: list[str], ledger: _
             skipped_existing += 1
     roots = common_root(images)
     taken = {stem: image for image, stem in ledger.stems.items()}
-    new = [(p, r) for p, r, _ in pending if r not in ledger.stems]
+    new = [(p, r) for p, r in zip(images, resolved) if r not in ledger.stems]
     fresh = dict(zip((r for _, r in new), assign_stems([p for p, _ in new], roots, taken)))
     items = []
     for path, r, todo in pending:
@@ -594,17 +662,22 @@ def _contained_stem(out: Path, methods: Sequence[str], stem: str, path: Path) ->
     raise ValueError(f"outputs for {path} would land outside {out}: is {out}/<method> a symlink?")
 
 
-def _load_one(item: _Item, lm, size) -> tuple[np.ndarray, np.ndarray]:
-    return _model_input(load_image(item.path), lm, size)
+def _load_one(item: _Item, lm, size, display: bool) -> tuple[np.ndarray | None, np.ndarray]:
+    shown, x = _model_input(load_image(item.path), lm, size)
+    return (shown if display else None), x
 
 
 def _load_all(pool: ThreadPoolExecutor, items: list[_Item], lm, size, window: int,
-              on_error: Callable[[_Item, str], None]) -> Iterator[tuple[_Item, np.ndarray, np.ndarray]]:
-    """(item, display, x) for each image that loads, in order; at most `window` loads in flight."""
+              on_error: Callable[[_Item, str], None],
+              display: bool = True) -> Iterator[tuple[_Item, np.ndarray | None, np.ndarray]]:
+    """(item, display, x) for each image that loads, in order; at most `window` loads in flight.
+
+    Decoding and preprocessing run in the pool's threads (Pillow and NumPy release the GIL), ahead
+    of the batch being computed. `display` (the resized image, for PNG views) is None unless asked."""
     queue: collections.deque[tuple[_Item, Future]] = collections.deque()
     todo = iter(items)
     for item in todo:
-        queue.append((item, pool.submit(_load_one, item, lm, size)))
+        queue.append((item, pool.submit(_load_one, item, lm, size, display)))
         if len(queue) >= window:
             yield from _take(queue, on_error)
     while queue:
@@ -665,25 +738,35 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
     outputs = {name: tuple(np.asarray(a) for a in value) for name, value in launched.items()}
     now = time.perf_counter()
     seconds = (now - t_last) / len(batch)
-    jobs, records = [], []
+    kinds, out = context["outputs"], context["out"]
+    jobs, rows = [], collections.defaultdict(list)  # method → [(batch row, record)]
     for i, (item, display, _) in enumerate(batch):
         for method in item.methods:
             maps, classes, logits = outputs[method]
             if not np.all(np.isfinite(maps[i])):
                 fail(item, f"method {method} gave NaN or infinite values", method)
                 continue
-            files = {"npy": f"{method}/{item.stem}.npy", "png": f"{method}/{item.stem}.png"}
-            jobs.append((context["out"], files, maps[i].astype(np.float32), display))
-            records.append(_record(item, method, int(classes[i]), logits[i], files, seconds, context))
-    for f in [pool.submit(_write_pair, *job) for job in jobs]:
-        f.result()
-    _append_jsonl(results, records)
+            files = {k: f"{method}/{item.stem}.{k}" for k in ("npy", "png") if k in kinds}
+            if files:
+                jobs.append(pool.submit(_write_files, out, files, maps[i].astype(np.float32), display))
+            rows[method].append((i, _record(item, method, int(classes[i]), logits[i], files, seconds, context)))
+    if "store" in kinds:
+        chunks = {m: pool.submit(context["store"].append, m, outputs[m][0][[i for i, _ in rs]])
+                  for m, rs in rows.items()}
+        for m, rs in rows.items():
+            for (_, record), where in zip(rs, chunks[m].result()):
+                record["store"] = where
+    for job in jobs:
+        job.result()
+    _append_jsonl(results, [record for rs in rows.values() for _, record in rs])
     return now, len(batch)
 
 
-def _write_pair(out: Path, files: dict, m: np.ndarray, display: np.ndarray) -> None:
-    save_npy(out / files["npy"], m)
-    save_image(out / files["png"], plot.view(m[None], display[None])[0])
+def _write_files(out: Path, files: dict, m: np.ndarray, display: np.ndarray | None) -> None:
+    if "npy" in files:
+        save_npy(out / files["npy"], m)
+    if "png" in files:
+        save_image(out / files["png"], plot.view(m[None], display[None])[0])
 
 
 def _record(item: _Item, method: str, cls: int, logits: np.ndarray, files: dict, seconds: float,

@@ -34,26 +34,39 @@ def _parse_options(items: list[str] | None) -> dict:
 
 
 def _attribute(args) -> None:
-    from .attribution import METHODS, parse_target
-    from .batch import bind_methods, discover_images, run_attribution
-    from .models.loading import load
+    from .job import AttributeJob, enable_compilation_cache, load_job, run_job
 
-    names = [m for item in args.method or ["saliency"] for m in item.split(",") if m]
-    if names == ["all"]:
-        names = list(METHODS)
-    options = _parse_options(args.opt)
-    if args.layer:
-        options["layer"] = args.layer
-    images = discover_images(args.inputs)
-    lm = load(args.model, args.weights)
-    target = parse_target(args.target, lm.labels)
-    methods = bind_methods(lm, names, target, seed=args.seed, options=options)
-    s = run_attribution(lm, images, methods, args.out, target=target, batch_size=args.batch_size,
-                        size=args.size, progress=not args.quiet)
-    print(f"attribute: {s.done} images done, {s.skipped_existing} already done, {len(s.failed)} failed "
-          f"in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s); results in {args.out}/results.jsonl")
-    for image, reason in s.failed:
-        print(f"  failed: {image}: {reason}", file=sys.stderr)
+    if args.resume:
+        if args.inputs:
+            raise ValueError("--resume RUN_DIR takes the inputs and options from RUN_DIR/config.json; give no inputs")
+        job, out = load_job(args.resume), args.resume
+    elif not args.inputs:
+        raise ValueError("give image files, folders, globs or @list.txt files (or --resume RUN_DIR)")
+    else:
+        options = _parse_options(args.opt)
+        if args.layer:
+            options["layer"] = args.layer
+        outputs = [o for item in args.outputs.split(",") if (o := item.strip())]
+        job = AttributeJob(
+            inputs=args.inputs, methods=[m for item in args.method or ["saliency"] for m in item.split(",") if m],
+            model=args.model, weights=args.weights, target=args.target, options=options, batch_size=args.batch_size,
+            size=args.size, seed=args.seed, outputs=outputs, store_dtype=args.store_dtype,
+            store_downsample=args.store_downsample, devices=args.devices, dtype=args.dtype,
+            distributed=args.distributed)
+        out = args.out
+    if args.compile_cache != "off":
+        enable_compilation_cache(args.compile_cache)
+    s = run_job(job, out, progress=not args.quiet, retry_failed=args.retry_failed)
+    print(f"attribute: {s.done} images done, {s.skipped_existing} already done, {s.skipped_failed} failed before, "
+          f"{len(s.failed)} failed in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s); "
+          f"results in {out}/results.jsonl")
+    if len(s.failed) <= 10:
+        for image, reason in s.failed:
+            print(f"  failed: {image}: {reason}", file=sys.stderr)
+    else:  # at scale: the reasons and their counts; every image is in errors.jsonl
+        for reason, n in s.failure_reasons().items():
+            print(f"  failed x{n}: {reason}", file=sys.stderr)
+        print(f"  (every failed image is listed in {out}/errors*.jsonl)", file=sys.stderr)
 
 
 def _inspect(args) -> None:
@@ -149,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="shapesnet (default, on shapes images) or lenet5 / lenet5_3x3 (on digits)")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("attribute", help="attribution maps for many images, batched, resumable")
-    p.add_argument("inputs", nargs="+", help="image files, folders, globs, or @list.txt files")
+    p = sub.add_parser("attribute", help="attribution maps for many images, batched, sharded, resumable")
+    p.add_argument("inputs", nargs="*", help="image files, folders, globs, or @list.txt files")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the job saved in RUN_DIR (no other argument needed)")
     p.add_argument("--model", help="architecture or weights name (default: the embedded shapesnet)")
     p.add_argument("--weights", help="weights name or .safetensors path")
     p.add_argument("--method", action="append",
@@ -162,6 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--size", type=int, help="input size for models without a fixed crop (default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="seed of sample-based methods (SmoothGrad, IG noise)")
+    p.add_argument("--outputs", default="npy,png",
+                   help="comma list of npy, png (one file per image and method) and store (one array chunk per "
+                        "batch: for millions of maps); default npy,png")
+    p.add_argument("--store-dtype", default="float32", choices=["float32", "float16"], help="dtype of stored maps")
+    p.add_argument("--store-downsample", type=int, default=1, help="average-pool stored maps by this factor")
+    p.add_argument("--devices", help="'all' or N: shard each batch over local devices (default: one device)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="compute dtype of the model (bfloat16: faster on GPU/TPU, maps differ slightly)")
+    p.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize() and take this process's share of the images")
+    p.add_argument("--compile-cache", default=None, metavar="DIR|off",
+                   help="persistent XLA compilation cache (default: ~/.cache/jaxviz/xla, or $JAXVIZ_CACHE_DIR/xla)")
+    p.add_argument("--retry-failed", action="store_true", help="try again images that failed in an earlier run")
     p.add_argument("--out", default="attributions", help="output folder; a rerun resumes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_attribute)

@@ -1,12 +1,17 @@
 """Shared fixtures: tiny random models (fast on a 2-core CPU) and strict JAX settings."""
 
+import os
+import tempfile
+
 import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxviz.models import ShapesNet, VGG
+from jaxviz.models import VGG, ShapesNet
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# CLI runs turn on the persistent compilation cache: keep it out of the user's home during tests.
+os.environ.setdefault("JAXVIZ_CACHE_DIR", tempfile.mkdtemp(prefix="jaxviz-test-cache-"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,143 @@
+"""An attribution job as data: what `jaxviz attribute` runs, saved in its run directory so it can resume.
+
+    job = AttributeJob(inputs=["photos/"], methods=["saliency", "grad_cam"], outputs=["store"])
+    run_job(job, "runs/a")                  # writes runs/a/config.json, then the maps
+    run_job(load_job("runs/a"), "runs/a")   # `jaxviz attribute --resume runs/a`: same job, picks up where it stopped
+
+The job also decides where the work runs: `devices` shards the batch axis over local devices
+(`jax.sharding.Mesh` + `NamedSharding`, params replicated); `distributed=True` calls
+`jax.distributed.initialize()` and gives each process every `process_count`-th image. A persistent
+XLA compilation cache (`compile_cache`) makes a second run start without recompiling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from .atomic import write_text
+from .batch import RunSummary, bind_methods, discover_images, run_attribution
+from .store import StoreFormat
+
+__all__ = ["CONFIG", "AttributeJob", "default_cache_dir", "enable_compilation_cache", "load_job", "resolve_devices",
+           "run_job"]
+
+CONFIG = "config.json"
+
+
+@dataclasses.dataclass
+class AttributeJob:
+    """Everything `jaxviz attribute` needs; JSON-serializable (see `jaxviz attribute --help` for each field)."""
+
+    inputs: list[str]
+    methods: list[str] = dataclasses.field(default_factory=lambda: ["saliency"])
+    model: str | None = None
+    weights: str | None = None
+    target: str | None = None  # command-line form: None, "319", "dragonfly", "top2", "relu5_3:12"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    batch_size: int = 16
+    size: int | None = None
+    seed: int = 0
+    outputs: list[str] = dataclasses.field(default_factory=lambda: ["npy", "png"])
+    store_dtype: str = "float32"
+    store_downsample: int = 1
+    devices: str | int | None = None  # None: the default device; "all" or N: shard the batch over local devices
+    dtype: str = "float32"
+    distributed: bool = False
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "config") -> AttributeJob:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+        if "inputs" not in data:
+            raise ValueError(f"{where}: no 'inputs'")
+        return cls(**data)
+
+
+def load_job(run_dir: str | os.PathLike[str]) -> AttributeJob:
+    """The job saved in `run_dir/config.json` by an earlier `run_job`."""
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --resume needs a run directory written by `jaxviz attribute` "
+                                "(give the inputs and options instead)")
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); fix or delete it") from None
+    return AttributeJob.from_json(data, str(path))
+
+
+def resolve_devices(devices: str | int | None) -> list | None:
+    """`None` → None (default device); "all" → every local device; N (or "N") → the first N."""
+    if devices is None:
+        return None
+    local = jax.local_devices()
+    if devices == "all":
+        return local
+    try:
+        n = int(devices)
+    except (TypeError, ValueError):
+        raise ValueError(f"devices must be 'all' or a number, got {devices!r}") from None
+    if not 1 <= n <= len(local):
+        raise ValueError(f"devices={n} but this process sees {len(local)} device(s): {local}")
+    return local[:n]
+
+
+def default_cache_dir() -> Path:
+    """`$JAXVIZ_CACHE_DIR/xla`, else `$XDG_CACHE_HOME/jaxviz/xla`, else `~/.cache/jaxviz/xla`."""
+    root = os.environ.get("JAXVIZ_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxviz"
+    return Path(root) / "xla"
+
+
+def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache in `path` (default `default_cache_dir()`).
+
+    Every compiled program is kept (no minimum compile time), so a rerun of the same job, or
+    `--resume`, loads its executables instead of compiling them again."""
+    path = Path(path) if path is not None else default_cache_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    return path
+
+
+def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = True,
+            log: Callable[[str], Any] = print, retry_failed: bool = False) -> RunSummary:
+    """Save `job` in `out/config.json` and run it (resuming whatever `out` already holds)."""
+    from .attribution import METHODS, parse_target
+    from .models.loading import load
+
+    out = Path(out)
+    unknown = [m for m in job.methods if m != "all" and m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    methods = list(METHODS) if job.methods == ["all"] else list(job.methods)
+    process = (0, 1)
+    if job.distributed:
+        jax.distributed.initialize()
+        process = (jax.process_index(), jax.process_count())
+    devices = resolve_devices(job.devices)
+    batch_size = job.batch_size
+    if devices and batch_size % len(devices):
+        batch_size += len(devices) - batch_size % len(devices)
+        log(f"batch size {job.batch_size} rounded up to {batch_size}, a multiple of the {len(devices)} devices")
+    fmt = StoreFormat(job.store_dtype, job.store_downsample)
+    images = discover_images(job.inputs)
+    lm = load(job.model, job.weights)
+    target = parse_target(job.target, lm.labels)
+    bound = bind_methods(lm, methods, target, seed=job.seed, options=job.options, devices=devices, dtype=job.dtype)
+    out.mkdir(parents=True, exist_ok=True)
+    if process[0] == 0:
+        write_text(out / CONFIG, json.dumps(dataclasses.asdict(job), indent=2))
+    return run_attribution(lm, images, bound, out, target=target, batch_size=batch_size, size=job.size,
+                           progress=progress, log=log, retry_failed=retry_failed, outputs=job.outputs,
+                           store_format=fmt, process=process)
