@@ -19,6 +19,7 @@ every component made safe (`a/cat.jpg` → `a/cat`); see `output_stem` and `assi
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import glob
@@ -283,16 +284,31 @@ def _inside(out: Path, candidate: Path) -> bool:
 # --------------------------------------------------------------------------- preprocessing
 
 
-def _model_input(img: np.ndarray, lm, size: int | tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+ORIGINAL = "original"
+BUCKET, MAX_SIDE = 32, 1024  # size="original": sides rounded to a multiple of BUCKET, the longer one at most MAX_SIDE
+
+
+def original_hw(h: int, w: int) -> tuple[int, int]:
+    """The input size used for an `(h, w)` image with `size="original"`: its own size, scaled down to fit
+    `MAX_SIDE` if larger, each side rounded to a multiple of `BUCKET` (at least one). Rounding makes
+    images of similar sizes share one compiled shape (seed 002 kept COCO's original sizes)."""
+    scale = min(1.0, MAX_SIDE / max(h, w))
+    return tuple(max(BUCKET, int(round(side * scale / BUCKET)) * BUCKET) for side in (h, w))
+
+
+def _model_input(img: np.ndarray, lm, size: int | tuple[int, int] | str | None) -> tuple[np.ndarray, np.ndarray]:
     """A loaded image → (display `(H, W, 3)` in [0, 1], model input `(H, W, C)` float32).
 
-    Presets with a crop (torchvision, caffe) resize and crop as their weights expect; `size` is
+    `size="original"` keeps each image's own size (see `original_hw`), for every preset. Otherwise
+    presets with a crop (torchvision, caffe) resize and crop as their weights expect; `size` is
     ignored for them. The others ("centered", "unit") take any size, so every image is resized
     to `size` (an int for square, or `(H, W)`), default `lm.input_shape[:2]`, to keep one
     compiled shape.
     """
     pp = lm.preprocessing
-    if pp.crop is not None:
+    if size == ORIGINAL:
+        display = _resize(img, original_hw(*img.shape[:2]))
+    elif pp.crop is not None:
         display = resize_and_crop(img, pp.resize, pp.crop)
     else:
         display = _resize(img, _target_hw(lm, size))
@@ -459,7 +475,10 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     CAM family, `n` to SmoothGrad); sample-based methods draw from `jax.random.key(seed)`.
     `devices` (more than one) shards each batch over them: a 1-D `Mesh` with axis "batch", the
     batch placed with `NamedSharding(mesh, P("batch"))` and the params replicated, so XLA runs
-    each device's slice of the batch; the batch size must be a multiple of `len(devices)`.
+    each device's slice of the batch (a batch size that is not a multiple of `len(devices)` is
+    replicated instead).
+    Under that mesh the sample axes of SmoothGrad and IG are sharded too (one image's samples on
+    every device), which is what keeps devices busy at small batch sizes.
     `dtype="bfloat16"` runs the model in bfloat16 (maps are returned as float32).
     """
     from .attribution.engine import compiled, method_options
@@ -472,14 +491,24 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
 
         mesh = Mesh(np.asarray(devices), ("batch",))
         params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
-        batch_sharding = NamedSharding(mesh, PartitionSpec("batch"))
-        place = functools.partial(jax.device_put, device=batch_sharding)
+        split, whole = NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
+
+        def place(a):  # a batch that does not divide evenly is replicated (its sample axes still shard)
+            return jax.device_put(a, whole if a.shape[0] % len(devices) else split)
+
+        set_mesh = functools.partial(jax.set_mesh, mesh)  # lets sample axes (SmoothGrad, IG) shard too
+    else:
+        set_mesh = contextlib.nullcontext
     extra = {} if dtype == "float32" else {"dtype": dtype}
     bound = {}
     for name in names:
         accepted = method_options(name)
         fn = compiled(name, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted}, **extra)
-        bound[name] = lambda x, ids, fn=fn: fn(params, place(x), target, image_keys(place(ids)))[:3]
+        def run(x, ids, fn=fn):
+            with set_mesh():
+                return fn(params, place(x), target, image_keys(place(ids)))[:3]
+
+        bound[name] = run
     return bound
 
 
@@ -502,7 +531,9 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
       target: only recorded (as JSON) in each result line; must match earlier runs in `out`.
       batch_size: images per call; the last batch is padded by repeating its last image, so
         each method is compiled for one shape only.
-      size: model input size for presets without a crop (see `_model_input`).
+      size: model input size for presets without a crop, or "original" for each image's own size
+        (rounded to a multiple of 32, see `original_hw`; images are sorted by size so that each
+        batch has one shape and each shape compiles once).
       progress: show a tqdm bar (images/s, ETA and error count).
       log: where messages about skipped images go.
       retry_failed: try again images (and pairs) that failed in an earlier run.
@@ -547,6 +578,8 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
     store.prune(ledger.chunks)
     items, skipped_existing, skipped_failed = _plan(images, resolved, list(methods), ledger, out, retry_failed,
                                                     (index, count))
+    if size == ORIGINAL:  # batches of one shape each: group the images by their input size
+        items.sort(key=_header_hw)
     if skipped_failed:
         log(f"not retrying {skipped_failed} image(s) that failed before (see {errors_path}; "
             "retry_failed=True to retry)")
@@ -694,9 +727,25 @@ def _take(queue, on_error) -> Iterator[tuple[_Item, np.ndarray, np.ndarray]]:
     yield item, display, x
 
 
+def _header_hw(item: _Item) -> tuple[int, int]:
+    """`original_hw` of an image from its header (no decoding); (0, 0) when unreadable (it fails later)."""
+    try:
+        with Image.open(item.path) as im:
+            w, h = im.size
+            if (im.getexif() or {}).get(0x0112, 1) in (5, 6, 7, 8):  # EXIF rotation swaps the sides
+                h, w = w, h
+        return original_hw(h, w)
+    except Exception:
+        return (0, 0)
+
+
 def _batches(loaded: Iterable, batch_size: int) -> Iterator[list]:
+    """Batches of up to `batch_size` loaded images of one input shape (a new shape starts a new batch)."""
     batch = []
     for entry in loaded:
+        if batch and entry[2].shape != batch[0][2].shape:
+            yield batch
+            batch = []
         batch.append(entry)
         if len(batch) == batch_size:
             yield batch
@@ -740,7 +789,7 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
     seconds = (now - t_last) / len(batch)
     kinds, out = context["outputs"], context["out"]
     jobs, rows = [], collections.defaultdict(list)  # method → [(batch row, record)]
-    for i, (item, display, _) in enumerate(batch):
+    for i, (item, display, x) in enumerate(batch):
         for method in item.methods:
             maps, classes, logits = outputs[method]
             if not np.all(np.isfinite(maps[i])):
@@ -749,7 +798,8 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
             files = {k: f"{method}/{item.stem}.{k}" for k in ("npy", "png") if k in kinds}
             if files:
                 jobs.append(pool.submit(_write_files, out, files, maps[i].astype(np.float32), display))
-            rows[method].append((i, _record(item, method, int(classes[i]), logits[i], files, seconds, context)))
+            record = _record(item, method, int(classes[i]), logits[i], files, seconds, context)
+            rows[method].append((i, {**record, "input_hw": list(x.shape[:2])}))
     if "store" in kinds:
         chunks = {m: pool.submit(context["store"].append, m, outputs[m][0][[i for i, _ in rs]])
                   for m, rs in rows.items()}

@@ -33,6 +33,15 @@ def _parse_options(items: list[str] | None) -> dict:
     return opts
 
 
+def _size(text: str) -> int | str:
+    if text == "original":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: give a number of pixels or 'original'") from None
+
+
 def _attribute(args) -> None:
     from .job import AttributeJob, enable_compilation_cache, load_job, run_job
 
@@ -174,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", help="layer for the CAM family (default: the last conv layer)")
     p.add_argument("--opt", action="append", metavar="NAME=VALUE", help="method option, e.g. n=25, steps=32")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--size", type=int, help="input size for models without a fixed crop (default: the model's)")
+    p.add_argument("--size", type=_size, help="input size for models without a fixed crop (default: the model's), "
+                                              "or 'original': each image's own size, rounded to a multiple of 32")
     p.add_argument("--seed", type=int, default=0, help="seed of sample-based methods (SmoothGrad, IG noise)")
     p.add_argument("--outputs", default="npy,png",
                    help="comma list of npy, png (one file per image and method) and store (one array chunk per "

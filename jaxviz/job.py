@@ -42,7 +42,7 @@ class AttributeJob:
     target: str | None = None  # command-line form: None, "319", "dragonfly", "top2", "relu5_3:12"
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     batch_size: int = 16
-    size: int | None = None
+    size: int | str | None = None  # pixels, or "original" (each image's own size, bucketed)
     seed: int = 0
     outputs: list[str] = dataclasses.field(default_factory=lambda: ["npy", "png"])
     store_dtype: str = "float32"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import jaxviz
 from jaxviz import batch
@@ -229,3 +230,60 @@ def test_kill_9_at_random_points_then_resume_equals_uninterrupted_run(tmp_path):
     referenced = {r["store"]["chunk"] for r in b}
     assert {str(p.relative_to(killed)) for p in (killed / "store").rglob("*.npy")} == referenced
     assert not [p for p in killed.rglob("*.tmp")]  # no half-written file left behind
+
+
+def test_original_sizes_are_bucketed_one_shape_per_batch(tmp_path, lm):
+    """size="original": each image keeps its size (rounded to 32); batches never mix shapes."""
+    from jaxviz.data.shapes import generate
+
+    imgs = generate(5, size=96, seed=3).images
+    sizes = [(40, 70), (96, 96), (33, 65), (100, 90), (2000, 1000)]  # → 32x64, 96x96, 32x64, 96x96, 1024x512
+    for k, (h, w) in enumerate(sizes):
+        pic = (imgs[k] * 255).astype(np.uint8)
+        Image.fromarray(pic).resize((w, h)).save(tmp_path / f"{k}.png")
+    assert batch.original_hw(2000, 1000) == (1024, 512) and batch.original_hw(10, 10) == (32, 32)
+    calls = []
+    fn = batch.bind_methods(lm, ["grad_cam"])["grad_cam"]
+    methods = {"grad_cam": lambda x, ids: calls.append(x.shape) or fn(x, ids)}
+    s = batch.run_attribution(lm, sorted(tmp_path.glob("*.png")), methods, tmp_path / "out", batch_size=2,
+                              size="original", progress=False, outputs=("npy",))
+    assert s.done == 5
+    assert sorted(calls) == [(2, 32, 64, 3), (2, 96, 96, 3), (2, 1024, 512, 3)]
+    records = {Path(r["image"]).name: r for r in _records(tmp_path / "out")}
+    assert records["1.png"]["input_hw"] == [96, 96] and records["4.png"]["input_hw"] == [1024, 512]
+    assert np.load(tmp_path / "out" / records["2.png"]["files"]["npy"]).shape == (32, 64)
+
+
+SAMPLES = textwrap.dedent("""
+    import json
+    import jax, numpy as np, jaxviz
+    from jax.sharding import Mesh
+    from jaxviz.attribution.engine import compiled
+    from jaxviz.batch import bind_methods
+    lm = jaxviz.load()
+    x = np.random.default_rng(0).random((1, 64, 64, 3), np.float32)
+    ids = np.arange(1, dtype=np.uint32)
+    out = {}
+    for name, opts in [("smoothgrad", {"n": 16}), ("integrated_gradients", {"steps": 16})]:
+        a = bind_methods(lm, [name], None, options=opts)[name](x, ids)[0]
+        b = bind_methods(lm, [name], None, options=opts, devices=jax.devices())[name](x, ids)[0]
+        out[name] = float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(a)).max())
+    fn = compiled("smoothgrad", lm.model, n=16)
+    lowered = lambda: jax.jit(fn).lower(lm.params, x, None, jax.random.key(0)).compile().as_text()
+    plain = lowered()
+    with jax.set_mesh(Mesh(np.asarray(jax.devices()), ("batch",))):
+        sharded = lowered()
+    out["all_reduce"] = [plain.count("all-reduce"), sharded.count("all-reduce")]
+    print(json.dumps(out))
+""")
+
+
+def test_sample_axes_shard_over_devices_for_a_single_image(tmp_path):
+    """Batch of one on 8 devices: SmoothGrad's samples and IG's steps are spread (XLA adds the cross-device
+    sum) and the maps equal the single-device ones."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", SAMPLES], env=env, capture_output=True, text=True, check=True)
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["smoothgrad"] < 1e-5 and out["integrated_gradients"] < 1e-5
+    plain, sharded = out["all_reduce"]
+    assert plain == 0 and sharded > 0

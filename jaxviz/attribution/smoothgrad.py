@@ -91,10 +91,20 @@ def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 5
 def _batched_score_grad(model, params, xs: jax.Array, sel: Selection, stop: str | None) -> jax.Array:
     """∂score/∂x for k copies of the batch at once: `xs` `(k, N, H, W, C)`, one selection for all."""
     k, n = xs.shape[:2]
-    flat = xs.reshape(k * n, *xs.shape[2:])
+    flat = _shard_rows(xs.reshape(k * n, *xs.shape[2:]))
     tiled = Selection(jnp.tile(sel.index, k), None if sel.pos is None else jnp.tile(sel.pos, (k, 1)))
     g = jax.grad(lambda z: jnp.sum(score(forward(model, params, z, stop_at=stop), tiled)))(flat)
     return g.reshape(xs.shape)
+
+
+def _shard_rows(a: jax.Array) -> jax.Array:
+    """Spread the rows (samples × images) over the "batch" axis of the mesh set by the caller (`jax.set_mesh`,
+    as `batch.bind_methods` does for several devices), so one image's noise samples or IG steps run on
+    every device; unchanged without such a mesh or when the rows do not divide evenly."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or "batch" not in mesh.axis_names or a.shape[0] % mesh.shape["batch"]:
+        return a
+    return jax.lax.with_sharding_constraint(a, jax.sharding.PartitionSpec("batch"))
 
 
 def _chunked_sum(f: Callable, xs, chunk: int | None):
