@@ -468,7 +468,10 @@ class _Item:
 def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
                  options: Mapping[str, Any] | None = None, devices: Sequence | None = None,
                  dtype: str = "float32") -> dict[str, Callable]:
-    """Compiled `fn(x_batch, ids) -> (maps, classes, logits)` per method name, for `run_attribution`.
+    """Compiled `fn(x_batch, ids[, target]) -> (maps, classes, logits)` per method name, for `run_attribution`.
+
+    `target` is bound for every call; a call may pass its own (e.g. each image's ground-truth class
+    as an `(B,)` int array, as the seed-002 experiment does) without recompiling.
 
     Uses `attribution.engine.compiled` (params are an argument, not baked-in constants; one
     compilation per shape). `options` go to the methods that accept them (e.g. `layer` to the
@@ -504,9 +507,10 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     for name in names:
         accepted = method_options(name)
         fn = compiled(name, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted}, **extra)
-        def run(x, ids, fn=fn):
+        def run(x, ids, per_call_target=None, fn=fn):
+            t = target if per_call_target is None else per_call_target
             with set_mesh():
-                return fn(params, place(x), target, image_keys(place(ids)))[:3]
+                return fn(params, place(x), t, image_keys(place(ids)))[:3]
 
         bound[name] = run
     return bound

@@ -24,7 +24,7 @@ from .base import SequentialNet
 EMBEDDED = "shapesnet"
 # Weights shipped inside the package, by architecture: the default model and LeNet-5 on digits.
 SHIPPED = {"shapesnet": "shapesnet.safetensors", "lenet5": "lenet5_digits.safetensors",
-           "lenet5_3x3": "lenet5_3x3_digits.safetensors"}
+           "lenet5_3x3": "lenet5_3x3_digits.safetensors", "minivgg": "minivgg.safetensors"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class LoadedModel:
 
 
 # What each architecture's usual weights expect, for random-init models that have no file to say so.
-_NATIVE_PREPROCESSING = {"vgg16": "torchvision", "vgg19": "torchvision", "shapesnet": "centered"}
+_NATIVE_PREPROCESSING = {"vgg16": "torchvision", "vgg19": "torchvision", "shapesnet": "centered",
+                         "minivgg": "centered"}
 
 
 def embedded_path(arch: str = EMBEDDED) -> Path:

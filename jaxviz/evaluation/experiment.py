@@ -1,0 +1,388 @@
+"""Seed 002's study as a resumable experiment: maps for every (model, size, image, method), scored.
+
+A config (see `experiments/seed002.py` and `DEFAULTS`) names methods, models, sizes, the data,
+the mask dilation and a seed. `run_experiment(config, out)` writes into the run directory `out/`:
+
+    out/config.json       the full config (a rerun with a different config is refused)
+    out/records.jsonl     one JSON line per (image, model, size, method); appended per batch
+                          with flush + fsync, so a killed run loses at most the batch in flight
+    out/examples/         example grids (image, mask, one map per method) per model and size
+    out/summary.json      what the latest run did (counts, seconds)
+
+and then `jaxviz.evaluation.summary.write_summaries` (tables, charts) and `jaxviz.report` (HTML).
+
+Record fields: `key` (the sample), `image`, `category`, `model`, `size` ("original" or "224"),
+`method`, `class` and `class_name` (the target), `predicted`, `correct`, `hw` (the map's H, W),
+`mask_fraction` (dilated mask area / image area, the P of a uniform map), `P`, `E`, `E_total`
+(seed 002's energy concentration, channels summed) and `pointing` (pointing game hit); with
+`deletion_steps` > 0 also `deletion_auc` and `insertion_auc` (RISE, Petsiuk et al. 2018: softmax
+probability of the target as pixels are removed / restored in map order, blurred baseline;
+`jaxviz.metrics.deletion_insertion`). Off by default: it costs 2·(steps + 1) forward passes per map.
+
+Target: the ground-truth class, as in seed 002 — the model's class named like the object's
+category; for ImageNet models on COCO, the candidate ImageNet class (`coco_to_imagenet.tsv`)
+the model scores highest. Objects whose category the model has no class for are skipped (and
+counted). The pointing-game tolerance is given at 224 px and scaled with the image's longer side.
+
+Resuming: a rerun reads `records.jsonl` (a torn last line is cut), skips batches whose records
+all exist, and recomputes a partly written batch whole, writing only the missing records. Batch
+composition is fixed by the data order and `batch_size` (the last batch is padded by repeating
+an image), so a resumed run computes every record on exactly the same inputs as an uninterrupted
+one: the final records are identical. Maps are batched and compiled (`attribution.engine.compiled`;
+one compilation per method, model and input shape); sample-based methods draw per-image noise from
+`fold_in(key(seed), crc32(image key))`, as `jaxviz attribute` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import runpy
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from ..atomic import write_text
+from ..batch import bind_methods
+from ..data.preprocess import normalize
+from .datasets import ORIGINAL, Sample, class_candidates, load_samples, resize_sample
+
+__all__ = ["DEFAULTS", "SEED002_METHODS", "load_config", "read_records", "record_key", "run_experiment",
+           "validate_config"]
+
+SEED002_METHODS = ("saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam")
+"""Seed 002's five methods: Backpropagation (= saliency), Deconvolution, Guided Backpropagation,
+Grad-CAM, Guided Grad-CAM."""
+
+DEFAULTS: dict[str, Any] = {
+    "name": "seed002",
+    "methods": list(SEED002_METHODS),
+    "models": ["shapesnet", "minivgg"],
+    "sizes": [ORIGINAL, 224],
+    "data": {"source": "shapes", "n": 100, "size": 64, "seed": 0},
+    "dilation": 0.2,
+    "pointing_tolerance": 15,
+    "seed": 0,
+    "batch_size": 16,
+    "method_options": {},
+    "examples": 4,
+    "deletion_steps": 0,
+}
+
+RECORDS, CONFIG, SUMMARY, EXAMPLES = "records.jsonl", "config.json", "summary.json", "examples"
+_POINTING_REFERENCE = 224  # the pointing tolerance is in pixels of a 224-px image (Zhang et al. 2016)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def load_config(path: str | os.PathLike[str]) -> dict:
+    """A config file → validated config dict (missing keys from `DEFAULTS`).
+
+    `.py`: a module with `get_config()` returning a dict (big_vision style); `.json`; `.toml`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    if path.suffix == ".py":
+        module = runpy.run_path(str(path))
+        if "get_config" not in module:
+            raise ValueError(f"{path} has no get_config() function")
+        config = module["get_config"]()
+    elif path.suffix == ".json":
+        config = json.loads(path.read_text(encoding="utf-8"))
+    elif path.suffix == ".toml":
+        import tomllib
+
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    else:
+        raise ValueError(f"config {path}: use a .py file with get_config(), .json or .toml")
+    return validate_config(dict(config))
+
+
+def validate_config(config: dict) -> dict:
+    """`config` over `DEFAULTS`, checked; unknown keys and bad values raise ValueError naming them."""
+    from ..attribution import METHODS
+
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known: {', '.join(DEFAULTS)}")
+    c = copy.deepcopy(DEFAULTS)
+    c.update(copy.deepcopy(config))
+    c["methods"], c["models"], c["sizes"] = list(c["methods"]), list(c["models"]), list(c["sizes"])
+    bad = [m for m in c["methods"] if m not in METHODS]
+    if bad or not c["methods"]:
+        raise ValueError(f"config methods {bad or '[]'} unknown; known: {', '.join(METHODS)}")
+    if not c["models"]:
+        raise ValueError("config models is empty: name at least one (e.g. 'shapesnet')")
+    for s in c["sizes"]:
+        if s != ORIGINAL and not (isinstance(s, int) and s >= 8):
+            raise ValueError(f"config sizes: {s!r} is neither 'original' nor an int >= 8")
+    if not isinstance(c["data"], dict) or c["data"].get("source", "shapes") not in ("shapes", "coco"):
+        raise ValueError(f"config data must be a dict with source 'shapes' or 'coco', got {c['data']!r}")
+    for key in ("dilation", "pointing_tolerance"):
+        if not (isinstance(c[key], (int, float)) and c[key] >= 0):
+            raise ValueError(f"config {key} must be a number >= 0, got {c[key]!r}")
+    for key in ("batch_size", "seed", "examples", "deletion_steps"):
+        if not isinstance(c[key], int) or c[key] < (1 if key == "batch_size" else 0):
+            raise ValueError(f"config {key} must be an integer (batch_size >= 1), got {c[key]!r}")
+    if not isinstance(c["method_options"], dict):
+        raise ValueError("config method_options must be a dict, e.g. {'layer': 'relu3_2'}")  # noqa: TRY004
+    return c
+
+
+def _canonical(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def record_key(record: dict) -> tuple[str, str, str, str]:
+    """What identifies a record: (sample key, model, size, method)."""
+    return record["key"], record["model"], str(record["size"]), record["method"]
+
+
+def read_records(out: str | os.PathLike[str]) -> list[dict]:
+    """The records of a run directory, in file order; a torn (non-JSON) line is skipped."""
+    path = Path(out) / RECORDS
+    if not path.exists():
+        return []
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(r, dict) and "key" in r:
+                records.append(r)
+    return records
+
+
+def _cut_torn_line(path: Path) -> None:
+    """Drop a half-written last line (a kill mid-write) so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep != len(data):
+        with open(path, "rb+") as f:
+            f.truncate(keep)
+            os.fsync(f.fileno())
+
+
+def _append(f, records: list[dict]) -> None:
+    if records:
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def _model_label(entry: str) -> str:
+    """A model entry (architecture, weights name or .safetensors path) → its name in records."""
+    return Path(entry).stem if entry.endswith(".safetensors") else entry
+
+
+def _load_model(entry: str):
+    from ..models.loading import load
+
+    return load(weights=entry) if entry.endswith(".safetensors") else load(entry)
+
+
+def _batches(samples: list[Sample], size, batch_size: int) -> Iterator[tuple[list[Sample], int]]:
+    """Fixed batches and the size to pad each to: in data order, grouped by the shape the model
+    will see (one compilation per shape). A group smaller than `batch_size` (original-size photos)
+    is padded only to its own size, not to `batch_size`."""
+    groups: dict[tuple, list[Sample]] = {}
+    for s in samples:
+        groups.setdefault(s.hw if size == ORIGINAL else (int(size),) * 2, []).append(s)
+    for group in groups.values():
+        for i in range(0, len(group), batch_size):
+            yield group[i:i + batch_size], min(batch_size, len(group))
+
+
+def _pointing_tolerance(config: dict, hw: tuple[int, int]) -> float:
+    return config["pointing_tolerance"] * max(hw) / _POINTING_REFERENCE
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool = True,
+                   log: Callable[[str], Any] = print, report: bool = True) -> dict:
+    """Run (or resume) the experiment `config` into `out`; returns the run summary.
+
+    Args:
+      config: a dict as from `load_config` (validated again here).
+      out: the run directory (created).
+      progress: tqdm bars.
+      log: where notes (skipped objects, resumed counts) go.
+      report: also write tables, charts and the HTML report when done.
+
+    Raises:
+      ValueError: `out` already holds a run of a different config.
+    """
+    config = validate_config(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / CONFIG
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if _canonical(old) != _canonical(config):
+            raise ValueError(f"{out} holds a run of another config ({cfg_path}); pass a new --out "
+                             "or delete that folder to start over")
+    else:
+        write_text(cfg_path, json.dumps(config, indent=2, sort_keys=True))
+    records_path = out / RECORDS
+    _cut_torn_line(records_path)
+    done = {record_key(r) for r in read_records(out)}
+    resumed = len(done)
+
+    t0 = time.perf_counter()
+    samples = load_samples(config["data"])
+    methods = config["methods"]
+    total = len(samples) * len(methods) * len(config["models"]) * len(config["sizes"])
+    written, skipped = 0, {}
+    with open(records_path, "a", encoding="utf-8") as f, \
+            tqdm(total=total, initial=resumed, unit="rec", desc="experiment", disable=not progress) as bar:
+        for entry in config["models"]:
+            model = _model_label(entry)
+            lm = None
+            for size in config["sizes"]:
+                example_path = out / EXAMPLES / f"{model}_{size}.png"
+                for b, (batch, pad_to) in enumerate(_batches(samples, size, config["batch_size"])):
+                    todo = {(s.key, m) for s in batch for m in methods if (s.key, model, str(size), m) not in done}
+                    want_example = b == 0 and config["examples"] > 0 and not example_path.exists()
+                    if not todo and not want_example:
+                        continue
+                    if lm is None:
+                        lm = _load_model(entry)
+                        fns = bind_methods(lm, methods, seed=config["seed"], options=config["method_options"])
+                        logits_fn = jax.jit(lambda p, x, lm=lm: lm.model.apply({"params": p}, x))
+                    rows, maps_by_method, inputs, x = _compute_batch(lm, fns, logits_fn, batch, size, pad_to, skipped)
+                    new, dilated = _score_batch(rows, maps_by_method, x, todo, config, model, size, lm, logits_fn)
+                    if want_example and rows:
+                        _write_example(example_path, inputs, rows, dilated, maps_by_method,
+                                       config["examples"], model, size)
+                    _append(f, new)
+                    done.update(record_key(r) for r in new)
+                    written += len(new)
+                    bar.update(len(todo))
+    seconds = time.perf_counter() - t0
+    summary = {"records_written": written, "records_before": resumed, "records_total": len(done),
+               "skipped_objects": skipped, "seconds": round(seconds, 2), "samples": len(samples)}
+    write_text(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True))
+    if skipped:
+        log(f"skipped objects with no matching model class: {skipped}")
+    if report:
+        from ..report import write_report
+        from .summary import write_summaries
+
+        write_summaries(out)
+        write_report(out)
+    return summary
+
+
+def _compute_batch(lm, fns, logits_fn, batch: list[Sample], size, pad_to: int, skipped: dict):
+    """Load, resize and preprocess a batch; targets; every method's maps. Rows of kept samples."""
+    rows = []
+    for s in batch:
+        cands = class_candidates(s.category, lm.labels)
+        if not cands:
+            key = f"{_model_label(lm.name)}:{s.category}"
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        img, mask = resize_sample(*s.load(), size)
+        rows.append({"sample": s, "cands": cands, "image": img, "mask": mask})
+    if not rows:
+        return [], {}, None, None
+    images = np.stack([r["image"] for r in rows])
+    x = normalize(images, lm.preprocessing)
+    if lm.input_shape[-1] == 1:
+        x = x.mean(-1, keepdims=True)
+    n, bs = len(rows), pad_to
+    pad = lambda a: np.concatenate([a, np.repeat(a[-1:], bs - n, 0)]) if n < bs else a
+    x = pad(np.asarray(x, np.float32))
+    ids = pad(np.asarray([zlib.crc32(r["sample"].key.encode()) for r in rows], np.uint32))
+    logits = np.asarray(logits_fn(lm.params, jnp.asarray(x)))[:n]
+    for r, z in zip(rows, logits):
+        cands = np.asarray(r["cands"])
+        r["target"] = int(cands[np.argmax(z[cands])])
+        r["predicted"] = int(np.argmax(z))
+    targets = pad(np.asarray([r["target"] for r in rows], np.int32))
+    maps = {m: np.asarray(fn(x, ids, targets)[0])[:n] for m, fn in fns.items()}
+    return rows, maps, images, x[:n]
+
+
+def _score_batch(rows: list[dict], maps_by_method: dict, x, todo: set, config: dict, model: str, size, lm,
+                 logits_fn) -> tuple[list[dict], np.ndarray | None]:
+    """The records still to do for a computed batch, and the dilated masks (for the example grid)."""
+    from ..metrics import (
+        deletion_insertion,
+        dilate_masks,
+        energy_concentration,
+        pointing_game,
+    )
+
+    if not rows:
+        return [], None
+    masks = np.stack([r["mask"] for r in rows])
+    dilated = dilate_masks(masks, config["dilation"]) if config["dilation"] else masks
+    tol = _pointing_tolerance(config, masks.shape[1:])
+    targets = np.asarray([r["target"] for r in rows])
+    new = []
+    for m, maps in maps_by_method.items():
+        energy = energy_concentration(maps, masks, dilation=config["dilation"])
+        hits = pointing_game(maps, masks, tolerance=tol)
+        curves = {}
+        if config["deletion_steps"]:
+            for mode in ("deletion", "insertion"):
+                curves[f"{mode}_auc"] = deletion_insertion(
+                    lambda b: logits_fn(lm.params, jnp.asarray(b)), x, maps, targets,
+                    mode=mode, steps=config["deletion_steps"], softmax=True).auc
+        for i, r in enumerate(rows):
+            if (r["sample"].key, m) in todo:
+                rec = _record(r, model, size, m, energy, hits, dilated, i, lm)
+                new.append(rec | {k: float(v[i]) for k, v in curves.items()})
+    return new, dilated
+
+
+def _record(row: dict, model: str, size, method: str, energy, hits, dilated, i: int, lm) -> dict:
+    s = row["sample"]
+    return {"key": s.key, "image": s.image, "category": s.category, "model": model, "size": str(size),
+            "method": method, "class": row["target"], "class_name": lm.labels.name(row["target"]),
+            "predicted": row["predicted"], "correct": row["predicted"] == row["target"],
+            "hw": list(row["mask"].shape), "mask_fraction": float(dilated[i].mean()),
+            "P": float(energy.P[i]), "E": float(energy.E[i]), "E_total": float(energy.E_total[i]),
+            "pointing": bool(hits[i])}
+
+
+def _write_example(path: Path, images: np.ndarray, rows: list[dict], dilated: np.ndarray, maps: dict,
+                   k: int, model: str, size) -> None:
+    """Image, dilated mask and one view per method for the first `k` images (seed 002, fig. 7.8)."""
+    from .. import plot
+
+    k = min(k, len(rows))
+    imgs = images[:k]
+    panels = {"mask (dilated)": np.stack([plot.overlay(im, m.astype(np.float32), 0.5, "Greens")
+                                          for im, m in zip(imgs, dilated[:k])])}
+    for method, m in maps.items():
+        panels[method] = plot.view(m[:k], imgs)
+    titles = [f"{r['sample'].category}" for r in rows[:k]]
+    plot.comparison_grid(path, imgs, panels, row_titles=titles)
+    meta = {"model": model, "size": str(size), "methods": list(maps),
+            "images": [{"image": r["sample"].image, "category": r["sample"].category, "class": r["target"]}
+                       for r in rows[:k]]}
+    write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))

@@ -1,0 +1,43 @@
+"""Metrics for attribution maps: pure, batched, arrays in (NumPy or JAX) → NumPy arrays out.
+
+- `energy_concentration`, `dilate_masks` — seed 002's energy inside the dilated object mask;
+- `pointing_game` — Zhang et al. 2016;
+- `deletion_insertion` — RISE deletion/insertion curves and AUC (Petsiuk et al. 2018);
+- `cascading_randomization`, `random_input_check` — model randomization sanity checks
+  (Adebayo et al. 2018), with `spearman` and `ssim` to compare maps.
+
+Every metric takes maps as arrays, so maps from a new backward rule (`jaxviz.rules.relu_rule`)
+are scored with the same code as the built-in methods.
+"""
+
+from .deletion import CurveResult, auc, deletion_insertion, make_baseline, pixel_order
+from .energy import (
+    EnergyResult,
+    channel_sum,
+    dilate_masks,
+    dilation_radius,
+    energy_concentration,
+)
+from .pointing import map_maxima, pointing_game
+from .sanity import (
+    SanityResult,
+    cascading_randomization,
+    compare_maps,
+    comparison_views,
+    plot_randomization_maps,
+    plot_similarity_bars,
+    plot_similarity_curves,
+    random_input_check,
+    randomization_order,
+    randomize_params,
+    records,
+    summary,
+    to_json,
+)
+from .similarity import rank_average, spearman, ssim
+
+__all__ = ["CurveResult", "EnergyResult", "SanityResult", "auc", "cascading_randomization", "channel_sum",
+           "compare_maps", "comparison_views", "deletion_insertion", "dilate_masks", "dilation_radius",
+           "energy_concentration", "make_baseline", "map_maxima", "pixel_order", "plot_randomization_maps", "plot_similarity_bars",
+           "plot_similarity_curves", "pointing_game", "random_input_check", "randomization_order",
+           "randomize_params", "rank_average", "records", "spearman", "ssim", "summary", "to_json"]

@@ -1,0 +1,48 @@
+"""Pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016).
+
+A map "hits" when its maximum lies on the object: within `tolerance` pixels (Euclidean, 15 px in
+the paper) of some pixel of the ground-truth mask; otherwise it misses. Accuracy = hits / N.
+The maximum is taken of |S|, S the channel-summed map (same reduction as `energy_concentration`,
+so the maximum is the pixel of highest energy); ties go to the first pixel in row-major order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .energy import _as_masks, channel_sum
+
+__all__ = ["map_maxima", "pointing_game"]
+
+
+def map_maxima(maps) -> np.ndarray:
+    """(row, col) of each map's maximum of |channel sum|, `(N, 2)` int64; first in row-major order on ties."""
+    s = np.abs(channel_sum(maps))
+    if np.isnan(s).any():
+        bad = np.flatnonzero(np.isnan(s).any(axis=(1, 2)))
+        raise ValueError(f"maps {bad.tolist()} contain NaN: the pointing game needs finite maps")
+    flat = s.reshape(s.shape[0], -1).argmax(axis=1)
+    return np.stack(np.unravel_index(flat, s.shape[1:]), axis=1).astype(np.int64)
+
+
+def pointing_game(maps, masks, *, tolerance: int = 15) -> np.ndarray:
+    """Hit (True) if each map's maximum lies within `tolerance` px of its mask.
+
+    Args:
+      maps: `(N, H, W)` or `(N, H, W, C)` float (NumPy or JAX).
+      masks: `(N, H, W)` bool ground-truth masks; an empty mask is always a miss.
+      tolerance: pixels; a hit when the Euclidean distance from the maximum to the nearest mask
+        pixel is ≤ tolerance (0: the maximum must be on the mask itself).
+
+    Returns:
+      `(N,)` bool NumPy array.
+    """
+    if not np.isfinite(tolerance) or tolerance < 0:
+        raise ValueError(f"tolerance must be a number of pixels >= 0, got {tolerance!r}")
+    points = map_maxima(maps)
+    n, h, w = channel_sum(maps).shape
+    m = _as_masks(masks, (n, h, w))
+    rows = np.arange(h)[None, :, None] - points[:, 0, None, None]
+    cols = np.arange(w)[None, None, :] - points[:, 1, None, None]
+    d2 = np.where(m, rows.astype(np.float64) ** 2 + cols.astype(np.float64) ** 2, np.inf)
+    return d2.reshape(n, -1).min(axis=1) <= float(tolerance) ** 2
