@@ -156,7 +156,7 @@ def _bench(args) -> None:
 
 
 # Modules with a `register(subparsers)` that adds sub-commands whose `func(args)` calls the library.
-_COMMAND_MODULES: list[str] = ["jaxviz.evaluation.cli"]
+_COMMAND_MODULES: list[str] = ["jaxviz.optvis.cli", "jaxviz.evaluation.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
