@@ -465,6 +465,18 @@ class _Item:
     methods: tuple[str, ...]  # the methods still to do for it
 
 
+SAMPLE_ROWS = 256
+"""Images per forward/backward pass of sample-based methods (SmoothGrad, IG) in batch jobs, unless `chunk` is given."""
+
+
+def _default(method: str, option: str):
+    import inspect
+
+    from .attribution import METHODS
+
+    return inspect.signature(METHODS[method]).parameters[option].default
+
+
 def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
                  options: Mapping[str, Any] | None = None, devices: Sequence | None = None,
                  dtype: str = "float32") -> dict[str, Callable]:
@@ -483,6 +495,7 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     Under that mesh the sample axes of SmoothGrad and IG are sharded too (one image's samples on
     every device), which is what keeps devices busy at small batch sizes.
     `dtype="bfloat16"` runs the model in bfloat16 (maps are returned as float32).
+    SmoothGrad's samples and IG's steps run `SAMPLE_ROWS` images per pass unless `chunk` is given.
     """
     from .attribution.engine import compiled, method_options
 
@@ -506,8 +519,14 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     bound = {}
     for name in names:
         accepted = method_options(name)
-        fn = compiled(name, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted}, **extra)
-        def run(x, ids, per_call_target=None, fn=fn):
+        given = {k: v for k, v in (options or {}).items() if k in accepted}
+        auto_chunk = "chunk" in accepted and "chunk" not in given and _default(name, "chunk") is None
+
+        def run(x, ids, per_call_target=None, name=name, given=given, auto_chunk=auto_chunk):
+            # Sample-based methods default to all samples in one pass: at batch 64 that is 3 200 VGG
+            # passes at once. Batch jobs bound memory to SAMPLE_ROWS images per pass instead.
+            chunk = {"chunk": max(1, SAMPLE_ROWS // x.shape[0])} if auto_chunk else {}
+            fn = compiled(name, lm.model, **given, **chunk, **extra)
             t = target if per_call_target is None else per_call_target
             with set_mesh():
                 return fn(params, place(x), t, image_keys(place(ids)))[:3]
