@@ -477,6 +477,19 @@ def _default(method: str, option: str):
     return inspect.signature(METHODS[method]).parameters[option].default
 
 
+class _SameArguments:
+    """Calls `fn` once for consecutive calls with the very same argument objects (one batch), so that
+    the methods of a fused group, called one after another on a batch, share one computation."""
+
+    def __init__(self, fn: Callable):
+        self.fn, self.args, self.value = fn, None, None
+
+    def __call__(self, *args):
+        if self.args is None or any(a is not b for a, b in zip(args, self.args, strict=True)):
+            self.args, self.value = args, self.fn(*args)
+        return self.value
+
+
 def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
                  options: Mapping[str, Any] | None = None, devices: Sequence | None = None,
                  dtype: str = "float32") -> dict[str, Callable]:
@@ -496,8 +509,12 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     every device), which is what keeps devices busy at small batch sizes.
     `dtype="bfloat16"` runs the model in bfloat16 (maps are returned as float32).
     SmoothGrad's samples and IG's steps run `SAMPLE_ROWS` images per pass unless `chunk` is given.
+    Two or more methods of `fused.FUSABLE` (seed 002's saliency, deconvnet, guided backprop,
+    Grad-CAM, guided Grad-CAM, ...) share one compiled call per batch: one forward pass and one
+    backward walk per rule (`attribution.fused`); each method's function returns its part.
     """
     from .attribution.engine import compiled, method_options
+    from .attribution.fused import FUSABLE, fused_compiled
 
     key = jax.random.key(seed)
     image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)))
@@ -517,7 +534,23 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
         set_mesh = contextlib.nullcontext
     extra = {} if dtype == "float32" else {"dtype": dtype}
     bound = {}
+    group = [n for n in dict.fromkeys(names) if n in FUSABLE]
+    if len(group) >= 2:  # one forward pass, one backward walk per rule, for all of them
+        accepted = {o for n in group for o in method_options(n)}
+        fused = fused_compiled(group, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted},
+                               **extra)
+
+        def run_fused(x, ids, t):
+            with set_mesh():
+                return fused(params, place(x), t, image_keys(place(ids)))
+
+        shared = _SameArguments(run_fused)
+        for name in group:
+            bound[name] = lambda x, ids, per_call_target=None, name=name: shared(
+                x, ids, target if per_call_target is None else per_call_target)[name][:3]
     for name in names:
+        if name in bound:
+            continue
         accepted = method_options(name)
         given = {k: v for k, v in (options or {}).items() if k in accepted}
         auto_chunk = "chunk" in accepted and "chunk" not in given and _default(name, "chunk") is None

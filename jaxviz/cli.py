@@ -146,11 +146,13 @@ def _weights(args) -> None:
 def _bench(args) -> None:
     from .bench import run_configured
 
-    result = run_configured(quick=args.quick, models=args.model, methods=args.method, batches=args.batch,
+    result = run_configured(quick=args.quick, gpu=args.gpu_table, models=args.model, methods=args.method,
+                            batches=args.batch, dtypes=args.dtype, bundle=args.bundle,
                             smoothgrad_n=args.smoothgrad_n, ig_steps=args.ig_steps, repeats=args.repeats,
                             captum=False if args.no_captum else None, out=args.out,
                             pass_images=args.pass_images, torch_threads=args.torch_threads,
-                            log=None if args.quiet else print)
+                            time_budget_s=args.time_budget, case_budget_s=args.case_budget,
+                            deviation=False if args.no_deviation else None, log=None if args.quiet else print)
     print(result["markdown"])
     print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
 
@@ -248,7 +250,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="model and input size, e.g. vgg16:224 (repeatable; default: shapesnet:64 and vgg16:224)")
     p.add_argument("--method", action="append", help="method or comma list (default: saliency, guided_backprop, "
                                                      "grad_cam, smoothgrad, integrated_gradients, occlusion)")
+    p.add_argument("--gpu-table", action="store_true",
+                   help="the whole GPU table: VGG16 224 and shapesnet, every method and the seed-002 bundle, "
+                        "batches 64 8 32 1 (largest first), bf16 rows; cut to --time-budget")
+    p.add_argument("--bundle", action="store_true",
+                   help="add bundle002: seed 002's five methods fused (one forward, three backward passes)")
     p.add_argument("--batch", type=int, nargs="+", help="batch sizes (default: 1 8 32)")
+    p.add_argument("--dtype", nargs="+", choices=["float32", "bfloat16", "float16"], help="compute dtypes "
+                                                                                           "(default: float32)")
+    p.add_argument("--time-budget", type=float, metavar="S", help="stop starting new cases after S seconds")
+    p.add_argument("--case-budget", type=float, metavar="S", help="skip a case predicted to take longer than S")
+    p.add_argument("--no-deviation", action="store_true", help="skip measuring bf16 deviation from float32")
     p.add_argument("--smoothgrad-n", type=int, help="SmoothGrad samples (default 50; 8 with --quick)")
     p.add_argument("--ig-steps", type=int, help="Integrated Gradients steps (default 50; 8 with --quick)")
     p.add_argument("--repeats", type=int, help="timed calls per case (default 5; 3 with --quick)")

@@ -19,8 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from .models.base import (ACT, ADAPTIVE_AVG, CONV, DENSE, DROPOUT, FLATTEN, GAP, GMP, PAD, POOL,
-                          SequentialNet)
+from .models.base import (
+    ACT,
+    ADAPTIVE_AVG,
+    CONV,
+    DENSE,
+    DROPOUT,
+    FLATTEN,
+    GAP,
+    GMP,
+    PAD,
+    POOL,
+    SequentialNet,
+)
 
 _INSTALL = "PyTorch is needed for jaxviz.torch_peer: pip install 'jaxviz-cnn[torch]'"
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from jaxviz.models import forward
 
-
 # --- model access, one image at a time -------------------------------------------------------
 
 def logits_fn(model, params, stop=None):

@@ -25,10 +25,10 @@ def _has_captum():
 
 def test_run_tiny_case(tmp_path):
     case = bench.Case("shapesnet", 32, "saliency", 2)
-    result = bench.run([case], repeats=1, out=tmp_path)
+    result = bench.run([case], repeats=1, out=tmp_path, deviation=False, limits=False)
     data = json.loads((tmp_path / "bench.json").read_text())
     md = (tmp_path / "bench.md").read_text()
-    assert set(data) == {"machine", "config", "rows"}
+    assert set(data) == {"machine", "config", "limits", "rows", "deviation", "skipped"}
     assert data["machine"]["cpu_count"] >= 1 and data["machine"]["device"]
     assert "random" in data["machine"]["weights"]
     (row,) = data["rows"]
@@ -41,13 +41,14 @@ def test_run_tiny_case(tmp_path):
         assert row["captum_ips"] > 0 and row["speedup"] == pytest.approx(row["jaxviz_ips"] / row["captum_ips"])
         assert data["machine"]["torch_threads"] >= 1 and "torch.get_num_threads()" in md
     assert COLUMNS in md
-    table = [line for line in md.splitlines() if line.startswith("| shapesnet")]
+    table = [line for line in md.splitlines() if line.startswith("| shapesnet | 32x32")]
     assert len(table) == 1 and table[0].split("|")[3].strip() == "saliency"
     assert result["markdown"] == md and result["rows"] == data["rows"]
 
 
 def test_run_without_captum():
-    result = bench.run([bench.Case("shapesnet", 32, "saliency", 2)], repeats=1, captum=False, out=None)
+    result = bench.run([bench.Case("shapesnet", 32, "saliency", 2)], repeats=1, captum=False, out=None,
+                       deviation=False, limits=False)
     (row,) = result["rows"]
     assert row["jaxviz_ips"] > 0
     assert row["captum_ips"] is None and row["speedup"] is None
@@ -67,7 +68,7 @@ def test_random_params_shapes_and_scale():
 
 def test_plans_and_options():
     quick = bench.quick_plan()
-    assert {c.method for c in quick if c.model == "shapesnet"} == set(bench.DEFAULT_METHODS)
+    assert {c.method for c in quick if c.model == "shapesnet"} == {*bench.DEFAULT_METHODS, bench.BUNDLE}
     assert {c.batch for c in quick if c.model == "shapesnet"} == {8}
     assert [c for c in quick if c.model == "vgg16"] == [bench.Case("vgg16", 224, "saliency", 1)]
     assert len(bench.plan()) == 2 * len(bench.DEFAULT_METHODS) * 3
@@ -81,3 +82,90 @@ def test_plans_and_options():
 def test_cli_bench_rejects_bad_model(capsys):
     assert main(["bench", "--model", "resnet:224", "--out", "unused"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_bundle_case_flops_memory_and_partial_files(tmp_path):
+    """The fused bundle beside Captum's five calls; FLOPs from XLA; files rewritten after every case."""
+    cases = [bench.Case("shapesnet", 32, "saliency", 2), bench.Case("shapesnet", 32, bench.BUNDLE, 2)]
+    seen = []
+
+    def log(line):  # called after each case's files were written
+        seen.append(len(json.loads((tmp_path / "bench.json").read_text())["rows"]))
+
+    result = bench.run(cases, repeats=1, out=tmp_path, log=log, deviation=False, limits=False)
+    assert seen == [1, 2]
+    sal, bundle = result["rows"]
+    assert "error" not in bundle and bundle["jaxviz_ips"] > 0
+    # one forward + three backward passes ≈ 2 saliency passes (XLA's count, per call of 2 images)
+    assert 1.8 < bundle["flops"] / sal["flops"] < 2.2
+    assert sal["tflops"] == pytest.approx(sal["flops"] / sal["jaxviz_s"] / 1e12)
+    assert bundle["xla_bytes"] > 0 and bundle["jaxviz_mem_bytes"] >= 0
+    if _has_captum():
+        assert "captum_error" not in bundle and bundle["captum_ips"] > 0
+    assert f"| shapesnet | 32x32 | {bench.BUNDLE} | 2 |" in result["markdown"]
+    assert "GFLOP/img" in result["markdown"]
+
+
+def test_time_budget_skips_and_lists(tmp_path):
+    cases = [bench.Case("shapesnet", 32, "saliency", 1), bench.Case("shapesnet", 32, "saliency", 10 ** 6)]
+    result = bench.run(cases, repeats=1, out=None, captum=False, time_budget_s=60, deviation=False, limits=False)
+    small, huge = result["rows"]
+    assert small["jaxviz_ips"] > 0
+    assert huge["jaxviz_ips"] is None and "predicted" in huge["error"]  # never allocated 10^6 images
+    assert "Failures and skips" in result["markdown"]
+    spent = bench.run(cases, repeats=1, out=None, captum=False, time_budget_s=0, deviation=False, limits=False)
+    assert spent["rows"] == [] and len(spent["skipped"]) == 2
+    assert "Not run (time budget)" in spent["markdown"]
+
+
+def test_bf16_case_and_deviation_table():
+    result = bench.run([bench.Case("shapesnet", 64, "grad_cam", 2, "bfloat16")], repeats=1, out=None, captum=False,
+                       deviation=("grad_cam",), limits=False)
+    (row,) = result["rows"]
+    assert row["dtype"] == "bfloat16" and row["jaxviz_ips"] > 0
+    (dev,) = result["deviation"]
+    assert dev["inputs"].startswith("embedded model") and dev["rank_corr_min"] > 0.9
+    assert "| shapesnet | grad_cam | " in result["markdown"] and "grad_cam (bfloat16)" in result["markdown"]
+
+
+def test_gpu_plan_order_and_contents():
+    cases = bench.gpu_plan()
+    vgg = [c for c in cases if c.model == "vgg16" and c.dtype == "float32"]
+    assert {c.batch for c in vgg} == {1, 8, 32, 64} and {c.method for c in vgg} == {*bench.DEFAULT_METHODS,
+                                                                                    bench.BUNDLE}
+    assert cases[0] == bench.Case("vgg16", 224, bench.BUNDLE, 64) and cases[-1].batch == 1
+    at = cases.index
+    assert at(bench.Case("shapesnet", 64, "saliency", 64)) < at(bench.Case("vgg16", 224, "saliency", 8)) \
+        < at(bench.Case("vgg16", 224, "saliency", 32)) < at(bench.Case("vgg16", 224, "saliency", 1))
+    assert {c for c in cases if c.dtype == "bfloat16"} == {bench.Case("vgg16", 224, m, 64, "bfloat16")
+                                                           for m in ("saliency", bench.BUNDLE)}
+    assert len(cases) == 2 * 4 * 7 + 2
+
+
+def test_device_limits_and_rss_peak():
+    lim = bench.device_limits()
+    assert lim["float32"] > 1e9 and "sgemm" in lim["source"]
+    with bench.RssPeak() as m:
+        a = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+        a.sum()
+    assert m.rise >= 48 * 2 ** 20
+
+
+def test_captum_bundle_is_five_maps():
+    pytest.importorskip("captum")
+    from jaxviz.models import ShapesNet
+    from jaxviz.torch_peer import nhwc_to_nchw, to_torch
+
+    model = ShapesNet()
+    params = bench.random_params(model, (32, 32, 3))
+    fn = bench.captum_method(bench.BUNDLE, model, to_torch(model, params), {})
+    maps = fn(nhwc_to_nchw(np.ones((2, 32, 32, 3), np.float32)), [1, 2])
+    assert [tuple(m.shape) for m in maps] == [(2, 3, 32, 32)] * 3 + [(2, 1, 32, 32), (2, 3, 32, 32)]
+
+
+def test_run_configured_bundle_flag():
+    result = bench.run_configured(models=["shapesnet:32"], methods=["saliency"], batches=[2], bundle=True, repeats=1,
+                                  captum=False, out=None, deviation=False, limits=False)
+    assert [(r["method"], r["dtype"]) for r in result["rows"]] == [("saliency", "float32"), (bench.BUNDLE, "float32")]
+    with pytest.raises(ValueError, match="not both"):
+        bench.run_configured(quick=True, gpu=True)

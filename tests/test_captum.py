@@ -27,10 +27,12 @@ captum_attr = pytest.importorskip("captum.attr")
 
 from jaxviz.attribution import METHODS  # noqa: E402
 from jaxviz.attribution.engine import compiled  # noqa: E402
-from jaxviz.bench import random_params  # noqa: E402
-from jaxviz.models import ShapesNet  # noqa: E402
 from jaxviz.attribution.integrated import integrated_gradients  # noqa: E402
-from jaxviz.models import layer_gradient  # noqa: E402
+from jaxviz.bench import random_params  # noqa: E402
+from jaxviz.models import (
+    ShapesNet,  # noqa: E402
+    layer_gradient,  # noqa: E402
+)
 from jaxviz.torch_peer import nchw_to_nhwc, nhwc_to_nchw, to_torch  # noqa: E402
 
 TARGETS = [1, 4, 7]

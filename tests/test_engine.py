@@ -51,7 +51,7 @@ def test_unit_target_guided_backprop(shapesnet):
     if len(nz):
         assert nz[:, 0].max() < 32 and nz[:, 0].min() >= 0
         assert nz[:, 0].max() - nz[:, 0].min() < 20  # receptive field of relu3_1 is 18 px
-    g2, _, out2 = fn(params, x, Unit("relu3_1", 5))
+    _, _, out2 = fn(params, x, Unit("relu3_1", 5))
     pos = np.unravel_index(np.argmax(np.asarray(out2[1, ..., 5])), (8, 8))
     assert np.asarray(out2[1, pos[0], pos[1], 5]) == np.asarray(out2[1, ..., 5]).max()
 
@@ -71,3 +71,69 @@ def test_unknown_method_and_option(shapesnet):
         compiled("gradcam", model)
     with pytest.raises(ValueError, match="no option"):
         compiled("saliency", model, steps=3)
+
+
+# --- throughput modes (issue 8) ---------------------------------------------------------------
+
+def test_bfloat16_mode_runs_in_bf16_and_returns_float32(shapesnet):
+    from jaxviz.attribution.engine import program_cost
+
+    model, params = shapesnet
+    x = jax.random.uniform(jax.random.key(4), (2, 32, 32, 3))
+    fn = compiled("saliency", model, dtype="bfloat16")
+    maps, idx, out = fn(params, x, [1, 2])
+    assert maps.dtype == np.float32 and out.dtype == np.float32 and list(idx) == [1, 2]
+    text = fn.lower(params, x, [1, 2]).as_text()
+    assert "bf16" in text and "convolution" in text
+    assert "bf16" not in compiled("saliency", model).lower(params, x, [1, 2]).as_text()
+    assert program_cost(fn, params, x, [1, 2])["flops"] > 0
+
+
+def test_deviation_bf16_embedded_model():
+    """On the embedded (trained) model, bf16 maps rank pixels like float32 ones."""
+    from jaxviz.attribution.engine import deviation
+    from jaxviz.data.preprocess import normalize
+    from jaxviz.data.shapes import generate
+    from jaxviz.models.loading import load
+
+    lm = load()
+    x = normalize(generate(4, size=64, seed=1).images, lm.preprocessing)
+    for method in ("saliency", "grad_cam"):
+        d = deviation(method, lm.model, lm.params, x)
+        assert d["rank_corr_min"] > 0.9 and d["index_agree"] == 1.0, d
+        assert 0 < d["rel_max"] < 0.5 and d["max_abs"] > 0  # bf16 does change the numbers
+    same = deviation("saliency", lm.model, lm.params, x, dtype="float32", precision="highest")
+    assert same["max_abs"] == 0 and same["rank_corr_min"] == pytest.approx(1.0)
+
+
+def test_compare_maps_against_numpy():
+    from scipy.stats import spearmanr
+
+    from jaxviz.attribution.engine import compare_maps
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((3, 5, 5))
+    b = a + 0.3 * rng.standard_normal((3, 5, 5))
+    d = compare_maps(a, b)
+    assert d["max_abs"] == pytest.approx(np.abs(a - b).max())
+    rhos = [spearmanr(a[i].ravel(), b[i].ravel()).statistic for i in range(3)]
+    assert d["rank_corr_mean"] == pytest.approx(np.mean(rhos)) and d["rank_corr_min"] == pytest.approx(min(rhos))
+
+
+@pytest.mark.parametrize("options,match", [({"dtype": "int8"}, "dtype"), ({"precision": "fast"}, "precision")])
+def test_bad_modes(shapesnet, options, match):
+    model, _ = shapesnet
+    with pytest.raises(ValueError, match=match):
+        compiled("saliency", model, **options)
+
+
+def test_precision_mode_is_traced_under_it(shapesnet):
+    model, params = shapesnet
+    x = np.zeros((1, 32, 32, 3), np.float32)
+    text = compiled("saliency", model, precision="highest").lower(params, x, 0).as_text()
+    assert "HIGHEST" in text
+    assert "HIGHEST" not in compiled("saliency", model).lower(params, x, 0).as_text()
+    from jaxviz.attribution.engine import PRECISIONS
+
+    for name in PRECISIONS:  # every accepted name is one JAX knows
+        assert compiled("saliency", model, precision=name).lower(params, x, 0) is not None

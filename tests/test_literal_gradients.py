@@ -9,7 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxviz.attribution import deconvnet, grad_cam, guided_backprop, guided_grad_cam, saliency
+from jaxviz.attribution import (
+    deconvnet,
+    grad_cam,
+    guided_backprop,
+    guided_grad_cam,
+    saliency,
+)
 from jaxviz.models.base import ACT, CONV, DENSE, FLATTEN, POOL, Layer, SequentialNet
 
 

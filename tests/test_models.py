@@ -5,8 +5,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxviz.models import (LayerError, LeNet5, VGG16, VGG19, activations, adaptive_avg_pool, build,
-                           forward, layer_gradient, layer_table)
+from jaxviz.models import (
+    VGG16,
+    VGG19,
+    LayerError,
+    LeNet5,
+    activations,
+    adaptive_avg_pool,
+    build,
+    forward,
+    layer_gradient,
+    layer_table,
+)
 
 
 def _adaptive_avg_reference(x, o):

@@ -7,7 +7,13 @@ import pytest
 
 from jaxviz.attribution import cam, grad_cam, guided_backprop, guided_grad_cam, saliency
 from jaxviz.models import forward
-from jaxviz.rules import backprop_relu, deconvnet_relu, guided_relu, relu_rule, with_rule
+from jaxviz.rules import (
+    backprop_relu,
+    deconvnet_relu,
+    guided_relu,
+    relu_rule,
+    with_rule,
+)
 
 
 def _two_layer_reference(x, w1, w2, rule):

@@ -287,3 +287,31 @@ def test_sample_axes_shard_over_devices_for_a_single_image(tmp_path):
     assert out["smoothgrad"] < 1e-5 and out["integrated_gradients"] < 1e-5
     plain, sharded = out["all_reduce"]
     assert plain == 0 and sharded > 0
+
+
+def test_bind_methods_fuses_the_seed002_bundle_into_one_call(lm, monkeypatch):
+    """Several fusable methods share one compiled call per batch; maps equal the methods bound one by one."""
+    from jaxviz.data.shapes import generate
+
+    names = ["saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam", "smoothgrad"]
+    x = generate(4, seed=2).images - 0.5
+    ids = np.arange(4, dtype=np.uint32)
+    together = batch.bind_methods(lm, names, options={"n": 3})
+    calls = []
+    import jaxviz.batch as B
+
+    original = B._SameArguments.__call__
+
+    def counting(self, *args):
+        calls.append(self.args is None or any(a is not b for a, b in zip(args, self.args, strict=True)))
+        return original(self, *args)
+
+    monkeypatch.setattr(B._SameArguments, "__call__", counting)
+    got = {name: together[name](x, ids) for name in names}
+    assert sum(calls) == 1 and len(calls) == 5  # five fused methods, one computation
+    for name in names:
+        alone = batch.bind_methods(lm, [name], options={"n": 3})[name](x, ids)
+        for a, b in zip(got[name], alone, strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    t = np.array([1, 2, 3, 4])
+    np.testing.assert_array_equal(together["grad_cam"](x, ids, t)[1], t)  # a per-call target reaches the group

@@ -3,7 +3,9 @@
 `maps` is `(N, H, W, C)` for gradient methods, `(N, H, W)` for CAM-like and perturbation methods;
 `index` the explained class (or unit channel) per image; `out` the model output at the target's
 layer. `integrated_gradients` adds a fourth element, the completeness error per image. Targets:
-see `targets.py`. For batches and many images use `engine.compiled(name, model, **options)`.
+see `targets.py`. For batches and many images use `engine.compiled(name, model, **options)`;
+for several methods on the same images `fused.fused_compiled(names, model, **options)` (one
+forward pass shared by the gradient and CAM methods in `FUSABLE`).
 """
 
 from functools import partial
@@ -11,7 +13,14 @@ from functools import partial
 from .cam import cam, grad_cam, guided_grad_cam, last_conv_layer
 from .cam_variants import cam_gmp, grad_cam_pp, layer_cam, score_cam
 from .fullgrad import fullgrad
-from .gradients import deconvnet, gradient_x_input, guided_backprop, input_gradient, saliency
+from .fused import BUNDLE_002, FUSABLE, fused_compiled
+from .gradients import (
+    deconvnet,
+    gradient_x_input,
+    guided_backprop,
+    input_gradient,
+    saliency,
+)
 from .integrated import integrated_gradients
 from .occlusion import occlusion
 from .smoothgrad import smoothgrad
@@ -37,7 +46,7 @@ METHODS = {
     "fullgrad": fullgrad,
 }
 
-__all__ = ["METHODS", "Top", "Unit", "cam", "cam_gmp", "deconvnet", "fullgrad", "grad_cam", "grad_cam_pp",
-           "gradient_x_input", "guided_backprop", "guided_grad_cam", "input_gradient", "integrated_gradients",
-           "last_conv_layer", "layer_cam", "occlusion", "parse_target", "resolve_target", "saliency",
-           "score_cam", "smoothgrad"]
+__all__ = ["BUNDLE_002", "FUSABLE", "METHODS", "Top", "Unit", "cam", "cam_gmp", "deconvnet", "fullgrad",
+           "fused_compiled", "grad_cam", "grad_cam_pp", "gradient_x_input", "guided_backprop", "guided_grad_cam",
+           "input_gradient", "integrated_gradients", "last_conv_layer", "layer_cam", "occlusion", "parse_target",
+           "resolve_target", "saliency", "score_cam", "smoothgrad"]

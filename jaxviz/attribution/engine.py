@@ -2,15 +2,28 @@
 
     explain = compiled("guided_backprop", model)
     maps, index, out = explain(params, x, target)        # x (N, H, W, C); same N,H,W → no retrace
+    fast = compiled("saliency", model, dtype="bfloat16") # model run in bf16, maps returned as float32
+    deviation("saliency", model, params, x)              # how far bf16 maps are from float32 ones
 
 Class targets given as ints or arrays are traced (changing them does not recompile); `None`,
 `Top(n)` and `Unit(...)` are static. Methods that draw noise take a `key` (SmoothGrad requires
 one; IG uses it for its "uniform" baseline).
+
+Throughput modes (issue 8), besides the method's own options:
+- `dtype`: "float32" (default) or "bfloat16" / "float16": params and input are cast inside the
+  compiled program, the model runs in that dtype, and every floating output (maps, logits, IG's
+  completeness error) comes back as float32. Targets are resolved on the low-precision logits.
+- `precision`: `jax.default_matmul_precision` while tracing — "default" (the backend's choice;
+  TF32 tensor cores on recent NVIDIA GPUs), "tf32" (= "tensorfloat32"), "high", "bf16_3x" (three
+  bf16 passes), "bfloat16", or "highest" (true float32 convolutions and matmuls). Most CPU kernels
+  ignore it.
+`deviation` measures what a mode costs in accuracy; `program_cost` counts the FLOPs XLA compiles.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import inspect
 from collections.abc import Callable
@@ -24,15 +37,41 @@ from .targets import Top, Unit, _check_range
 TRACES: collections.Counter = collections.Counter()
 """How many times each (method, options) was traced — the tests assert it stays put."""
 
+DTYPES = ("float32", "bfloat16", "float16")
+PRECISIONS = {"default": None, "tf32": "tensorfloat32", "tensorfloat32": "tensorfloat32", "highest": "highest",
+              "high": "high", "float32": "float32", "bfloat16": "bfloat16", "bf16_3x": "BF16_BF16_F32_X3"}
+"""Names for `precision` → `jax.default_matmul_precision` values (None: leave XLA's default)."""
+MODE_OPTIONS = ("dtype", "precision")
+"""Options every compiled method takes besides its own (`throughput modes`)."""
+
 
 def compiled(method: str, model, /, **options) -> Callable:
-    """The cached compiled `fn(params, x, target=None, key=None) -> (maps, index, out, ...)`."""
+    """The cached compiled `fn(params, x, target=None, key=None) -> (maps, index, out, ...)`.
+
+    `options` are the method's own (see `method_options`) plus `dtype` and `precision` (module
+    docstring). The returned function has `.lower(params, x, target=None, key=None)` giving the
+    `jax.stages.Lowered` program that a call with these arguments runs (for `program_cost`).
+    """
     from . import METHODS
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}  # hashable
-    return _compiled(method, model, tuple(sorted(options.items())))
+    return _compiled(method, model, hashable_options(options))
+
+
+def hashable_options(options: dict) -> tuple:
+    """Options as a sorted tuple (lists → tuples) for the caches; the default modes dropped, so
+    `dtype="float32"` or `precision="default"` share the program of no mode at all."""
+    defaults = {"dtype": ("float32", None), "precision": ("default", None)}
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()
+                        if not (k in defaults and _mode_name(v) in defaults[k])))
+
+
+def _mode_name(v):
+    try:
+        return str(jnp.dtype(v)) if v is not None and not isinstance(v, str) else v
+    except TypeError:
+        return v
 
 
 def method_options(method: str) -> tuple[str, ...]:
@@ -45,38 +84,179 @@ def method_options(method: str) -> tuple[str, ...]:
                  if p not in ("model", "params", "x", "target", "key"))
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(method: str, model, options: tuple) -> Callable:
+def key_use(method: str) -> tuple[bool, bool]:
+    """(takes a `key`, requires one) for a method."""
     from . import METHODS
 
-    fn, opts = METHODS[method], dict(options)
-    signature = inspect.signature(fn).parameters
-    takes_key = "key" in signature
-    needs_key = takes_key and signature["key"].default is inspect.Parameter.empty
-    bad = [k for k in opts if k not in method_options(method)]
-    if bad:
-        raise ValueError(f"{method} has no option(s) {bad}; options: {list(method_options(method))}")
+    signature = inspect.signature(METHODS[method]).parameters
+    takes = "key" in signature
+    return takes, takes and signature["key"].default is inspect.Parameter.empty
 
-    def run(params, x, target, key):
-        TRACES[(method, options)] += 1
-        extra = {"key": key} if takes_key else {}
-        return fn(model, params, x, target, **opts, **extra)
 
-    static_target = jax.jit(run, static_argnums=2)
-    traced_target = jax.jit(run)
+def split_modes(options: dict) -> tuple[dict, str, str | None]:
+    """`options` without the mode options, the checked dtype name and the JAX precision name."""
+    opts = dict(options)
+    dtype = str(jnp.dtype(opts.pop("dtype", None) or "float32"))
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} not supported; choose one of {', '.join(DTYPES)}")
+    precision = opts.pop("precision", None) or "default"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} not known; choose one of {', '.join(PRECISIONS)}")
+    return opts, dtype, PRECISIONS[precision]
+
+
+def in_dtype(fn: Callable, dtype: str) -> Callable:
+    """`fn(params, x, *rest)` computed in `dtype` (floating params and `x` cast), float outputs as float32."""
+    if dtype == "float32":
+        return fn
+    low = jnp.dtype(dtype)
+
+    def cast(tree, to):
+        return jax.tree_util.tree_map(
+            lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
+
+    @functools.wraps(fn)
+    def run(params, x, *rest):
+        return cast(fn(cast(params, low), cast(x, low), *rest), jnp.float32)
+
+    return run
+
+
+def with_precision(jitted: Callable, precision: str | None) -> Callable:
+    """`jitted` traced and run under `jax.default_matmul_precision(precision)` (None: unchanged)."""
+    if precision is None:
+        return jitted
+
+    def run(*args):
+        with jax.default_matmul_precision(precision):
+            return jitted(*args)
+
+    run.lower = lambda *args: _lower_in(jitted, precision, args)
+    return run
+
+
+def _lower_in(jitted, precision, args):
+    with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
+        return jitted.lower(*args)
+
+
+def target_caller(run: Callable, name: str, model, *, needs_key: bool, precision: str | None = None) -> Callable:
+    """The public `call(params, x, target=None, key=None)` around `run(params, x, target, key)`.
+
+    Compiles `run` twice lazily: with the target static (None, Top, Unit) and traced (class
+    indices, broadcast to one per image and range-checked here, outside the trace).
+    """
+    static_target = with_precision(jax.jit(run, static_argnums=2), precision)
+    traced_target = with_precision(jax.jit(run), precision)
     num_classes = getattr(model, "num_classes", None)
 
-    def call(params, x, target=None, key=None):
+    def route(params, x, target, key):
         if needs_key and key is None:
-            raise ValueError(f"{method} draws random samples: pass key=jax.random.key(seed)")
+            raise ValueError(f"{name} draws random samples: pass key=jax.random.key(seed)")
         if target is None or isinstance(target, (Top, Unit)):
-            return static_target(params, x, target, key)
+            return static_target, (params, x, target, key)
         t = np.asarray(target)
         if not np.issubdtype(t.dtype, np.integer):
             raise ValueError(f"target must be class indices (ints), Top(n) or Unit(...); got {target!r}")
         if num_classes is not None:
             _check_range(t, num_classes, "target class")
-        return traced_target(params, x, jnp.broadcast_to(jnp.asarray(t, jnp.int32), (x.shape[0],)), key)
+        return traced_target, (params, x, jnp.broadcast_to(jnp.asarray(t, jnp.int32), (x.shape[0],)), key)
 
-    call.__name__ = f"compiled_{method}"
+    def call(params, x, target=None, key=None):
+        fn, args = route(params, x, target, key)
+        return fn(*args)
+
+    def lower(params, x, target=None, key=None):
+        fn, args = route(params, x, target, key)
+        return fn.lower(*args)
+
+    call.lower = lower
+    call.__name__ = f"compiled_{name}"
     return call
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(method: str, model, options: tuple) -> Callable:
+    from . import METHODS
+
+    fn = METHODS[method]
+    opts, dtype, precision = split_modes(dict(options))
+    takes_key, needs_key = key_use(method)
+    bad = [k for k in opts if k not in method_options(method)]
+    if bad:
+        raise ValueError(f"{method} has no option(s) {bad}; options: {list(method_options(method)) + list(MODE_OPTIONS)}")
+
+    def method_fn(params, x, target, key):
+        TRACES[(method, options)] += 1
+        extra = {"key": key} if takes_key else {}
+        return fn(model, params, x, target, **opts, **extra)
+
+    return target_caller(in_dtype(method_fn, dtype), method, model, needs_key=needs_key, precision=precision)
+
+
+# --- what a program costs -------------------------------------------------------------------
+
+def program_cost(fn: Callable, *args, **kwargs) -> dict:
+    """FLOPs and memory of the XLA program `fn(*args, **kwargs)` runs (`fn` from `compiled` or
+    `fused.fused_compiled`, which have `.lower`); compiles it (cached by JAX) but does not run it.
+
+    Returns `{"flops", "bytes_accessed", "temp_bytes", "argument_bytes", "output_bytes"}`; FLOPs are
+    XLA's `cost_analysis()` count after optimisation (a multiply-add counts 2), None where the
+    backend does not report them.
+    """
+    comp = fn.lower(*args, **kwargs).compile()
+    ca = _cost(comp)
+    out = {"flops": ca.get("flops"), "bytes_accessed": ca.get("bytes accessed")}
+    if jax.default_backend() != "cpu":
+        # GPU cost analysis leaves out cuDNN convolutions (custom calls): count the same program
+        # compiled for the host CPU, where every convolution is an HLO op with a FLOP count.
+        cpu = jax.devices("cpu")[0]
+        cpu_args, cpu_kwargs = jax.device_put((args, kwargs), cpu)
+        out["flops"] = _cost(fn.lower(*cpu_args, **cpu_kwargs).compile()).get("flops")
+    try:
+        mem = comp.memory_analysis()
+        out.update(temp_bytes=mem.temp_size_in_bytes, argument_bytes=mem.argument_size_in_bytes,
+                   output_bytes=mem.output_size_in_bytes)
+    except Exception:  # noqa: BLE001 - not every backend reports memory
+        out.update(temp_bytes=None, argument_bytes=None, output_bytes=None)
+    return out
+
+
+def _cost(compiled) -> dict:
+    ca = compiled.cost_analysis()
+    return (ca[0] if ca else {}) if isinstance(ca, (list, tuple)) else (ca or {})
+
+
+# --- what a throughput mode costs in accuracy -------------------------------------------------
+
+def compare_maps(ref: np.ndarray, got: np.ndarray) -> dict:
+    """Deviation of `got` from `ref` (same shape `(N, ...)`): max abs error, max abs error over
+    max |ref| per image (worst image), relative L2 error, and Spearman rank correlation (mean, min)."""
+    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+    if ref.shape != got.shape:
+        raise ValueError(f"maps differ in shape: {ref.shape} vs {got.shape}")
+    n = len(ref)
+    err = np.abs(got - ref).reshape(n, -1)
+    scale = np.abs(ref).reshape(n, -1).max(1)
+    from ..metrics import spearman
+
+    rho = np.nan_to_num(spearman(ref, got), nan=1.0)  # two constant maps rank alike
+    l2 = np.linalg.norm(err, axis=1) / np.maximum(np.linalg.norm(ref.reshape(n, -1), axis=1), 1e-30)
+    return {"max_abs": float(err.max()), "rel_max": float((err.max(1) / np.maximum(scale, 1e-30)).max()),
+            "rel_l2": float(l2.max()), "rank_corr_mean": float(rho.mean()), "rank_corr_min": float(rho.min())}
+
+
+def deviation(method: str, model, params, x, target=None, *, dtype: str = "bfloat16", precision: str | None = None,
+              key=None, **options) -> dict:
+    """How far `method`'s maps in a throughput mode are from plain float32 (precision "highest").
+
+    Runs the method twice on the same `x` `(N, H, W, C)`: float32 with "highest" precision as the
+    reference, then with `dtype`/`precision`. Returns `compare_maps`' numbers plus `index_agree`,
+    the fraction of images whose explained class (or unit) is the same in both runs, and the modes.
+    """
+    key = jax.random.key(0) if key is None and key_use(method)[1] else key
+    ref = compiled(method, model, precision="highest", **options)(params, x, target, key)
+    got = compiled(method, model, dtype=dtype, precision=precision, **options)(params, x, target, key)
+    res = compare_maps(np.asarray(ref[0]), np.asarray(got[0]))
+    res["index_agree"] = float(np.mean(np.asarray(ref[1]) == np.asarray(got[1])))
+    return {"method": method, "dtype": dtype, "precision": precision or "default", **res}

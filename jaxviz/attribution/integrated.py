@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.base import forward
-from .smoothgrad import per_image_keys, _batched_score_grad, _check_chunk, _chunked_sum
+from .smoothgrad import _batched_score_grad, _check_chunk, _chunked_sum, per_image_keys
 from .targets import Target, score, select, target_layer
 
 BASELINES = ("zeros", "blur", "uniform")
@@ -77,8 +77,8 @@ def make_baseline(x: jax.Array, baseline: str | jax.Array | float, *, key: jax.A
             if key is None:
                 raise ValueError("baseline='uniform' needs a PRNG key: pass key=jax.random.key(...)")
             lo, hi = jnp.min(x, axis=(1, 2, 3)), jnp.max(x, axis=(1, 2, 3))
-            return jax.vmap(lambda k, lo, hi: jax.random.uniform(k, x.shape[1:], x.dtype, lo, hi))(
-                per_image_keys(key, x.shape[0]), lo, hi)
+            draw = jax.vmap(lambda k, lo, hi: jax.random.uniform(k, x.shape[1:], jnp.float32, lo, hi))
+            return draw(per_image_keys(key, x.shape[0]), lo.astype(jnp.float32), hi.astype(jnp.float32)).astype(x.dtype)
         raise ValueError(f"unknown baseline {baseline!r}; use one of {', '.join(BASELINES)} or an array")
     b = jnp.asarray(baseline, x.dtype)
     try:

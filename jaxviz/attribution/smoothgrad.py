@@ -66,7 +66,7 @@ def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 5
     keys = jnp.swapaxes(keys, 0, 1)  # (n, N): sample-major, so chunks run over samples
 
     def chunk_sums(ks):  # ks (k, N) keys → Σ over the k samples of (d, d²), d = g − g0
-        noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:], x.dtype)))(ks)
+        noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:]).astype(x.dtype)))(ks)
         g = _batched_score_grad(model, params, x[None] + noise * sigma[None], sel, stop)
         d = g - g0[None]
         return jnp.sum(d, axis=0), jnp.sum(d * d, axis=0)

@@ -20,9 +20,20 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 
+from ..models.base import (
+    ACT,
+    ADAPTIVE_AVG,
+    CONV,
+    DENSE,
+    DROPOUT,
+    FLATTEN,
+    GAP,
+    GMP,
+    PAD,
+    POOL,
+    activations,
+)
 from ..plot import pyplot, save_figure
-from ..models.base import (ACT, ADAPTIVE_AVG, CONV, DENSE, DROPOUT, FLATTEN, GAP, GMP, PAD, POOL,
-                           activations)
 from .extract import run_batches
 
 

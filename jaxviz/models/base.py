@@ -14,6 +14,7 @@ shape gives all models the same abilities:
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -67,6 +68,38 @@ def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
     ph, pw = bins(x.shape[1], out_hw[0]), bins(x.shape[2], out_hw[1])
     return jnp.einsum("ih,nhwc,jw->nijc", ph, x, pw)
 
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def max_pool(x: jax.Array, w: int) -> jax.Array:
+    """`w`x`w`, stride-`w` max-pool (VALID) of `(N, H, W, C)`, with the backward of `max_pool_vjp`."""
+    return nn.max_pool(x, (w, w), strides=(w, w))
+
+
+def max_pool_vjp(x: jax.Array, g: jax.Array, w: int) -> jax.Array:
+    """The cotangent of `x` `(N, H, W, C)` for `max_pool(x, w)` with output cotangent `g`.
+
+    Each window's cotangent goes to its first maximum in row-major order — exactly what XLA's
+    select-and-scatter (JAX's own max-pool VJP) does, ties included (all-zero windows after a ReLU
+    are common; the tests compare bit for bit), but built from `w²` strided slices and selects that
+    XLA fuses: several times faster on CPU (8x for VGG16's pools).
+    """
+    n, h, wd, c = x.shape
+    ho, wo = h // w, wd // w
+    parts = [x[:, i:ho * w:w, j:wo * w:w] for i in range(w) for j in range(w)]
+    peak = functools.reduce(jnp.maximum, parts)
+    taken = jnp.zeros(peak.shape, bool)
+    grads = []
+    for part in parts:
+        hit = (part == peak) & ~taken
+        taken = taken | hit
+        grads.append(jnp.where(hit, g, jnp.zeros((), g.dtype)))
+    rows = [jnp.stack(grads[i * w:(i + 1) * w], axis=3) for i in range(w)]  # (N, ho, wo, w, C) each
+    out = jnp.stack(rows, axis=2).reshape(n, ho * w, wo * w, c)
+    return jnp.pad(out, ((0, 0), (0, h - ho * w), (0, wd - wo * w), (0, 0)))
+
+
+max_pool.defvjp(lambda x, w: (max_pool(x, w), x), lambda w, x, g: (max_pool_vjp(x, g, w),))
 
 class SequentialNet(nn.Module):
     """Base class: subclasses define `layers()` and fields; this runs them.
@@ -147,8 +180,7 @@ class SequentialNet(nn.Module):
         if kind == ACT:
             return self._act_for(layer.name)(x)
         if kind == POOL:
-            w = layer.size
-            return nn.max_pool(x, (w, w), strides=(w, w))
+            return max_pool(x, layer.size)
         if kind == ADAPTIVE_AVG:
             return adaptive_avg_pool(x, layer.size)
         if kind == GAP:

@@ -8,7 +8,17 @@ Any input of at least 32x32 works: the adaptive average pool brings pool5 to 7x7
 
 from __future__ import annotations
 
-from .base import ACT, ADAPTIVE_AVG, CONV, DENSE, DROPOUT, FLATTEN, POOL, Layer, SequentialNet
+from .base import (
+    ACT,
+    ADAPTIVE_AVG,
+    CONV,
+    DENSE,
+    DROPOUT,
+    FLATTEN,
+    POOL,
+    Layer,
+    SequentialNet,
+)
 
 VGG16_BLOCKS = (2, 2, 3, 3, 3)
 VGG19_BLOCKS = (2, 2, 4, 4, 4)

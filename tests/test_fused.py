@@ -1,0 +1,167 @@
+"""Many methods from one forward pass: equal to the methods run one by one, cheaper in FLOPs, no retrace."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxviz.attribution import METHODS, Top, Unit
+from jaxviz.attribution.engine import compiled, program_cost
+from jaxviz.attribution.fused import (
+    BUNDLE_002,
+    FUSABLE,
+    TRACES,
+    fused_compiled,
+)
+from jaxviz.bench import random_params
+from jaxviz.models import VGG, ShapesNet
+from jaxviz.models.base import max_pool_vjp
+
+TOL = 1e-5  # max |fused − alone| ≤ TOL · max |alone|: the same operations, in the same order
+
+
+def _close(got, want, tol=TOL):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    scale = np.abs(want).max()
+    assert scale > 0, "reference is all zeros: the comparison would prove nothing"
+    assert np.abs(got - want).max() <= tol * scale
+
+
+@pytest.fixture(scope="module")
+def shapes_he():
+    """ShapesNet with He-normal kernels and nonzero biases: every ReLU rule changes the maps."""
+    model = ShapesNet()
+    return model, random_params(model, (32, 32, 3), seed=5)
+
+
+def _check_equal(model, params, x, target, names, key=None, **options):
+    """The compiled bundle against each method's own function, run alone (eagerly: the same function
+    `engine.compiled` jits; eager op-by-op runs share their kernels between tests, so this stays fast)."""
+    fused = fused_compiled(names, model, **options)(params, x, target, key)
+    assert list(fused) == list(names)
+    for name in names:
+        accepted = {k: v for k, v in options.items() if k in _accepts(name)}
+        extra = {"key": key} if name == "smoothgrad" else {}
+        alone = METHODS[name](model, params, x, target, **accepted, **extra)
+        assert len(fused[name]) == len(alone)
+        _close(fused[name][0], alone[0])
+        np.testing.assert_array_equal(fused[name][1], alone[1])
+        _close(fused[name][2], alone[2])
+    return fused
+
+
+def _accepts(name):
+    from jaxviz.attribution.engine import method_options
+
+    return method_options(name)
+
+
+@pytest.mark.parametrize("target", [[1, 4, 7], Top(2)], ids=["classes", "top2"])
+def test_equals_one_by_one_shapesnet(shapes_he, target):
+    model, params = shapes_he
+    x = jax.random.normal(jax.random.key(7), (3, 32, 32, 3))
+    res = _check_equal(model, params, x, target, FUSABLE)
+    # the rules really differ here, so equality above is not vacuous
+    assert np.abs(np.asarray(res["guided_backprop"][0]) - np.asarray(res["saliency"][0])).max() > 0
+    assert np.abs(np.asarray(res["deconvnet"][0]) - np.asarray(res["guided_backprop"][0])).max() > 0
+
+
+def test_cam_methods_alone_walk_only_to_their_layer(shapes_he):
+    """Without an input-gradient method the plain walk stops at the Grad-CAM layer."""
+    model, params = shapes_he
+    x = jax.random.normal(jax.random.key(7), (3, 32, 32, 3))
+    _check_equal(model, params, x, [1, 4, 7], ["grad_cam", "cam"])
+    _check_equal(model, params, x, [1, 4, 7], ["guided_grad_cam", "grad_cam"], layer="relu2_1")
+
+
+@pytest.mark.parametrize("target", [Unit("relu3_1", 5), Unit("relu4_2", 3, 1, 1)], ids=["unit", "unit_yx"])
+def test_equals_one_by_one_unit_targets(shapes_he, target):
+    model, params = shapes_he
+    x = jax.random.normal(jax.random.key(8), (3, 32, 32, 3))
+    names = [n for n in FUSABLE if n != "cam"]  # CAM explains classes only
+    _check_equal(model, params, x, target, names, layer="relu2_1")
+
+
+def test_equals_one_by_one_tiny_vgg_with_options():
+    """VGG16's layer kinds (flatten → dense head, five pools), options routed per method."""
+    model = VGG(blocks=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), hidden=64, num_classes=7)
+    params = random_params(model, (64, 64, 3), seed=2)
+    x = jax.random.normal(jax.random.key(9), (2, 64, 64, 3))
+    names = ["saliency", "guided_backprop", "grad_cam", "guided_grad_cam", "deconvnet"]
+    _check_equal(model, params, x, [3, 5], names, layer="relu4_1", layers="features")
+
+
+def test_other_methods_run_in_the_same_call(shapes_he):
+    """A name outside FUSABLE (SmoothGrad) runs its own passes in the bundle's compiled call, with its options."""
+    model, params = shapes_he
+    x = jax.random.normal(jax.random.key(7), (3, 32, 32, 3))
+    key = jax.random.key(4)
+    res = fused_compiled(["smoothgrad", "saliency"], model, n=2, chunk=1)(params, x, [1, 4, 7], key)
+    assert list(res) == ["smoothgrad", "saliency"]
+    alone = compiled("smoothgrad", model, n=2, chunk=1)(params, x, [1, 4, 7], key)
+    _close(res["smoothgrad"][0], alone[0])
+    assert np.abs(np.asarray(res["smoothgrad"][0]) - np.asarray(res["saliency"][0])).max() > 0
+
+
+def test_cam_for_unit_target_is_refused(shapes_he):
+    model, params = shapes_he
+    with pytest.raises(ValueError, match="CAM explains classes"):
+        fused_compiled(["saliency", "cam"], model)(params, np.zeros((1, 32, 32, 3), np.float32), Unit("relu3_1", 1))
+
+
+def test_bundle_costs_one_forward_three_backward(shapes_he):
+    model, params = shapes_he
+    x = np.zeros((4, 32, 32, 3), np.float32)
+    t = np.arange(4)
+    forward = program_cost(compiled("saliency", model), params, x, t)["flops"] / 2  # saliency = forward + backward
+    alone = sum(program_cost(compiled(n, model), params, x, t)["flops"] for n in BUNDLE_002)
+    bundle = program_cost(fused_compiled(BUNDLE_002, model), params, x, t)["flops"]
+    assert bundle / forward == pytest.approx(4.0, abs=0.15)  # 1 forward + 3 backward (each ≈ a forward)
+    assert alone / forward > 8.5  # the five run alone: 4 saliency-like passes + Grad-CAM's forward
+    assert bundle < 0.5 * alone
+
+
+def test_cached_and_no_retrace(shapes_he):
+    model, params = shapes_he
+    fn = fused_compiled(BUNDLE_002, model)
+    assert fused_compiled(list(BUNDLE_002), model) is fn
+    x = np.ones((2, 32, 32, 3), np.float32)
+    fn(params, x, [1, 2])
+    count = sum(TRACES.values())
+    for t in ([3, 4], 5, np.array([0, 9])):
+        fn(params, x * 0.5, t)
+    assert sum(TRACES.values()) == count
+
+
+def test_errors(shapes_he):
+    model, params = shapes_he
+    with pytest.raises(ValueError, match="unknown method"):
+        fused_compiled(["saliency", "gradcam"], model)
+    with pytest.raises(ValueError, match="takes option"):
+        fused_compiled(["saliency"], model, steps=3)
+    with pytest.raises(ValueError, match="must come before"):
+        fused_compiled(["grad_cam"], model)(params, np.zeros((1, 32, 32, 3), np.float32), Unit("relu3_1", 1))
+    with pytest.raises(ValueError, match="key"):
+        fused_compiled(["saliency", "smoothgrad"], model)(params, np.zeros((1, 32, 32, 3), np.float32))
+
+
+def test_bfloat16_bundle_returns_float32_close_to_float32(shapes_he):
+    model, params = shapes_he
+    x = jax.random.normal(jax.random.key(3), (2, 32, 32, 3))
+    ref = fused_compiled(BUNDLE_002, model)(params, x, [1, 2])
+    low = fused_compiled(BUNDLE_002, model, dtype="bfloat16")(params, x, [1, 2])
+    for name in BUNDLE_002:
+        assert low[name][0].dtype == np.float32 and low[name][2].dtype == np.float32
+        a, b = np.asarray(ref[name][0]).ravel(), np.asarray(low[name][0]).ravel()
+        assert np.corrcoef(a, b)[0, 1] > 0.9, name
+
+
+@pytest.mark.parametrize("shape,w", [((2, 8, 8, 3), 2), ((2, 7, 11, 2), 3)])
+def test_max_pool_vjp_equals_select_and_scatter_with_ties(shape, w):
+    import flax.linen as nn
+
+    x = jnp.round(jnp.maximum(jax.random.normal(jax.random.key(0), shape), 0) * 2) / 2  # many tied windows
+    g = jax.random.normal(jax.random.key(1), (shape[0], shape[1] // w, shape[2] // w, shape[3]))
+    (want,) = jax.vjp(lambda x: nn.max_pool(x, (w, w), strides=(w, w)), x)[1](g)
+    np.testing.assert_array_equal(max_pool_vjp(x, g, w), want)
