@@ -31,6 +31,10 @@ from .transforms import Transform
 Unit = Any  # a pytree of arrays describing one unit (class index, channel, images, ...)
 
 
+CPU_CHUNK = 8
+"""Steps per compiled call when chunks are unrolled (the default on CPU, see `Renderer`)."""
+
+
 class RenderState(NamedTuple):
     """What the scan carries, per unit: raw params, optimizer state, and whether `stop` fired."""
 
@@ -87,6 +91,9 @@ class Renderer:
       stop: `(acts, unit) -> bool`: once true for a unit, its image freezes (adversarial "until the
         model predicts the target"); `acts` are those the objective read, on the pre-step image.
       chunk: steps per compiled call (the scan length); `run` loops over chunks.
+      unroll: unroll each chunk's scan completely (None: on CPU only). XLA:CPU runs the body of a
+        loop several times slower than the same ops outside one (the conv kernels lose their
+        threading); fully unrolled chunks of `CPU_CHUNK` steps avoid it at a moderate compile time.
       unit_batch: when set, units run `unit_batch` at a time inside the compiled call
         (`lax.map(..., batch_size=unit_batch)`): bounded memory for many units on an accelerator,
         and on CPUs, whose convolutions gain little from large batches, often faster.
@@ -96,13 +103,14 @@ class Renderer:
                  param: Param, optimizer: optax.GradientTransformation, *, transforms: Transform | None = None,
                  project: Callable[[Any, Unit], Any] | None = None,
                  stop: Callable[[dict, Unit], jax.Array] | None = None, chunk: int = 32,
-                 unit_batch: int | None = None):
+                 unit_batch: int | None = None, unroll: bool | None = None):
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.model, self.params, self.pp = model, params, pp
         self.objective_fn, self.param, self.optimizer = objective_fn, param, optimizer
         self.transforms, self.project, self.stop, self.chunk = transforms, project, stop, chunk
         self.unit_batch = unit_batch
+        self.unroll = jax.default_backend() == "cpu" if unroll is None else unroll
         self.traces = 0
         self._init = jax.jit(jax.vmap(self._init_one))
         self._scan = jax.jit(self._scan_all, static_argnums=(4,))
@@ -133,7 +141,8 @@ class Renderer:
         return new, (loss, done)
 
     def _scan_one(self, state: RenderState, key, unit, start, n: int):
-        return jax.lax.scan(lambda s, i: self._step(unit, key, s, i), state, start + jnp.arange(n))
+        return jax.lax.scan(lambda s, i: self._step(unit, key, s, i), state, start + jnp.arange(n),
+                            unroll=n if self.unroll else 1)
 
     def _scan_all(self, state, keys, units, start, n: int):
         self.traces += 1  # runs only while tracing: counts compilations
@@ -184,9 +193,9 @@ class Renderer:
         state = self.init(keys, raw0)
         losses, dones = [], []
         with tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False) as bar:
-            start = 0
+            start, chunk = 0, min(self.chunk, CPU_CHUNK) if self.unroll else self.chunk
             while start < steps:
-                n = min(self.chunk, steps - start)
+                n = min(chunk, steps - start)
                 state, (loss, done) = self.steps(state, keys, units, start, n)
                 losses.append(np.asarray(loss))
                 dones.append(np.asarray(done))
