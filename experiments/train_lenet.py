@@ -35,7 +35,7 @@ import optax
 
 from jaxviz.data.datasets import Dataset, load_dataset
 from jaxviz.models import build
-from jaxviz.train import cross_entropy_step
+from jaxviz.train import accuracy, cross_entropy_step
 from jaxviz.weights import save_weights
 
 EMBEDDED = Path(__file__).resolve().parents[1] / "jaxviz" / "models" / "embedded"
@@ -43,13 +43,6 @@ EMBEDDED = Path(__file__).resolve().parents[1] / "jaxviz" / "models" / "embedded
 
 def arch_for(kernel: int) -> str:
     return {5: "lenet5", 3: "lenet5_3x3"}[kernel]
-
-
-def accuracy(model, params, images, labels, batch=500) -> float:
-    predict = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
-    hits = sum(int(np.sum(np.asarray(predict(params, images[i:i + batch])) == labels[i:i + batch]))
-               for i in range(0, len(images), batch))
-    return hits / len(images)
 
 
 def _shift(key, x, max_shift):

@@ -28,17 +28,10 @@ from tqdm import tqdm
 from jaxviz.data import shapes
 from jaxviz.data.preprocess import CENTERED, normalize
 from jaxviz.models import MiniVGG
-from jaxviz.train import cross_entropy_step
+from jaxviz.train import accuracy, cross_entropy_step
 from jaxviz.weights import save_weights
 
 TEST_SEED = 999_999  # as in train_shapesnet.py: no training epoch uses it
-
-
-def accuracy(model, params, images, labels, batch=500) -> float:
-    predict = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
-    hits = sum(int(np.sum(np.asarray(predict(params, images[i:i + batch])) == labels[i:i + batch]))
-               for i in range(0, len(images), batch))
-    return hits / len(images)
 
 
 def main() -> None:

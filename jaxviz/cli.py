@@ -19,13 +19,14 @@ def _demo(args) -> None:
     print(f"wrote {args.out}/ (comparison figure: {summary['comparison']})")
 
 
-def _parse_options(items: list[str] | None) -> dict:
-    """`--opt k=v` pairs; values parsed as JSON when they can be (numbers, true/false), else strings."""
+def parse_assignments(items: list[str] | None, flag: str = "--opt", example: str = "n=25") -> dict:
+    """`NAME=VALUE` arguments (`--opt`, `--set`); values parsed as JSON when they can be (numbers,
+    true/false, lists), else kept as strings."""
     opts = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--opt {item!r}: write NAME=VALUE, e.g. --opt n=25")
+            raise ValueError(f"{flag} {item!r}: write NAME=VALUE, e.g. {flag} {example}")
         try:
             opts[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -52,7 +53,7 @@ def _attribute(args) -> None:
     elif not args.inputs:
         raise ValueError("give image files, folders, globs or @list.txt files (or --resume RUN_DIR)")
     else:
-        options = _parse_options(args.opt)
+        options = parse_assignments(args.opt)
         if args.layer:
             options["layer"] = args.layer
         outputs = [o for item in args.outputs.split(",") if (o := item.strip())]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -126,17 +125,12 @@ def read_maps(out: str | os.PathLike[str], method: str,
 
     Works for maps in the store and for per-image `.npy` files alike.
     """
-    from .batch import RESULTS_GLOB
+    from .batch import RESULTS_GLOB, _read_jsonl
 
     out = Path(out)
     latest: dict[str, dict] = {}
     for path in sorted(out.glob(RESULTS_GLOB)):
-        with open(path, "rb") as f:
-            for line in f:
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(r, dict) and r.get("method") == method and (where is None or where(r)):
-                    latest[r.get("resolved", r.get("image"))] = r
+        for r in _read_jsonl(path):
+            if r.get("method") == method and (where is None or where(r)):
+                latest[r.get("resolved", r.get("image"))] = r
     return list(latest.values()), _Maps(out)

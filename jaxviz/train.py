@@ -1,10 +1,12 @@
-"""The classifier training step shared by the `experiments/` training scripts."""
+"""The classifier training step and accuracy shared by the `experiments/` training scripts."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 
@@ -22,3 +24,11 @@ def cross_entropy_step(model, tx: optax.GradientTransformation) -> Callable:
         return optax.apply_updates(params, updates), opt, loss
 
     return step
+
+
+def accuracy(model, params, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
+    """Top-1 accuracy of `model` on `images` `(N, H, W, C)` with integer `labels` `(N,)`, in batches."""
+    predict = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
+    hits = sum(int(np.sum(np.asarray(predict(params, images[i:i + batch])) == labels[i:i + batch]))
+               for i in range(0, len(images), batch))
+    return hits / len(images)

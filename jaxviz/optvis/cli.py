@@ -8,7 +8,6 @@ index or range), calls `visualize.<kind>` with the preset and overrides, and wri
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 KIND_HELP = {
@@ -121,15 +120,10 @@ def parse_indices(items: list[str] | None, count: int, what: str, labels=None) -
 
 
 def _overrides(args) -> dict:
-    ov = {"steps": args.steps, "lr": args.lr, "octaves": args.octaves, "size": args.size}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: write NAME=VALUE, e.g. --set l2=0.01")
-        try:
-            ov[key] = json.loads(value)
-        except json.JSONDecodeError:
-            ov[key] = value
+    from ..cli import parse_assignments
+
+    ov = {"steps": args.steps, "lr": args.lr, "octaves": args.octaves, "size": args.size,
+          **parse_assignments(args.set, "--set", "l2=0.01")}
     if getattr(args, "eps", None) is not None:
         ov["eps"] = args.eps
     return ov
