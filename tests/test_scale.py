@@ -315,3 +315,24 @@ def test_bind_methods_fuses_the_seed002_bundle_into_one_call(lm, monkeypatch):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
     t = np.array([1, 2, 3, 4])
     np.testing.assert_array_equal(together["grad_cam"](x, ids, t)[1], t)  # a per-call target reaches the group
+
+
+def test_distributed_job_initializes_and_takes_its_share(tmp_path, folder, monkeypatch):
+    """--distributed: jax.distributed.initialize() is called and this process (1 of 2) takes every other image."""
+    import jax
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    files = [str(p) for p in sorted(folder.glob("000/*.png"))[:6]]
+    from jaxviz.job import AttributeJob, run_job
+
+    job = AttributeJob(inputs=files, methods=["saliency"], batch_size=BATCH, size=SIZE, outputs=["store"],
+                       distributed=True)
+    s = run_job(job, tmp_path, progress=False)
+    assert calls == [1] and s.done == 3
+    records = _records(tmp_path)
+    assert {p.name for p in tmp_path.glob("results*.jsonl")} == {"results.p1.jsonl"}
+    assert sorted(Path(r["image"]).name for r in records) == [Path(f).name for f in files[1::2]]
+    assert not (tmp_path / "config.json").exists()  # process 0 writes the shared config
