@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import multiprocessing
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -355,7 +356,8 @@ def write_folder(folder: str | Path, n: int, *, size: int = 64, seed: int = 0, w
     folder = Path(folder)
     todo = [i for i in range(n) if not image_path(folder, i).exists()]
     chunks = [todo[k:k + 500] for k in range(0, len(todo), 500)]
-    with ProcessPoolExecutor(workers or os.cpu_count()) as pool, \
+    # "spawn": forking a process that already runs JAX's threads can deadlock the child.
+    with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool, \
             tqdm(total=len(todo), unit="img", desc="shapes", disable=not progress) as bar:
         for done in pool.map(_write_chunk, [(folder, c, size, seed) for c in chunks]):
             bar.update(done)
