@@ -8,8 +8,10 @@ Copy this file and edit `get_config()` for your own study. Keys (defaults in
 
 - methods: any `jaxviz.attribution.METHODS` names; seed 002 used Backpropagation (`saliency`),
   Deconvolution (`deconvnet`), Guided Backpropagation, Grad-CAM and Guided Grad-CAM.
-- models: architectures or weights names for `jaxviz.load` (`shapesnet`, `minivgg`, `vgg16`,
-  `vgg19` once ported) or `.safetensors` paths. Each explains the ground-truth class of every image.
+- models: architectures or weights names for `jaxviz.load` (`shapesnet`, `minivgg`; seed 002's
+  `alexnet`, `resnet152`, `squeezenet1_0`, `vgg19` once ported with `jaxviz weights port`), `.safetensors`
+  paths, or `ARCH:random` (fresh weights, e.g. `resnet152:random`, to try the protocol before porting).
+  Each explains the ground-truth class of every image.
 - sizes: `"original"` (the image as it is) and/or ints S (stretched to S×S, seed 002 used 224).
 - data: the shapes benchmark `{"source": "shapes", "n", "size", "seed"}`, or COCO:
   `{"source": "coco", "images": "coco/val2017", "annotations": "coco/annotations/instances_val2017.json",

@@ -1,12 +1,13 @@
 """jaxviz: explain convolutional networks with JAX/Flax. Public API (re-exports only)."""
 
-from .attribution import METHODS, Top
+from .attribution import METHODS, Top, Unit
+from .core import Attribution, LayerError, Net, as_net
 from .models import build
-from .models.base import activations, forward, layer_gradient, layer_table
 from .models.loading import LoadedModel, load
-from .rules import deconvnet_relu, guided_relu, relu_rule, with_rule
+from .rules import composite, deconvnet_relu, guided_relu, relu_rule, with_rule
+from .taps import layer_table
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "LoadedModel", "Top", "activations", "build", "deconvnet_relu", "forward",
-           "guided_relu", "layer_gradient", "layer_table", "load", "relu_rule", "with_rule"]
+__all__ = ["METHODS", "Attribution", "LayerError", "LoadedModel", "Net", "Top", "Unit", "as_net", "build",
+           "composite", "deconvnet_relu", "guided_relu", "layer_table", "load", "relu_rule", "with_rule"]

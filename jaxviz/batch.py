@@ -518,7 +518,7 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
 
     key = jax.random.key(seed)
     image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)))
-    params, place = lm.params, (lambda a: a)
+    params, place = lm.variables, (lambda a: a)
     if devices is not None and len(devices) > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -847,7 +847,7 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
     jobs, rows = [], collections.defaultdict(list)  # method → [(batch row, record)]
     for i, (item, display, x) in enumerate(batch):
         for method in item.methods:
-            maps, classes, logits = outputs[method]
+            maps, classes, logits = outputs[method][:3]
             if not np.all(np.isfinite(maps[i])):
                 fail(item, f"method {method} gave NaN or infinite values", method)
                 continue

@@ -52,7 +52,6 @@ import numpy as np
 
 from .atomic import write_text
 from .models import DEFAULT_INPUT, build
-from .models.base import SequentialNet
 
 BUNDLE = "bundle002"
 """Case method name of seed 002's five methods from one forward pass (`fused.BUNDLE_002`)."""
@@ -115,22 +114,27 @@ def gpu_plan(batches: Sequence[int] = GPU_BATCHES) -> list[Case]:
     return cases
 
 
-def random_params(model: SequentialNet, input_shape: tuple[int, int, int], seed: int = 0, bias_std: float = 0.1):
-    """Random params from the shapes alone (no compiled or eager `init`, fast even for VGG16).
+def random_params(model, input_shape: tuple[int, int, int], seed: int = 0, bias_std: float = 0.1) -> dict:
+    """Random variables of a linen `model` from the shapes alone (no compiled or eager `init`, fast
+    even for VGG16): `{"params": ..., "batch_stats": ...}` (the latter for BatchNorm nets).
 
     Kernels are He-normal (std √(2/fan_in), so activations keep their scale through a deep ReLU
-    net), biases N(0, `bias_std`²). `input_shape` is `(H, W, C)`.
+    net), biases N(0, `bias_std`²), BatchNorm scales 1 + N(0, `bias_std`²), running means 0 and
+    variances 1. `input_shape` is `(H, W, C)`.
     """
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape))))["params"]
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape))))
     rng = np.random.default_rng(seed)
 
     def draw(path, s):
+        leaf = getattr(path[-1], "key", None)
+        if leaf in ("mean", "var"):
+            return jnp.zeros(s.shape, s.dtype) if leaf == "mean" else jnp.ones(s.shape, s.dtype)
         z = rng.standard_normal(s.shape, dtype=np.float32)
-        if getattr(path[-1], "key", None) == "kernel":
+        if leaf == "kernel":
             return jnp.asarray(z * np.float32(np.sqrt(2.0 / np.prod(s.shape[:-1]))))
-        return jnp.asarray(z * np.float32(bias_std))
+        return jnp.asarray(z * np.float32(bias_std) + (1.0 if leaf == "scale" else 0.0))
 
-    return jax.tree_util.tree_map_with_path(draw, shapes)
+    return {k: jax.tree_util.tree_map_with_path(draw, v) for k, v in shapes.items()}
 
 
 def method_options(method: str, size: int, batch: int, *, smoothgrad_n: int, ig_steps: int,
@@ -148,8 +152,8 @@ def method_options(method: str, size: int, batch: int, *, smoothgrad_n: int, ig_
     return {}
 
 
-def jaxviz_method(method: str, model: SequentialNet, options: dict, dtype: str = "float32") -> Callable:
-    """Our compiled `fn(params, x, target, key)` for a case method (`BUNDLE`: the fused five)."""
+def jaxviz_method(method: str, model, options: dict, dtype: str = "float32") -> Callable:
+    """Our compiled `fn(variables, x, target, key)` for a case method (`BUNDLE`: the fused five)."""
     from .attribution.engine import compiled
     from .attribution.fused import BUNDLE_002, fused_compiled
 
@@ -164,17 +168,15 @@ CAPTUM_METHODS = ("saliency", "gradient_x_input", "guided_backprop", "deconvnet"
                   "integrated_gradients", "occlusion", "guided_grad_cam", BUNDLE)
 
 
-def captum_method(method: str, model: SequentialNet, peer, options: dict) -> Callable | None:
+def captum_method(method: str, peer, layer, options: dict) -> Callable | None:
     """`fn(x NCHW tensor, targets list) -> tensor (or list)`: Captum's counterpart of our `method`
     with the same options, or None when Captum has none. Grad-CAM adds our bilinear upsampling,
     ReLU and normalization (torch ops) so both sides produce the same map. `BUNDLE` is Captum's
-    five separate calls (Saliency, Deconvolution, GuidedBackprop, LayerGradCam, GuidedGradCam)."""
+    five separate calls (Saliency, Deconvolution, GuidedBackprop, LayerGradCam, GuidedGradCam).
+    `layer` is the torch module of our CAM layer (`torch_layer`)."""
     import torch
     from captum import attr as ca
 
-    from .attribution.cam import last_conv_layer
-
-    layer = peer.layer(options.get("layer") or last_conv_layer(model))
     if method == "saliency":
         sal = ca.Saliency(peer)
         return lambda x, t: sal.attribute(x, target=t, abs=False)
@@ -200,7 +202,7 @@ def captum_method(method: str, model: SequentialNet, peer, options: dict) -> Cal
         ggc = ca.GuidedGradCam(peer, layer)
         return lambda x, t: ggc.attribute(x, target=t, interpolate_mode="bilinear")
     if method == BUNDLE:
-        parts = [captum_method(m, model, peer, options)
+        parts = [captum_method(m, peer, layer, options)
                  for m in ("saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam")]
         return lambda x, t: [f(x, t) for f in parts]
     if method == "smoothgrad":
@@ -226,7 +228,7 @@ def captum_method(method: str, model: SequentialNet, peer, options: dict) -> Cal
     return None
 
 
-def gradcam_lib_method(method: str, model: SequentialNet, peer, options: dict) -> Callable | None:
+def gradcam_lib_method(method: str, peer, layer, options: dict) -> Callable | None:
     """pytorch-grad-cam's GradCAM (`pip install grad-cam`) for `grad_cam` cases, else None.
 
     Its maps are ReLU'd, resized with OpenCV and min-max scaled per image on the CPU (NumPy), part
@@ -237,9 +239,7 @@ def gradcam_lib_method(method: str, model: SequentialNet, peer, options: dict) -
     from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from .attribution.cam import last_conv_layer
-
-    cam = GradCAM(model=peer, target_layers=[peer.layer(options.get("layer") or last_conv_layer(model))])
+    cam = GradCAM(model=peer, target_layers=[layer])
     return lambda x, t: cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
 
 
@@ -541,7 +541,7 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
     if case.model not in state.models:
         model = build(case.model)
         state.models[case.model] = (model, random_params(model, DEFAULT_INPUT[case.model], 0))
-    model, params = state.models[case.model]
+    model, params = state.models[case.model]  # params: the full variables
     targets = (np.arange(case.batch) % model.num_classes).astype(np.int32)
     device = result["machine"]["device"]
     row = {**asdict(case), "options": opts, "jaxviz_ips": None, "jaxviz_s": None, "compile_s": None,
@@ -621,13 +621,13 @@ def _unrolled_flops(case: Case, model, params, x, targets, opts: dict, key, flop
 def _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, device, budget, side, make):
     import torch
 
-    from .torch_peer import nhwc_to_nchw, to_torch
+    from .torch_peer import nhwc_to_nchw
 
     try:
         if case.model not in state.peers:
-            state.peers[case.model] = to_torch(model, params, device=device)
+            state.peers[case.model] = torch_twin(case.model, model, params, device=device)
         peer = state.peers[case.model]
-        fn = make(case.method, model, peer, opts)
+        fn = make(case.method, peer, torch_layer(peer, model, params, opts.get("layer"), x_np.shape[1:]), opts)
         if fn is None:
             row[f"{side}_error"] = f"no {side} equivalent of {case.method}"
             return
@@ -654,6 +654,35 @@ def _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, de
     finally:
         if device == "cuda":
             torch.cuda.empty_cache()
+
+
+def torch_twin(arch: str, model, variables, device: str = "cpu"):
+    """The same network in PyTorch with the same weights: torchvision's own model for the zoo's
+    torchvision-layout architectures, else `torch_peer.to_torch` (the sequential models)."""
+    from .models import TORCHVISION_ARCHS
+
+    if arch in TORCHVISION_ARCHS:
+        import torch
+
+        from .torchvision_peer import torchvision_model
+
+        peer = torchvision_model(arch, variables)
+        for m in peer.modules():  # Captum's ReLU hooks (guided backprop, deconvnet) need out-of-place ReLUs
+            if isinstance(m, torch.nn.ReLU):
+                m.inplace = False
+        return peer.to(device)
+    from .torch_peer import to_torch
+
+    return to_torch(model, variables["params"], device=device)
+
+
+def torch_layer(peer, model, variables, layer: str | None, input_shape):
+    """The torch module of our CAM layer (`layer`, or the model's default) in the twin."""
+    from .core import as_net
+    from .taps import default_cam_layer
+
+    path = as_net(model).resolve(layer) if layer else default_cam_layer(model, variables, input_shape)
+    return peer.layer(path) if hasattr(peer, "layer") else peer.get_submodule(path)
 
 
 def _deviation(model_name: str, size: int, method: str, opts: dict, seed: int) -> dict:
@@ -687,7 +716,7 @@ def _deviation_inputs(model_name: str, size: int, seed: int):
 
         lm = load()
         x = normalize(generate(2, size=64, seed=seed + 1).images, lm.preprocessing)
-        return lm.model, lm.params, jnp.asarray(x), "embedded model (trained), shapes images"
+        return lm.model, lm.variables, jnp.asarray(x), "embedded model (trained), shapes images"
     model = build(model_name)
     params = random_params(model, DEFAULT_INPUT[model_name], seed)
     x = np.random.default_rng(seed).standard_normal((2, size, size, DEFAULT_INPUT[model_name][2]), dtype=np.float32)

@@ -108,7 +108,8 @@ def _inspect(args) -> None:
 
 def _models(args) -> None:
     from . import weights as W
-    from .models import ARCHS, DEFAULT_INPUT, build, layer_table
+    from .models import ARCHS, DEFAULT_INPUT, build
+    from .taps import layer_table
 
     present = W.list_weights()
     archs = [args.model] if args.model else list(ARCHS)
@@ -123,9 +124,11 @@ def _models(args) -> None:
             rows = layer_table(model, None, shape)
             for r in rows:
                 aliases = ", ".join(r["aliases"])
-                print(f"  {r['name']:<10} {r['kind']:<12} {'x'.join(map(str, r['shape'])):<14} "
+                print(f"  {r['name']:<22} {r['kind']:<12} {'x'.join(map(str, r['shape'])):<14} "
                       f"{r['params']:>11,}  {aliases}")
-            print(f"  total params {sum(r['params'] for r in rows):,}")
+            names = [r["name"] for r in rows]
+            leaves = [r for r in rows if not any(n.startswith(r["name"] + ".") for n in names)]
+            print(f"  total params {sum(r['params'] for r in leaves):,}")
 
 
 def _weights(args) -> None:
@@ -183,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="method name, comma list, or 'all' (repeatable; default: saliency)")
     p.add_argument("--target", help="class index, name or WordNet id; topN; or a unit layer:channel[:y:x] "
                                     "(default: each image's top class)")
-    p.add_argument("--layer", help="layer for the CAM family (default: the last conv layer)")
+    p.add_argument("--layer", help="layer (module path or alias, e.g. layer4, features.28, relu5_3) for the CAM family "
+                   "(default: the model's CAM layer, else its last spatial layer)")
     p.add_argument("--opt", action="append", metavar="NAME=VALUE", help="method option, e.g. n=25, steps=32")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--size", type=_size, help="input size for models without a fixed crop (default: the model's), "
@@ -237,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="download again even if present")
     q = wsub.add_parser("port", help="convert a file you have (torchvision .pth, safetensors, Keras .h5)")
     q.add_argument("file")
-    q.add_argument("--arch", required=True, help="vgg16 | vgg19")
+    q.add_argument("--arch", required=True, help="architecture the file holds: vgg16, vgg19, resnet50, squeezenet1_0, ... (`jaxviz models` lists them)")
     q.add_argument("--name", help="name of the ported weights (default: from the file name)")
     q.add_argument("--out", help="output path (default: the weights folder)")
     q = wsub.add_parser("verify", help="checksum, shapes and forward-pass fingerprint")
@@ -280,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .data.images import ImageError
-    from .models.base import LayerError
+    from .core import LayerError
 
     expected = (ValueError, LayerError, ImageError, FileNotFoundError, ImportError)
     try:

@@ -54,7 +54,7 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
     for method in tqdm(methods, desc="methods", disable=not progress):
         t0 = time.perf_counter()
         try:
-            result = compiled(method, lm.model)(lm.params, x, target, key)
+            result = compiled(method, lm.model)(lm.variables, x, target, key)
         except ValueError as e:  # e.g. CAM-GMP on a global-average-pooling model
             skipped[method] = str(e)
             continue

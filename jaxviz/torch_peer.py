@@ -153,10 +153,10 @@ def to_torch(model: SequentialNet, params, device: str | None = None):
     """An equivalent `torch.nn.Module` (NCHW input, eval mode, float32) with copies of `params`.
 
     Args:
-      model: any `SequentialNet` (its `layers()` define the network; `act` / `layer_acts` pick
-        each activation: ReLU — including the backward-rule ReLUs, whose forward is ReLU — tanh or
-        sigmoid).
-      params: its Flax params `{name: {"kernel", "bias"}}`; conv kernels HWIO, dense `(in, out)`.
+      model: any `SequentialNet` (its `layers()` define the network; `act` is its activation:
+        ReLU — including the backward-rule ReLUs, whose forward is ReLU — tanh or sigmoid).
+      params: its Flax params `{name: {"kernel", "bias"}}` (or the variables dict); conv kernels
+        HWIO, dense `(in, out)`.
       device: torch device for the module (default CPU).
 
     Returns a `TorchPeer` (an `nn.Sequential`) whose submodules are named by the semantic layer
@@ -165,6 +165,7 @@ def to_torch(model: SequentialNet, params, device: str | None = None):
     torch = _torch()
     nn = torch.nn
     NHWCFlatten, GlobalPool, TorchPeer = _classes()
+    params = params.get("params", params)
 
     def tensor(a, perm=None):
         a = np.asarray(a, np.float32)
@@ -180,7 +181,7 @@ def to_torch(model: SequentialNet, params, device: str | None = None):
                 m.weight.copy_(tensor(k, (3, 2, 0, 1)))
                 m.bias.copy_(tensor(params[name]["bias"]))
         elif kind == ACT:
-            m = _act_module(model._act_for(name), name)
+            m = _act_module(model.act, name)
         elif kind == POOL:
             m = nn.MaxPool2d(layer.size, stride=layer.size)
         elif kind == ADAPTIVE_AVG:

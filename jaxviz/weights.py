@@ -1,20 +1,27 @@
 """Download, port and verify weight files: one safetensors file per model, with its provenance.
 
     fetch(name)          download the source file named in weights/manifest.json, then port it
-    port(file, arch)     torchvision .pth / safetensors (torchvision or timm layout) / Keras HDF5
-                         -> weights_dir()/NAME.safetensors
+    port(file, arch)     torchvision .pth / safetensors (torchvision layout, every zoo arch; timm
+                         layout, VGG16/19) / Keras HDF5 (VGG16/19) -> weights_dir()/NAME.safetensors
     verify(name_or_path) source checksum, tensor shapes, stored forward-pass fingerprint
+    load_variables(path) -> (variables, meta): `{"params": ..., "batch_stats": ...}` for `model.apply`
     load_weights(path)   -> (params, meta); resolve(name_or_path) -> Path; list_weights()
+    torchvision_arrays(arch, variables) the inverse of a torchvision port (torch layout, NumPy)
 
-The stored file is safetensors with flat float32 tensors (`"conv1_1.kernel"`) in Flax layout
-(conv `(kh, kw, in, out)`, dense `(in, out)`) and string metadata: `arch`, `preprocessing`
+The stored file is safetensors with flat float32 tensors in Flax layout (conv `(kh, kw, in, out)`,
+dense `(in, out)`, BatchNorm `scale`/`bias`, running `mean`/`var`), keyed by the module path with
+dots, then the leaf: `"conv1_1.kernel"` (VGG16/19), `"layer1.0.conv1.kernel"`, `"features.0.bias"`.
+Parameters have no prefix; every other collection is prefixed with its name and a slash:
+`"batch_stats/layer1.0.bn1.mean"`, `"batch_stats/layer1.0.bn1.var"` (BatchNorm nets only).
+`load_variables` gives them back as the nested variables dict. String metadata: `arch`, `preprocessing`
 ("torchvision" | "caffe" | "unit"), `source` (URL, hf://repo/file or path), `source_sha256`,
 `include_top`, `num_classes`, `fingerprint` (JSON), `format_version`, `tensors_sha256`; ports add
 `name`, `source_file`, `source_format`, `source_layout`; callers may add more (e.g. `classes`).
 Known weights are listed in weights/manifest.json (plus an optional manifest.json in
 weights_dir()); sha256s of fetched sources are recorded in weights_dir()/checksums.json.
 
-Layout conversions (all checked against literal reimplementations in tests/reference.py):
+Layout conversions (checked against literal reimplementations in tests/reference.py, and against
+torchvision's own models in tests/test_zoo.py):
 - torch conv weight `(out, in, kh, kw)` -> `(kh, kw, in, out)`; torch linear `(out, in)` -> `(in, out)`.
 - fc6, the first dense layer after the flatten: torch flattens NCHW, so the 25088 columns of
   torchvision's `classifier.0.weight` run in (C, H, W) order, while our flatten is NHWC (H, W, C).
@@ -26,6 +33,14 @@ Layout conversions (all checked against literal reimplementations in tests/refer
 - Keras kernels are already HWIO / `(in, out)` and Keras's Flatten is (H, W, C): no reordering.
   Keras VGG weights come from the Caffe originals and want caffe preprocessing (BGR, mean
   subtraction); torchvision and timm weights want torchvision preprocessing.
+- The other torchvision architectures (`_TORCHVISION_ARCHS`) have torchvision's module paths, so a
+  torch key maps by name: `M.weight` -> `M.kernel` (conv, linear) or `M.scale` (BatchNorm),
+  `M.bias` -> `M.bias`, `M.running_mean` / `M.running_var` -> `batch_stats/M.mean` / `.var`;
+  `num_batches_tracked` is dropped, and so are GoogLeNet's training-only `aux1.*` / `aux2.*` heads.
+  The dense layer after a flatten over a spatial grid (AlexNet `classifier.1` after the 6x6 pool,
+  VGG `classifier.0` after the 7x7 pool; the model's `FLATTEN_CHW`) has its rows reordered as
+  fc6 above; the others flatten a 1x1 map, where the order does not matter. DenseNet keys of old
+  checkpoints (`denselayer1.norm.1.weight`) are renamed as torchvision's `_load_state_dict` does.
 """
 
 from __future__ import annotations
@@ -39,20 +54,22 @@ import os
 import re
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .atomic import atomic_path
 from .data.preprocess import PRESETS as PREPROCESSING_PRESETS
-from .models import DEFAULT_INPUT, build
-from .models.base import ADAPTIVE_AVG, CONV, DENSE, FLATTEN
+from .models import DEFAULT_INPUT, TORCHVISION_ARCHS, build
+from .models.base import ADAPTIVE_AVG, CONV, DENSE, FLATTEN, SequentialNet
 
-__all__ = ["WeightsError", "fetch", "list_weights", "load_weights", "port", "resolve", "save_weights",
-           "verify", "weights_dir"]
+__all__ = ["WeightsError", "fetch", "list_weights", "load_variables", "load_weights", "port", "resolve",
+           "save_variables", "save_weights", "torchvision_arrays", "verify", "weights_dir"]
 
 FORMAT_VERSION = 1
 FORMATS = ("torch", "safetensors", "keras")
@@ -60,6 +77,10 @@ FINGERPRINT_RTOL = 1e-4
 # Metadata values that save_weights always JSON-encodes and load_weights always decodes.
 _JSON_META = ("include_top", "num_classes", "fingerprint", "format_version")
 _VGG_ARCHS = ("vgg16", "vgg19")
+# Architectures in torchvision's module layout: their torch keys map to ours by name.
+_TORCHVISION_ARCHS = TORCHVISION_ARCHS
+_PORTABLE = _VGG_ARCHS + _TORCHVISION_ARCHS
+PARAMS = "params"  # the collection stored without a prefix; others are "NAME/..."
 _REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 _CHUNK = 1 << 20
 
@@ -164,15 +185,20 @@ def _has_checksum(entry: dict, recorded: dict | None) -> bool:
 
 # --- the stored format ----------------------------------------------------------------------
 
-def _flatten(params: Any, prefix: str = "") -> dict[str, np.ndarray]:
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"a.b.kernel": leaf}` for a nested dict."""
     flat = {}
-    for key, value in params.items():
+    for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) or hasattr(value, "items"):
-            flat.update(_flatten(value, name + "."))
+            flat.update(_leaves(value, name + "."))
         else:
-            flat[name] = np.ascontiguousarray(np.asarray(value, dtype=np.float32))
+            flat[name] = value
     return flat
+
+
+def _flatten(params: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in _leaves(params, prefix).items()}
 
 
 def _unflatten(flat: dict[str, np.ndarray]) -> dict:
@@ -184,6 +210,25 @@ def _unflatten(flat: dict[str, np.ndarray]) -> dict:
             node = node.setdefault(part, {})
         node[leaf] = value
     return params
+
+
+def _flatten_variables(variables: dict, convert: bool = True) -> dict[str, Any]:
+    """`{"params": ..., "batch_stats": ...}` -> flat file keys: params bare, others `"NAME/..."`;
+    float32 NumPy arrays when `convert`, else the leaves as they are."""
+    flat = {}
+    for collection, tree in variables.items():
+        prefix = "" if collection == PARAMS else f"{collection}/"
+        flat.update(_flatten(tree, prefix) if convert else _leaves(tree, prefix))
+    return flat
+
+
+def _unflatten_variables(flat: dict[str, np.ndarray]) -> dict:
+    """The inverse of `_flatten_variables`; always has `"params"`."""
+    grouped: dict[str, dict[str, np.ndarray]] = {PARAMS: {}}
+    for key, value in flat.items():
+        collection, _, rest = key.partition("/") if "/" in key else (PARAMS, "", key)
+        grouped.setdefault(collection, {})[rest] = value
+    return {collection: _unflatten(tree) for collection, tree in grouped.items()}
 
 
 def _tensors_sha256(flat: dict[str, np.ndarray]) -> str:
@@ -210,26 +255,57 @@ def _model(arch: str, include_top: bool = True, num_classes: int | None = None):
         raise WeightsError(str(e)) from None
 
 
-@functools.lru_cache(maxsize=16)
+_LEAF_ORDER = {"kernel": 0, "scale": 1, "bias": 2, "mean": 3, "var": 4}
+
+
 def _expected_shapes(arch: str, include_top: bool = True,
                      num_classes: int | None = None) -> tuple[tuple[str, tuple], ...]:
-    """(`"layer.kernel"`, shape) for every parameter of the architecture, in layer order."""
+    """(file key, shape) for every variable of the architecture, in the order the modules run
+    (`"conv1_1.kernel"`, `"layer1.0.bn1.scale"`, `"batch_stats/layer1.0.bn1.mean"`, ...)."""
+    if num_classes is not None and num_classes == getattr(_model(arch, include_top), "num_classes", None):
+        num_classes = None  # the default: one cache entry (tracing ResNet-152's init takes seconds)
+    return _traced_shapes(arch, include_top, num_classes)
+
+
+@functools.lru_cache(maxsize=32)
+def _traced_shapes(arch: str, include_top: bool, num_classes: int | None) -> tuple[tuple[str, tuple], ...]:
     model = _model(arch, include_top, num_classes)
     x = jax.ShapeDtypeStruct((1, *DEFAULT_INPUT[arch]), jnp.float32)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), x)["params"]
-    out = []
-    for layer in model.layers():
-        if layer.name in shapes:
-            for leaf in sorted(shapes[layer.name], key=lambda k: (k != "kernel", k != "bias", k)):
-                out.append((f"{layer.name}.{leaf}", tuple(shapes[layer.name][leaf].shape)))
-    return tuple(out)
+    order: dict[str, int] = {}
+
+    def record(next_fun, args, kwargs, context):  # each module's path when it first runs
+        if context.method_name == "__call__":
+            order.setdefault(".".join(context.module.path), len(order))
+        return next_fun(*args, **kwargs)
+
+    with nn.intercept_methods(record):
+        shapes = jax.eval_shape(model.init, jax.random.key(0), x)
+    flat = _flatten_variables({c: v for c, v in shapes.items() if c in (PARAMS, "batch_stats")}, convert=False)
+
+    def rank(key: str) -> tuple:
+        module, _, leaf = key.partition("/")[2 if "/" in key else 0].rpartition(".")
+        return order.get(module, len(order)), _LEAF_ORDER.get(leaf, 9), leaf
+
+    return tuple((key, tuple(flat[key].shape)) for key in sorted(flat, key=rank))
 
 
 def _infer_num_classes(arch: str, params: dict) -> int | None:
-    dense = [layer.name for layer in _model(arch).layers() if layer.kind == DENSE]
-    if dense and dense[-1] in params:
-        return int(np.shape(params[dense[-1]]["bias"])[0])
-    return None
+    """Width of the last layer: the last dense layer of a SequentialNet, else the last module
+    with parameters (`fc`, `classifier`, `classifier.6`, SqueezeNet's `classifier.1` conv)."""
+    model = _model(arch)
+    if isinstance(model, SequentialNet):
+        dense = [layer.name for layer in model.layers() if layer.kind == DENSE]
+        if dense and dense[-1] in params:
+            return int(np.shape(params[dense[-1]]["bias"])[0])
+        return None
+    last = [k for k, _ in _expected_shapes(arch) if "/" not in k][-1].rpartition(".")[0]
+    node = params
+    for part in last.split("."):
+        if not hasattr(node, "get") or part not in node:
+            return None
+        node = node[part]
+    leaf = node.get("bias", node.get("kernel")) if hasattr(node, "get") else None
+    return None if leaf is None else int(np.shape(leaf)[-1])
 
 
 def _shape_problems(flat: dict[str, np.ndarray], arch: str, include_top: bool, num_classes: int | None) -> list[str]:
@@ -248,20 +324,21 @@ def _shape_problems(flat: dict[str, np.ndarray], arch: str, include_top: bool, n
 @functools.lru_cache(maxsize=8)
 def _forward_fn(arch: str, include_top: bool, num_classes: int | None):
     model = _model(arch, include_top, num_classes)
-    return jax.jit(lambda params, x: model.apply({"params": params}, x))
+    return jax.jit(lambda variables, x: model.apply(variables, x))
 
 
-def _fingerprint(params: dict, arch: str, include_top: bool, num_classes: int | None) -> dict:
+def _fingerprint(variables: dict, arch: str, include_top: bool, num_classes: int | None) -> dict:
     """Summary of the output for a fixed input: logits, or pool5 for notop VGGs.
 
-    Input: `np.random.default_rng(0).standard_normal((1, H, W, C), float32)` at the
-    architecture's DEFAULT_INPUT; matmuls at full float32 precision (no TF32), so that the
-    numbers agree across CPUs and GPUs to about 1e-5.
+    `variables`: `{"params": ..., ("batch_stats": ...)}`. Input:
+    `np.random.default_rng(0).standard_normal((1, H, W, C), float32)` at the architecture's
+    DEFAULT_INPUT (inference mode: BatchNorm uses the stored running statistics); matmuls at full
+    float32 precision (no TF32), so that the numbers agree across CPUs and GPUs to about 1e-5.
     """
     h, w, c = DEFAULT_INPUT[arch]
     x = np.random.default_rng(0).standard_normal((1, h, w, c), dtype=np.float32)
     with jax.default_matmul_precision("highest"):
-        y = np.asarray(_forward_fn(arch, include_top, num_classes)(params, x), np.float32)
+        y = np.asarray(_forward_fn(arch, include_top, num_classes)(variables, x), np.float32)
     flat = y.reshape(-1).astype(np.float64)
     as32 = lambda v: float(np.float32(v))  # noqa: E731 - stored at float32 precision
     return {"input": f"default_rng(0).standard_normal((1, {h}, {w}, {c}), float32)",
@@ -293,28 +370,38 @@ def save_weights(path: str | Path, params: dict, meta: dict) -> Path:
     defaults to True, `num_classes` to the last dense layer's width, `fingerprint` is computed
     when absent, `source`/`source_sha256` default to "". Other keys are stored too: strings as
     they are, anything else JSON-encoded (and decoded again by `load_weights`). The tensors are
-    checked against the architecture first; nothing is written on error.
+    checked against the architecture first; nothing is written on error. BatchNorm nets need
+    their running statistics too: use `save_variables`.
     """
-    path = Path(path)
+    return _save(Path(path), {PARAMS: params}, meta, "save_weights")
+
+
+def save_variables(path: str | Path, variables: dict, meta: dict) -> Path:
+    """`save_weights` for a whole variables dict `{"params": ..., "batch_stats": ...}`; the
+    batch statistics are stored as `batch_stats/MODULE.PATH.mean` / `.var` (module docstring)."""
+    return _save(Path(path), dict(variables), meta, "save_variables")
+
+
+def _save(path: Path, variables: dict, meta: dict, who: str) -> Path:
     meta = dict(meta)
     for key in ("arch", "preprocessing"):
         if key not in meta:
-            raise WeightsError(f"save_weights({path}): meta needs {key!r}")
+            raise WeightsError(f"{who}({path}): meta needs {key!r}")
     arch = meta["arch"]
     if arch not in DEFAULT_INPUT:
-        raise WeightsError(f"save_weights({path}): unknown arch {arch!r}; known: {', '.join(DEFAULT_INPUT)}")
+        raise WeightsError(f"{who}({path}): unknown arch {arch!r}; known: {', '.join(DEFAULT_INPUT)}")
     if meta["preprocessing"] not in PREPROCESSING_PRESETS:
-        raise WeightsError(f"save_weights({path}): preprocessing must be one of {sorted(PREPROCESSING_PRESETS)}, "
+        raise WeightsError(f"{who}({path}): preprocessing must be one of {sorted(PREPROCESSING_PRESETS)}, "
                            f"got {meta['preprocessing']!r}")
     include_top = bool(meta.setdefault("include_top", True))
     if meta.get("num_classes") is None:
-        meta["num_classes"] = _infer_num_classes(arch, params) if include_top else None
-    flat = _flatten(params)
+        meta["num_classes"] = _infer_num_classes(arch, variables.get(PARAMS, {})) if include_top else None
+    flat = _flatten_variables(variables)
     problems = _shape_problems(flat, arch, include_top, meta["num_classes"])
     if problems:
-        raise WeightsError(f"save_weights({path}): the tensors do not fit {arch}: " + "; ".join(problems[:5]))
+        raise WeightsError(f"{who}({path}): the tensors do not fit {arch}: " + "; ".join(problems[:5]))
     if "fingerprint" not in meta:
-        meta["fingerprint"] = _fingerprint(_unflatten(flat), arch, include_top, meta["num_classes"])
+        meta["fingerprint"] = _fingerprint(_unflatten_variables(flat), arch, include_top, meta["num_classes"])
     meta.setdefault("source", "")
     meta.setdefault("source_sha256", "")
     meta["format_version"] = FORMAT_VERSION
@@ -358,12 +445,11 @@ def _decode_meta(raw: dict[str, str]) -> dict:
     return meta
 
 
-def load_weights(path: str | Path) -> tuple[dict, dict]:
-    """`(params, meta)` from a file written by `save_weights`.
+def load_variables(path: str | Path) -> tuple[dict, dict]:
+    """`(variables, meta)` from a file written by `save_variables`/`save_weights`/`port`.
 
-    params: nested dict of float32 NumPy arrays. meta: the metadata with `include_top` (bool),
-    `num_classes` (int or None), `fingerprint` (dict), `format_version` (int) and any key the
-    writer passed as a non-string decoded from JSON; every other value is a string.
+    variables: `{"params": ..., "batch_stats": ...}` (batch_stats only for BatchNorm nets), nested
+    dicts of float32 NumPy arrays, ready for `model.apply(variables, x)`. meta: as `load_weights`.
     """
     path = Path(path)
     if not path.is_file():
@@ -374,7 +460,18 @@ def load_weights(path: str | Path) -> tuple[dict, dict]:
                            f"`jaxviz weights port FILE --arch A`")
     from safetensors.numpy import load_file
 
-    return _unflatten(load_file(str(path))), meta
+    return _unflatten_variables(load_file(str(path))), meta
+
+
+def load_weights(path: str | Path) -> tuple[dict, dict]:
+    """`(params, meta)` from a file written by `save_weights` (the `params` of `load_variables`).
+
+    params: nested dict of float32 NumPy arrays. meta: the metadata with `include_top` (bool),
+    `num_classes` (int or None), `fingerprint` (dict), `format_version` (int) and any key the
+    writer passed as a non-string decoded from JSON; every other value is a string.
+    """
+    variables, meta = load_variables(path)
+    return variables[PARAMS], meta
 
 
 # --- reading source files -------------------------------------------------------------------
@@ -519,17 +616,25 @@ def _read_keras(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 # --- source layouts -------------------------------------------------------------------------
 
-def _detect_layout(keys: list[str], path: Path) -> str:
+def _detect_layout(tensors: dict[str, np.ndarray], path: Path) -> str:
+    """The naming of a VGG16/19 torch or safetensors file: "torchvision" or "timm"."""
+    keys = list(tensors)
     if any(k.startswith(("pre_logits.", "head.fc.")) for k in keys):
         return "timm"
     if any(k.startswith(("features.", "classifier.")) for k in keys):
         return "torchvision"
-    if keys and all(k.endswith((".kernel", ".bias")) for k in keys):
-        raise WeightsError(f"{path}: already in jaxviz layout (conv1_1.kernel ...); use it directly "
-                           f"(load_weights / resolve) instead of porting it")
+    _refuse_jaxviz_layout(keys, path)
+    other = _recognize_arch(tensors)
+    hint = f" They are a torchvision {other}: try `jaxviz weights port {path} --arch {other}`." if other else ""
     raise WeightsError(f"{path}: unrecognised tensor names ({', '.join(keys[:4])}, ...): port understands "
                        f"torchvision VGGs (features.N / classifier.N), timm VGGs (features.N / pre_logits.fcK / "
-                       f"head.fc) and Keras VGG HDF5 files")
+                       f"head.fc) and Keras VGG HDF5 files for --arch vgg16/vgg19.{hint}")
+
+
+def _refuse_jaxviz_layout(keys: list[str], path: Path) -> None:
+    if keys and all(k.endswith((".kernel", ".bias", ".scale", ".mean", ".var")) for k in keys):
+        raise WeightsError(f"{path}: already in jaxviz layout (conv1_1.kernel ...); use it directly "
+                           f"(load_weights / resolve) instead of porting it")
 
 
 def _torch_key_order(key: str) -> tuple:
@@ -622,7 +727,7 @@ def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Pat
     first problem in model order is reported, with the right --arch when another one fits.
     """
     if arch not in _VGG_ARCHS:
-        raise WeightsError(f"port reads VGG weights only ({', '.join(_VGG_ARCHS)}), not arch={arch!r}")
+        raise WeightsError(f"_to_params reads VGG weights only ({', '.join(_VGG_ARCHS)}), not arch={arch!r}")
     origin = origin or {}
     keys = list(tensors) if layout == "keras" else sorted(tensors, key=_torch_key_order)
     full = _source_names(_model(arch), layout)
@@ -679,6 +784,8 @@ def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Pat
                 if set(other_names) == set(tensors) or len(other_names) == len(tensors):
                     hint = (f" The file has {len(tensors)} tensors, as {other} has: try "
                             f"`jaxviz weights port {path} --arch {other}`.")
+        if not hint and layout == "torchvision":
+            hint = _arch_hint(tensors, arch, path)
         more = f" ({len(problems) - 1} more problems.)" if len(problems) > 1 else ""
         raise WeightsError(f"{path} does not fit --arch {arch} ({layout} layout): {problems[0][1]}.{hint}{more}")
 
@@ -697,7 +804,221 @@ def _read_tensors(src: Path, fmt: str) -> tuple[dict[str, np.ndarray], str, dict
         tensors, origin = _read_keras(src)
         return tensors, "keras", origin
     tensors = _read_torch(src) if fmt == "torch" else _read_safetensors(src)
-    return tensors, _detect_layout(list(tensors), src), {}
+    return tensors, _detect_layout(tensors, src), {}
+
+
+# --- torchvision layout: every zoo architecture, by module path -----------------------------
+
+@dataclass(frozen=True)
+class _TorchTensor:
+    """One tensor of a torchvision state dict and where it lives in our file."""
+
+    key: str  # torch's name: "layer1.0.bn1.running_mean"
+    ours: str  # our file key: "batch_stats/layer1.0.bn1.mean"
+    shape: tuple  # torch's shape
+    kind: str  # "conv" | "dense" | "flat_dense" (after a spatial flatten: rows reordered) | "vector"
+    chw: tuple[int, int, int] | None = None  # what a flat_dense layer flattens
+
+
+_TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
+# Old DenseNet checkpoints name `denselayer1.norm1` `denselayer1.norm.1` (torchvision's _load_state_dict).
+_DENSENET_LEGACY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+_RESNETS = {(False, 2, 2): "resnet18", (False, 4, 6): "resnet34", (True, 4, 6): "resnet50",
+            (True, 4, 23): "resnet101", (True, 8, 36): "resnet152"}
+_VGG_CONVS = {8: "vgg11", 10: "vgg13", 13: "vgg16", 16: "vgg19"}
+
+
+def _torchvision_tensors(arch: str, num_classes: int | None = None) -> tuple[_TorchTensor, ...]:
+    """Every tensor of torchvision's state dict for `arch` except `num_batches_tracked`, in model order."""
+    if arch not in _PORTABLE:
+        raise WeightsError(f"no torchvision layout for arch={arch!r}; one of {', '.join(_PORTABLE)}")
+    if num_classes is not None and num_classes == getattr(_model(arch), "num_classes", None):
+        num_classes = None
+    return _torchvision_tensors_cached(arch, num_classes)
+
+
+@functools.lru_cache(maxsize=32)
+def _torchvision_tensors_cached(arch: str, num_classes: int | None) -> tuple[_TorchTensor, ...]:
+    model = _model(arch, True, num_classes)
+    expected = _expected_shapes(arch, True, num_classes)
+    if isinstance(model, SequentialNet):  # VGG16/19: semantic names, torchvision's paths as aliases
+        torch_name = {f"{layer}.{leaf}": key for key, (layer, leaf) in _source_names(model, "torchvision").items()}
+        flat_module, chw = _head_input(model, dict(expected))
+    else:
+        torch_name = {}
+        flat_module, chw = getattr(type(model), "FLATTEN_CHW", (None, None))
+    out = []
+    for ours, shape in expected:
+        module, _, leaf = ours.partition("/")[2 if "/" in ours else 0].rpartition(".")
+        key = torch_name.get(ours) or f"{module}.{_TORCH_LEAF[leaf]}"
+        if len(shape) == 4:
+            out.append(_TorchTensor(key, ours, (shape[3], shape[2], shape[0], shape[1]), "conv"))
+        elif len(shape) == 2 and module == flat_module:
+            out.append(_TorchTensor(key, ours, (shape[1], shape[0]), "flat_dense", tuple(chw)))
+        elif len(shape) == 2:
+            out.append(_TorchTensor(key, ours, (shape[1], shape[0]), "dense"))
+        else:
+            out.append(_TorchTensor(key, ours, shape, "vector"))
+    return tuple(out)
+
+
+def _from_torch(t: _TorchTensor, w: np.ndarray) -> np.ndarray:
+    """A torch tensor (shape already checked) in Flax layout, float32."""
+    w = np.asarray(w, np.float32)
+    if t.kind == "conv":
+        return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    if t.kind == "flat_dense":
+        return _chw_rows_to_hwc(w, t.chw)
+    if t.kind == "dense":
+        return np.ascontiguousarray(w.T)
+    return w
+
+
+def _to_torch(t: _TorchTensor, a: np.ndarray) -> np.ndarray:
+    """The inverse of `_from_torch`."""
+    a = np.asarray(a, np.float32)
+    if t.kind == "conv":
+        a = a.transpose(3, 2, 0, 1)
+    elif t.kind == "flat_dense":
+        c, h, w = t.chw
+        a = a.reshape(h, w, c, a.shape[-1]).transpose(3, 2, 0, 1).reshape(a.shape[-1], c * h * w)
+    elif t.kind == "dense":
+        a = a.T
+    return np.ascontiguousarray(a)
+
+
+def _torchvision_keys(tensors: dict[str, np.ndarray], arch: str | None) -> tuple[dict[str, np.ndarray], list[str]]:
+    """(the tensors a port maps, the dropped ones worth recording): old DenseNet names renamed,
+    `num_batches_tracked` dropped, and for GoogLeNet its training-only `aux1.*` / `aux2.*` heads."""
+    kept, dropped = {}, []
+    for key, value in tensors.items():
+        m = _DENSENET_LEGACY.match(key)
+        key = m[1] + m[2] if m else key
+        if key.endswith(".num_batches_tracked"):
+            continue
+        if arch == "googlenet" and key.startswith(("aux1.", "aux2.")):
+            dropped.append(key)
+            continue
+        kept[key] = value
+    return kept, dropped
+
+
+def _file_num_classes(tensors: dict[str, np.ndarray], arch: str) -> int | None:
+    """The width of the file's last layer (its bias), if it has one where `arch` has it."""
+    final = next(t for t in reversed(_torchvision_tensors(arch)) if t.key.endswith(".bias"))
+    if final.key in tensors and np.ndim(tensors[final.key]) == 1:
+        return int(np.shape(tensors[final.key])[0])
+    return None
+
+
+def _torchvision_problems(tensors: dict[str, np.ndarray], entries: tuple[_TorchTensor, ...], arch: str) -> list[str]:
+    """What does not fit, in model order (an unexpected tensor goes after its nearest known module)."""
+    index = {t.key: i for i, t in enumerate(entries)}
+    last_under: dict[str, int] = {}  # module path prefix -> index of its last tensor
+    for i, t in enumerate(entries):
+        parts = t.key.split(".")[:-1]
+        for n in range(1, len(parts) + 1):
+            last_under[".".join(parts[:n])] = i
+    problems: list[tuple[float, str]] = []
+    for key, value in tensors.items():
+        shape = tuple(np.shape(value))
+        if key in index:
+            t = entries[index[key]]
+            if shape != t.shape:
+                problems.append((index[key], f"tensor {key!r} (-> {t.ours}) has shape {shape}, but {arch} expects "
+                                             f"{t.shape} in the torchvision layout"))
+            continue
+        parts = key.split(".")[:-1]
+        near = next((last_under[".".join(parts[:n])] for n in range(len(parts), 0, -1)
+                     if ".".join(parts[:n]) in last_under), len(entries))
+        problems.append((near + 0.5, f"unexpected tensor {key!r} {shape}: {arch} has no such parameter"))
+    problems += [(i, f"tensor {t.key!r} (-> {t.ours}) is missing") for i, t in enumerate(entries)
+                 if t.key not in tensors]
+    return [message for _, message in sorted(problems, key=lambda p: p[0])]
+
+
+def _guess_arch(tensors: dict[str, np.ndarray]) -> str | None:
+    """The architecture a torchvision-layout state dict looks like, from its names and a few shapes."""
+    keys = set(tensors)
+
+    def shape(key: str) -> tuple:
+        return tuple(np.shape(tensors[key])) if key in tensors else ()
+
+    if "inception3a.branch1.conv.weight" in keys:
+        return "googlenet"
+    if any(k.startswith("features.denseblock") for k in keys):
+        return "densenet121"
+    if "layer1.0.conv1.weight" in keys:
+        def blocks(stage: int) -> int:
+            return len({k.split(".")[1] for k in keys if k.startswith(f"layer{stage}.")})
+        return _RESNETS.get(("layer1.0.conv3.weight" in keys, blocks(2), blocks(3)))
+    if any(k.endswith(".squeeze.weight") for k in keys):
+        return "squeezenet1_0" if shape("features.0.weight")[-1:] == (7,) else "squeezenet1_1"
+    if "features.0.weight" in keys:
+        if shape("features.0.weight")[-1:] == (11,):
+            return "alexnet"
+        convs = sum(1 for k in keys if re.fullmatch(r"features\.\d+\.weight", k) and len(shape(k)) == 4)
+        base = _VGG_CONVS.get(convs)
+        return f"{base}_bn" if base and "features.1.running_mean" in keys else base
+    return None
+
+
+def _recognize_arch(tensors: dict[str, np.ndarray]) -> str | None:
+    """The architecture whose torchvision state dict these tensors are exactly (names and shapes), if any."""
+    guess = _guess_arch(_torchvision_keys(tensors, None)[0])
+    if guess is None:
+        return None
+    kept, _ = _torchvision_keys(tensors, guess)
+    entries = _torchvision_tensors(guess, _file_num_classes(kept, guess))
+    return None if _torchvision_problems(kept, entries, guess) else guess
+
+
+def _arch_hint(tensors: dict[str, np.ndarray], arch: str, path: Path) -> str:
+    other = _recognize_arch(tensors)
+    if other is None or other == arch:
+        return ""
+    return f" The tensors are a torchvision {other}: try `jaxviz weights port {path} --arch {other}`."
+
+
+def _to_variables(tensors: dict[str, np.ndarray], arch: str, path: Path) -> tuple[dict, int | None, list[str]]:
+    """A torchvision state dict as our variables; (variables, num_classes, dropped tensor names).
+
+    Every tensor is checked (name and shape) before anything is converted; the first problem in
+    model order is reported, with the right --arch when the file is another architecture's.
+    """
+    kept, dropped = _torchvision_keys(tensors, arch)
+    num_classes = _file_num_classes(kept, arch)
+    entries = _torchvision_tensors(arch, num_classes)
+    problems = _torchvision_problems(kept, entries, arch)
+    if problems:
+        more = f" ({len(problems) - 1} more problems.)" if len(problems) > 1 else ""
+        raise WeightsError(f"{path} does not fit --arch {arch} (torchvision layout): {problems[0]}."
+                           f"{_arch_hint(tensors, arch, path)}{more}")
+    flat = {t.ours: _from_torch(t, kept[t.key]) for t in entries}
+    return _unflatten_variables(flat), num_classes, dropped
+
+
+def torchvision_arrays(arch: str, variables: dict) -> dict[str, np.ndarray]:
+    """torchvision's state dict for our `variables`, as float32 NumPy arrays: the inverse of `port`.
+
+    Keys and order are torchvision's (`"layer1.0.bn1.running_mean"`), shapes torch's (conv
+    `(out, in, kh, kw)`, linear `(out, in)`); BatchNorm's `num_batches_tracked` is left out.
+    `jaxviz.torchvision_peer.torchvision_model` builds the torch model from it.
+    """
+    if arch not in _PORTABLE:
+        raise WeightsError(f"no torchvision layout for arch={arch!r}; one of {', '.join(_PORTABLE)}")
+    entries = _torchvision_tensors(arch, _infer_num_classes(arch, variables.get(PARAMS, {})))
+    flat = _flatten_variables(variables)
+    missing = [t.ours for t in entries if t.ours not in flat]
+    if missing:
+        raise WeightsError(f"the variables lack {len(missing)} tensors of {arch}, first {missing[0]}")
+    out = {t.key: _to_torch(t, flat[t.ours]) for t in entries}
+    bad = next((t for t in entries if out[t.key].shape != t.shape), None)
+    if bad is not None:
+        raise WeightsError(f"{bad.ours} has shape {np.shape(flat[bad.ours])}, which does not fit {arch}'s "
+                           f"{bad.key} {bad.shape}")
+    return out
 
 
 # --- public steps ---------------------------------------------------------------------------
@@ -719,7 +1040,9 @@ def port(src: str | Path, arch: str, *, out: str | Path | None = None, fmt: str 
       src: a torch.save state dict (.pth/.pt; read with torch.load(weights_only=True) when torch
         is installed, else with a restricted reader that unpickles nothing but tensors), a
         safetensors file in torchvision or timm layout, or a Keras HDF5 weights file (top or notop).
-      arch: "vgg16" or "vgg19".
+      arch: "vgg16" or "vgg19" (every layout), or one of the torchvision-layout architectures
+        (alexnet, vgg11[_bn], vgg13[_bn], vgg16_bn, vgg19_bn, squeezenet1_0/1_1, resnet18/34/50/101/152,
+        googlenet, densenet121) from a torchvision state dict (.pth or safetensors).
       out: output file; default `weights_dir()/NAME.safetensors`.
       fmt: "torch", "safetensors" or "keras"; guessed from the content when None.
       name: NAME for the default output; default: the manifest name when `src` is a known file
@@ -732,8 +1055,9 @@ def port(src: str | Path, arch: str, *, out: str | Path | None = None, fmt: str 
 def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | None = None,
           entry: dict | None = None, digests: dict[str, str] | None = None) -> Path:
     """port(), plus what fetch knows: the source's `origin` (URL), its manifest `entry`, its `digests`."""
-    if arch not in _VGG_ARCHS:
-        raise WeightsError(f"port reads VGG weights only ({', '.join(_VGG_ARCHS)}), not arch={arch!r}")
+    if arch not in _PORTABLE:
+        raise WeightsError(f"port reads torchvision-layout weights of {', '.join(_PORTABLE)} (timm and Keras "
+                           f"layouts: VGG weights only, {', '.join(_VGG_ARCHS)}), not arch={arch!r}")
     if not src.is_file():
         raise WeightsError(f"{src}: no such file to port")
     if fmt is None:
@@ -741,8 +1065,22 @@ def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | 
     fmt = {"pth": "torch", "pt": "torch", "h5": "keras", "hdf5": "keras"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise WeightsError(f"unknown fmt={fmt!r} for {src}; one of {FORMATS}")
-    tensors, layout, where = _read_tensors(src, fmt)
-    params, include_top, num_classes = _to_params(tensors, layout, arch, src, where)
+    extra: dict[str, Any] = {}
+    if arch in _VGG_ARCHS:
+        tensors, layout, where = _read_tensors(src, fmt)
+        params, include_top, num_classes = _to_params(tensors, layout, arch, src, where)
+        variables = {PARAMS: params}
+    else:
+        if fmt == "keras":
+            raise WeightsError(f"{src}: Keras files are ported for {', '.join(_VGG_ARCHS)} only; {arch} ports from "
+                               f"a torchvision state dict (.pth, or safetensors with torchvision's names)")
+        tensors = _read_torch(src) if fmt == "torch" else _read_safetensors(src)
+        _refuse_jaxviz_layout(list(tensors), src)
+        variables, num_classes, dropped = _to_variables(tensors, arch, src)
+        layout, include_top = "torchvision", True
+        if dropped:
+            heads = ", ".join(sorted({k.split(".")[0] for k in dropped}))
+            extra["dropped_tensors"] = f"{len(dropped)} tensors of {heads} (training-only auxiliary heads)"
     del tensors
     if digests is None:
         known = [e for e in _manifest().values() if e.get("url") and e.get("file") == src.name]
@@ -761,9 +1099,9 @@ def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | 
         "preprocessing": "caffe" if layout == "keras" else "torchvision",
         "source": origin or str(src.resolve()), "source_file": str(src.resolve()),
         "source_sha256": digests["sha256"], "source_format": fmt, "source_layout": layout,
-        "include_top": include_top, "num_classes": num_classes,
+        "include_top": include_top, "num_classes": num_classes, **extra,
     }
-    return save_weights(out, params, meta)
+    return _save(out, variables, meta, "port")
 
 
 def _offline_message(name: str, entry: dict, reason: Any) -> str:
@@ -911,7 +1249,7 @@ def verify(name_or_path: str | Path) -> dict:
     against the stored one (rtol 1e-4).
     """
     path = resolve(name_or_path)
-    params, meta = load_weights(path)
+    variables, meta = load_variables(path)
     arch, include_top, num_classes = meta["arch"], bool(meta.get("include_top", True)), meta.get("num_classes")
     report: dict[str, Any] = {"path": str(path), "name": meta.get("name", path.stem), "arch": arch,
                               "include_top": include_top, "num_classes": num_classes,
@@ -933,7 +1271,7 @@ def verify(name_or_path: str | Path) -> dict:
         report["source_checksum"] = "ok" if not problems else "failed"
         failures += [f"source {src}: {p}" for p in problems]
 
-    flat = _flatten(params)
+    flat = _flatten_variables(variables)
     problems = _shape_problems(flat, arch, include_top, num_classes)
     report["tensors"] = len(flat)
     report["shapes"] = "ok" if not problems else "failed"
@@ -946,7 +1284,7 @@ def verify(name_or_path: str | Path) -> dict:
             failures.append("the tensors' sha256 differs from the one stored when the file was written "
                             "(the file was modified)")
     if not problems and "fingerprint" in meta:
-        now = _fingerprint(params, arch, include_top, num_classes)
+        now = _fingerprint(variables, arch, include_top, num_classes)
         fp_problems, rel = _fingerprint_problems(meta["fingerprint"], now)
         report["fingerprint"] = "ok" if not fp_problems else "failed"
         report["fingerprint_max_rel_diff"] = rel

@@ -11,7 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxviz.models import forward
+try:
+    from .model_calls import forward
+except ImportError:
+    from model_calls import forward
 
 # --- model access, one image at a time -------------------------------------------------------
 

@@ -59,7 +59,7 @@ def test_run_without_captum():
 def test_random_params_shapes_and_scale():
     model = VGG(blocks=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), hidden=64, num_classes=7)
     params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))["params"]
-    mine = bench.random_params(model, (64, 64, 3), seed=1)
+    mine = bench.random_params(model, (64, 64, 3), seed=1)["params"]
     assert {k: {kk: vv.shape for kk, vv in v.items()} for k, v in mine.items()} == \
            {k: {kk: vv.shape for kk, vv in v.items()} for k, v in params.items()}
     k = np.asarray(mine["conv2_1"]["kernel"])  # fan_in 3·3·8 = 72
@@ -158,7 +158,8 @@ def test_captum_bundle_is_five_maps():
 
     model = ShapesNet()
     params = bench.random_params(model, (32, 32, 3))
-    fn = bench.captum_method(bench.BUNDLE, model, to_torch(model, params), {})
+    peer = to_torch(model, params)
+    fn = bench.captum_method(bench.BUNDLE, peer, peer.layer("relu4_2"), {})
     maps = fn(nhwc_to_nchw(np.ones((2, 32, 32, 3), np.float32)), [1, 2])
     assert [tuple(m.shape) for m in maps] == [(2, 3, 32, 32)] * 3 + [(2, 1, 32, 32), (2, 3, 32, 32)]
 

@@ -6,7 +6,7 @@ relative (float32, max-abs scaled). Differences by design, checked as such:
   `linspace(0, 1, n)`); ours are the trapezoid rule on those nodes (step 1/(n−1), sum 1). Ours
   equal Captum's × n/(n−1); the other four rules agree exactly.
 - Captum's Grad-CAM applies ReLU before upsampling and does not normalize; ours upsample, ReLU,
-  and scale to [0, 1] (`cam._upsample_normalize`). Compared at layer resolution, and end to end
+  and scale to [0, 1] (`cam.upsample_normalize`). Compared at layer resolution, and end to end
   by feeding Captum's un-ReLU'd map through the same bilinear / ReLU / normalize steps
   (`F.interpolate(mode="bilinear")` ≡ `jax.image.resize(..., "bilinear")` when upsampling).
 - Captum's GuidedGradCam upsamples with "nearest" by default and does not normalize: compared at
@@ -29,11 +29,13 @@ from jaxviz.attribution import METHODS  # noqa: E402
 from jaxviz.attribution.engine import compiled  # noqa: E402
 from jaxviz.attribution.integrated import integrated_gradients  # noqa: E402
 from jaxviz.bench import random_params  # noqa: E402
-from jaxviz.models import (
-    ShapesNet,  # noqa: E402
-    layer_gradient,  # noqa: E402
-)
+from jaxviz.models import ShapesNet  # noqa: E402
 from jaxviz.torch_peer import nchw_to_nhwc, nhwc_to_nchw, to_torch  # noqa: E402
+
+try:
+    from .model_calls import layer_gradient
+except ImportError:
+    from model_calls import layer_gradient
 
 TARGETS = [1, 4, 7]
 LAYER = "relu4_2"  # ShapesNet's last conv activation (Grad-CAM's default)
@@ -74,7 +76,7 @@ def test_gradient_methods(setup, method, captum_cls, kwargs):
     replace every ReLU's (the peer has one nn.ReLU per activation layer)."""
     model, params, x, peer, xt = setup
     want = getattr(captum_attr, captum_cls)(peer).attribute(xt, target=TARGETS, **kwargs)
-    maps, index, _ = _ours(method, model, params, x)
+    maps, index, _, _ = _ours(method, model, params, x)
     np.testing.assert_array_equal(index, TARGETS)
     _close(maps, nchw_to_nhwc(want))
 
@@ -82,8 +84,8 @@ def test_gradient_methods(setup, method, captum_cls, kwargs):
 def test_guided_backprop_differs_from_saliency(setup):
     """Guards the test above: a rule that was silently not applied would still 'match' saliency."""
     model, params, x, _, _ = setup
-    g, _, _ = _ours("saliency", model, params, x)
-    gb, _, _ = _ours("guided_backprop", model, params, x)
+    g, _, _, _ = _ours("saliency", model, params, x)
+    gb, _, _, _ = _ours("guided_backprop", model, params, x)
     assert np.abs(np.asarray(g) - np.asarray(gb)).max() > 1e-2 * np.abs(np.asarray(g)).max()
 
 
@@ -155,7 +157,7 @@ def test_grad_cam_end_to_end(setup):
     up = captum_attr.LayerAttribution.interpolate(m, tuple(xt.shape[2:]), interpolate_mode="bilinear")
     up = up[:, 0].detach().numpy()
     want = up / (up.max(axis=(1, 2), keepdims=True) + 1e-12)
-    maps, index, _ = _ours("grad_cam", model, params, x)
+    maps, index, _, _ = _ours("grad_cam", model, params, x)
     assert maps.shape == x.shape[:3]
     np.testing.assert_array_equal(index, TARGETS)
     _close(maps, want)
@@ -167,7 +169,7 @@ def test_guided_grad_cam_at_input_resolution(setup):
     layer = "relu1_1"
     want = captum_attr.GuidedGradCam(peer, peer.layer(layer)).attribute(xt, target=TARGETS)
     cam_max = _captum_layer_gradcam(peer, xt, layer, relu=True).amax(dim=(1, 2, 3)).detach().numpy()
-    maps, _, _ = _ours("guided_grad_cam", model, params, x, layer=layer)
+    maps, _, _, _ = _ours("guided_grad_cam", model, params, x, layer=layer)
     _close(np.asarray(maps) * cam_max[:, None, None, None], nchw_to_nhwc(want))
 
 
@@ -181,7 +183,7 @@ def test_occlusion(setup, prob, fill):
         xt, sliding_window_shapes=(c, patch, patch), strides=(c, stride, stride), baselines=fill,
         target=TARGETS, perturbations_per_eval=16).detach().numpy()
     np.testing.assert_array_equal(want, np.repeat(want[:, :1], c, axis=1))  # one window spans all channels
-    maps, _, _ = _ours("occlusion", model, params, x, patch=patch, stride=stride, fill=fill, prob=prob)
+    maps, _, _, _ = _ours("occlusion", model, params, x, patch=patch, stride=stride, fill=fill, prob=prob)
     _close(maps, want[:, 0])
 
 

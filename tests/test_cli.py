@@ -128,5 +128,5 @@ def test_demo_on_lenet_digits_marks_relu_rules_not_applicable(tmp_path):
     assert main(["demo", "--model", "lenet5", "--n", "2", "--method", "saliency", "--method", "guided_backprop",
                  "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["methods"] == ["saliency"] and "tanh" in summary["not_applicable"]["guided_backprop"]
+    assert summary["methods"] == ["saliency"] and "no ReLU" in summary["not_applicable"]["guided_backprop"]
     assert np.load(next((out / "saliency").glob("*.npy"))).shape == (28, 28, 1)

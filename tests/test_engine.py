@@ -44,14 +44,14 @@ def test_unit_target_guided_backprop(shapesnet):
     model, params = shapesnet
     fn = compiled("guided_backprop", model)
     x = jax.random.uniform(jax.random.key(3), (2, 32, 32, 3))
-    g, idx, out = fn(params, x, Unit("relu3_1", 5, 2, 3))
+    g, idx, out, _ = fn(params, x, Unit("relu3_1", 5, 2, 3))
     assert out.shape == (2, 8, 8, 64) and list(idx) == [5, 5]
     # a unit at (2, 3) of an 8x8 map after two 2x pools sees a bounded window of the input
     nz = np.argwhere(np.abs(np.asarray(g[0])).sum(-1) > 0)
     if len(nz):
         assert nz[:, 0].max() < 32 and nz[:, 0].min() >= 0
         assert nz[:, 0].max() - nz[:, 0].min() < 20  # receptive field of relu3_1 is 18 px
-    _, _, out2 = fn(params, x, Unit("relu3_1", 5))
+    _, _, out2, _ = fn(params, x, Unit("relu3_1", 5))
     pos = np.unravel_index(np.argmax(np.asarray(out2[1, ..., 5])), (8, 8))
     assert np.asarray(out2[1, pos[0], pos[1], 5]) == np.asarray(out2[1, ..., 5]).max()
 
@@ -81,7 +81,7 @@ def test_bfloat16_mode_runs_in_bf16_and_returns_float32(shapesnet):
     model, params = shapesnet
     x = jax.random.uniform(jax.random.key(4), (2, 32, 32, 3))
     fn = compiled("saliency", model, dtype="bfloat16")
-    maps, idx, out = fn(params, x, [1, 2])
+    maps, idx, out, _ = fn(params, x, [1, 2])
     assert maps.dtype == np.float32 and out.dtype == np.float32 and list(idx) == [1, 2]
     text = fn.lower(params, x, [1, 2]).as_text()
     assert "bf16" in text and "convolution" in text

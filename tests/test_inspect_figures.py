@@ -89,7 +89,7 @@ def test_trained_features_group_shapes_better_than_pixels(tmp_path, shapes_lm):
 
 def test_layer_features_pools_spatial_outputs(shapes_lm, small_shapes):
     f = neighbours.layer_features(shapes_lm, small_shapes.images[:5], "relu4_2", batch=2)
-    a = jaxviz.activations(shapes_lm.model, shapes_lm.params,
+    a = jaxviz.taps.activations(shapes_lm.model, shapes_lm.params,
                            neighbours.model_input(shapes_lm, small_shapes.images[:5]), ["relu4_2"])["relu4_2"]
     np.testing.assert_allclose(f, np.asarray(a).mean(axis=(1, 2)), rtol=1e-5, atol=1e-5)
 

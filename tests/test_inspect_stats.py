@@ -29,7 +29,7 @@ def ds():
 
 def all_acts(lm, ds, layers, params=None):
     x = normalize(ds.images, lm.preprocessing)
-    acts = jaxviz.activations(lm.model, lm.params if params is None else params, jnp.asarray(x), layers)
+    acts = jaxviz.taps.activations(lm.model, lm.params if params is None else params, jnp.asarray(x), layers)
     return {k: np.asarray(v) for k, v in acts.items()}
 
 
@@ -80,12 +80,12 @@ def test_update_with_arrays_equals_one_shot(lm, ds):
 
 
 def test_forced_dead_channel_is_reported(lm, ds):
-    params = jax.tree_util.tree_map(lambda v: v, lm.params)
+    params = dict(lm.params)
     conv = dict(params["conv2_1"])
     conv["kernel"] = conv["kernel"].at[..., 5].set(0.0)
     conv["bias"] = conv["bias"].at[5].set(-1e6)
     params = {**params, "conv2_1": conv}
-    dead_lm = lm.__class__(**{**lm.__dict__, "params": params})
+    dead_lm = lm.__class__(**{**lm.__dict__, "variables": {**lm.variables, "params": params}})
     got = stats.activation_stats(dead_lm, ds, ["relu2_1", "relu3_1"], batch_size=16, progress=False)
     dead = stats.dead_filters(got)
     assert 5 in dead["relu2_1"].tolist()

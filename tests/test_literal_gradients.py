@@ -85,7 +85,7 @@ def test_gradient_methods_match_literal(tiny, fn, rule):
     model, params, x = tiny
     classes = [0, 2, 1]
     with jax.enable_x64(True):
-        g, _, logits = fn(model, params, jnp.asarray(x), classes)
+        g, _, logits, _ = fn(model, params, jnp.asarray(x), classes)
     for i, c in enumerate(classes):
         np.testing.assert_allclose(logits[i], _numpy_forward(x[i], params)[4], rtol=1e-10)
         np.testing.assert_allclose(g[i], _numpy_backward(x[i], params, c, rule)[0], rtol=1e-9, atol=1e-12)
@@ -95,8 +95,8 @@ def test_grad_cam_and_guided_grad_cam_match_literal(tiny):
     model, params, x = tiny
     classes = [1, 1, 2]
     with jax.enable_x64(True):
-        m, _, _ = grad_cam(model, params, jnp.asarray(x), classes, layer="relu1")
-        ggc, _, _ = guided_grad_cam(model, params, jnp.asarray(x), classes, layer="relu1")
+        m, _, _, _ = grad_cam(model, params, jnp.asarray(x), classes, layer="relu1")
+        ggc, _, _, _ = guided_grad_cam(model, params, jnp.asarray(x), classes, layer="relu1")
     for i, c in enumerate(classes):
         _, df, f = _numpy_backward(x[i], params, c, "backprop")
         cam = np.maximum(np.sum(df.mean(axis=(0, 1)) * f, axis=-1), 0)  # relu1 is input-sized: no upsampling

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import jaxviz
-from jaxviz.attribution.cam import last_conv_layer
 from jaxviz.attribution.engine import compiled
 from jaxviz.data import shapes
 from jaxviz.data.preprocess import normalize
@@ -30,7 +29,7 @@ def test_minivgg_file_is_small_and_verifies():
 def test_minivgg_differs_from_shapesnet(minivgg):
     kinds = [layer.kind for layer in minivgg.model.layers()]
     assert "flatten" in kinds and "gap" not in kinds and kinds.count("dense") == 2
-    assert last_conv_layer(minivgg.model) == "relu3_2"
+    assert minivgg.model.cam_layer() == "relu3_2"
     assert minivgg.labels.names == tuple(shapes.CLASSES) and minivgg.preprocessing.name == "centered"
 
 

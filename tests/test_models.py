@@ -1,22 +1,17 @@
-"""Models: naming, arbitrary sizes, truncation, taps and gradients at named layers."""
+"""Models: naming, arbitrary sizes, taps (outputs, replacements) and gradients at named layers."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxviz.models import (
-    VGG16,
-    VGG19,
-    LayerError,
-    LeNet5,
-    activations,
-    adaptive_avg_pool,
-    build,
-    forward,
-    layer_gradient,
-    layer_table,
-)
+from jaxviz.models import VGG16, VGG19, LayerError, LeNet5, adaptive_avg_pool, build
+from jaxviz.taps import layer_table
+
+try:
+    from .model_calls import activations, forward, from_layer, layer_gradient
+except ImportError:
+    from model_calls import activations, forward, from_layer, layer_gradient
 
 
 def _adaptive_avg_reference(x, o):
@@ -86,14 +81,15 @@ def test_lenet_shapes():
     assert LeNet5().layer("fc_in").name == "fc1"
 
 
-def test_truncated_forward_is_prefix_of_full(tiny_vgg):
+def test_layer_outputs_and_running_from_a_layer(tiny_vgg):
+    """A layer's output (`stop`), and the net run from that output on (`replace`), give the logits back."""
     model, params = tiny_vgg
     x = jax.random.normal(jax.random.key(2), (2, 64, 64, 3))
     full = forward(model, params, x)
     for layer in ["relu1_1", "pool3", "features.10", "fc6", "relu7"]:
         a = forward(model, params, x, stop_at=layer)
         np.testing.assert_allclose(a, activations(model, params, x, [layer])[layer], rtol=1e-6)
-        np.testing.assert_allclose(forward(model, params, a, start_after=layer), full, rtol=2e-5, atol=1e-5)
+        np.testing.assert_allclose(from_layer(model, params, a, layer, x.shape[1:]), full, rtol=2e-5, atol=1e-5)
 
 
 def test_activations_keep_caller_names(tiny_vgg):
@@ -113,7 +109,7 @@ def test_layer_gradient_matches_finite_differences(shapesnet):
         a, g = layer_gradient(model, p64, x64, "relu3_1", scalar)
         d = jax.random.normal(jax.random.key(4), a.shape, jnp.float64)
         eps = 1e-6
-        tail = lambda a: scalar(forward(model, p64, a, start_after="relu3_1"))  # noqa: E731
+        tail = lambda a: scalar(from_layer(model, p64, a, "relu3_1", x.shape[1:]))  # noqa: E731
         fd = (tail(a + eps * d) - tail(a - eps * d)) / (2 * eps)
         np.testing.assert_allclose(jnp.sum(g * d, axis=(1, 2, 3)), fd, rtol=1e-5)
 
@@ -126,7 +122,7 @@ def test_layer_gradient_per_image_independent(shapesnet):
     np.testing.assert_allclose(g_batch[1:2], g_one, rtol=1e-5, atol=1e-7)
 
 
-def test_stop_before_start_is_an_error(tiny_vgg):
+def test_unknown_layer_lists_the_model_layers(tiny_vgg):
     model, params = tiny_vgg
-    with pytest.raises(LayerError):
-        forward(model, params, jnp.ones((1, 8, 8, 64)), start_after="pool2", stop_at="conv1_1")
+    with pytest.raises(LayerError, match="Did you mean relu5_1.*Layers: conv1_1, relu1_1"):
+        forward(model, params, jnp.ones((1, 64, 64, 3)), stop_at="relu5_11")

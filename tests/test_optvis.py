@@ -294,8 +294,13 @@ def test_presets_and_model_defaults():
     for kind, name in PRESETS:
         hp = hparams(kind, name)
         make_optimizer(hp.get("optimizer", "adam"), hp["lr"])
-    assert style_layers(VGG16()) == ("relu4_2", ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
-    assert style_layers(ShapesNet()) == ("relu3_2", ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
+    from types import SimpleNamespace
+
+    def lm(model):
+        return SimpleNamespace(model=model, variables=None, input_shape=(64, 64, 3), name=type(model).__name__)
+
+    assert style_layers(lm(VGG16())) == ("relu4_2", ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
+    assert style_layers(lm(ShapesNet())) == ("relu3_2", ("relu1_1", "relu2_1", "relu3_1", "relu4_1"))
     with pytest.raises(ValueError, match="unknown preset"):
         hparams("class", "nope")
     with pytest.raises(ValueError, match="unknown hyperparameter"):

@@ -9,8 +9,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from jaxviz.models import VGG, LeNet5, ShapesNet, activations, forward  # noqa: E402
-from jaxviz.rules import guided_relu, relu_rule, with_rule  # noqa: E402
+from jaxviz.models import VGG, LeNet5, ShapesNet  # noqa: E402
+from jaxviz.rules import relu_rule  # noqa: E402
+from jaxviz.taps import activations  # noqa: E402
 from jaxviz.torch_peer import _classes, nchw_to_nhwc, nhwc_to_nchw, to_torch  # noqa: E402
 
 TINY_VGG = dict(blocks=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), hidden=64, num_classes=7)
@@ -54,7 +55,7 @@ def case(request):
 
 def test_logits_match(case):
     model, params, x, peer = case
-    want = jax.jit(lambda p, x: forward(model, p, x))(params, x)
+    want = jax.jit(lambda p, x: model.apply({"params": p}, x))(params, x)
     with torch.no_grad():
         got = peer(nhwc_to_nchw(x)).numpy()
     assert got.shape == want.shape
@@ -96,7 +97,7 @@ def test_layers_by_semantic_name_and_alias(tiny_vgg):
     assert not peer.training  # eval mode: dropout off
     # every activation is its own module, so Captum's per-module hooks touch one layer each
     relus = [m for m in peer.modules() if isinstance(m, torch.nn.ReLU)]
-    assert len({id(m) for m in relus}) == len(model.act_layers())
+    assert len({id(m) for m in relus}) == len([layer for layer in model.layers() if layer.kind == "act"])
 
 
 def test_weights_are_converted_not_shared(tiny_vgg):
@@ -109,7 +110,6 @@ def test_weights_are_converted_not_shared(tiny_vgg):
 
 def test_activation_kinds(shapesnet):
     model, params = shapesnet
-    assert isinstance(to_torch(with_rule(model, guided_relu), params).relu1_1, torch.nn.ReLU)
     mine = relu_rule(lambda x, g: g, "straight_through")  # any rule: forward is still ReLU
     assert isinstance(to_torch(model.clone(act=mine), params).relu4_2, torch.nn.ReLU)
     assert isinstance(to_torch(model.clone(act=jax.nn.sigmoid), params).relu1_1, torch.nn.Sigmoid)

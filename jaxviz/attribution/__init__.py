@@ -1,17 +1,19 @@
-"""Attribution methods. Each: `(model, params, x (N,H,W,C), target, **options) -> (maps, index, out)`.
+"""Attribution methods. Each: `method(model, variables, x (N,H,W,C), target=None, **options) -> Attribution`.
 
-`maps` is `(N, H, W, C)` for gradient methods, `(N, H, W)` for CAM-like and perturbation methods;
-`index` the explained class (or unit channel) per image; `out` the model output at the target's
-layer. `integrated_gradients` adds a fourth element, the completeness error per image. Targets:
-see `targets.py`. For batches and many images use `engine.compiled(name, model, **options)`;
+`model` is any model (`jaxviz.core`: a linen or NNX module, a function, a `Net` with rules).
+`Attribution(maps, index, out, extras)`: `maps` is `(N, H, W, C)` for gradient methods, `(N, H, W)`
+for CAM-like and perturbation methods; `index` the explained class (or unit channel) per image;
+`out` the model output at the target's layer; `extras` e.g. IG's `completeness`. Targets: see
+`targets.py`. For batches and many images use `engine.compiled(name, model, **options)`;
 for several methods on the same images `fused.fused_compiled(names, model, **options)` (one
 forward pass shared by the gradient and CAM methods in `FUSABLE`).
 """
 
 from functools import partial
 
-from .cam import cam, grad_cam, guided_grad_cam, last_conv_layer
-from .cam_variants import cam_gmp, grad_cam_pp, layer_cam, score_cam
+from ..core import Attribution
+from .cam import cam, cam_gmp, grad_cam, guided_grad_cam
+from .cam_variants import grad_cam_pp, layer_cam, score_cam
 from .fullgrad import fullgrad
 from .fused import BUNDLE_002, FUSABLE, fused_compiled
 from .gradients import (
@@ -46,7 +48,7 @@ METHODS = {
     "fullgrad": fullgrad,
 }
 
-__all__ = ["BUNDLE_002", "FUSABLE", "METHODS", "Top", "Unit", "cam", "cam_gmp", "deconvnet", "fullgrad",
+__all__ = ["BUNDLE_002", "FUSABLE", "METHODS", "Attribution", "Top", "Unit", "cam", "cam_gmp", "deconvnet", "fullgrad",
            "fused_compiled", "grad_cam", "grad_cam_pp", "gradient_x_input", "guided_backprop", "guided_grad_cam",
-           "input_gradient", "integrated_gradients", "last_conv_layer", "layer_cam", "occlusion", "parse_target",
+           "input_gradient", "integrated_gradients", "layer_cam", "occlusion", "parse_target",
            "resolve_target", "saliency", "score_cam", "smoothgrad"]

@@ -1,8 +1,15 @@
-"""Class activation maps: CAM (GAP heads), Grad-CAM, guided Grad-CAM.
+"""Class activation maps: CAM (global average or max pooling heads), Grad-CAM, guided Grad-CAM.
 
 Maps are `(N, H, W)`: ReLU'd, bilinearly upsampled to the input size, scaled to [0, 1] per image.
-On a GAP network Grad-CAM's α_k = w_k^c / (h·w), so Grad-CAM equals CAM up to a positive
-constant (seed 004); the tests check it.
+`layer` is a module path or alias (`layer4`, `relu5_3`); None is the model's CAM layer
+(`taps.default_cam_layer`: the model's `cam_layer`, else its last spatial layer).
+
+CAM (Zhou et al. 2016) weighs the channels of the layer feeding a global pool → linear head by the
+head's weights w_k^c. For such a head ∂y_c/∂A^k_ij sums over positions to exactly w_k^c (average
+pooling spreads it as w_k^c/(h·w), max pooling puts it at the maximum), so CAM is computed as
+Σ_k (Σ_ij ∂y_c/∂A^k_ij) A^k on any model, without reading its weights. Grad-CAM's α_k is the
+mean of the same gradient, so on a GAP network Grad-CAM equals CAM up to a positive constant
+(seed 004); the tests check it.
 """
 
 from __future__ import annotations
@@ -10,66 +17,92 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..models.base import DENSE, FLATTEN, GAP, GMP, forward
+from ..core import Attribution, prepare
+from ..taps import default_cam_layer, layer_gradient, layer_names
 from .gradients import guided_backprop
 from .targets import Target, Unit, cotangent, select, target_layer
 
 
-def last_conv_layer(model) -> str:
-    """The activation layer right before the head (flatten / global pooling), e.g. `relu5_3`."""
-    layers = model.layers()
-    cut = next(i for i, layer in enumerate(layers) if layer.kind in (FLATTEN, GAP, GMP))
-    acts = [layer.name for layer in layers[:cut] if layer.kind == "act"]
-    if not acts:
-        raise ValueError(f"{type(model).__name__} has no activation layer before its head")
-    return acts[-1]
+def cam_layer(net, variables, x: jax.Array, layer: str | None) -> str:
+    """`layer` resolved to a module path, or the model's default CAM layer for inputs like `x`."""
+    return net.resolve(layer) if layer is not None else default_cam_layer(net, variables, x.shape[1:])
 
 
-def _upsample_normalize(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
+def upsample_normalize(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
     """ReLU, then bilinear upsampling to `hw`, then scaling to [0, 1] per image (the Grad-CAM order)."""
     m = jax.image.resize(jnp.maximum(m, 0), (m.shape[0], *hw), "bilinear")
     return m / (jnp.max(m, axis=(1, 2), keepdims=True) + 1e-12)
 
 
-def activation_and_gradient(model, params, x, target: Target, layer: str, method: str):
-    """A = activation of `layer`, dA = ∂y/∂A for the target's value y; also the selection and output."""
+def check_before_unit(net, variables, x, layer: str, target: Target, method: str) -> None:
+    """A Unit target must sit after the CAM layer (else ∂unit/∂A is zero everywhere)."""
     stop = target_layer(target)
-    if stop is not None and model.resolve(stop) <= model.resolve(layer):
+    if stop is None:
+        return
+    order = layer_names(net, variables, x.shape[1:], x.dtype)
+    stop = net.resolve(stop)
+    if stop in order and layer in order and order.index(stop) <= order.index(layer):
         raise ValueError(f"{method} layer {layer!r} must come before the target unit's layer {stop!r}")
-    a = forward(model, params, x, stop_at=layer)
-    out, vjp = jax.vjp(lambda a: forward(model, params, a, start_after=layer, stop_at=stop), a)
-    sel = select(out, target)
-    (da,) = vjp(cotangent(out, sel))
-    return a, da, sel, out
 
 
-def grad_cam(model, params, x, target: Target = None, layer: str | None = None):
+def activation_and_gradient(model, variables, x, target: Target, layer: str | None, method: str):
+    """`(A, dA, sel, out)`: activation of `layer`, ∂y/∂A for the target's value y, selection, output."""
+    net, variables = prepare(model, variables)
+    layer = cam_layer(net, variables, x, layer)
+    stop = target_layer(target)
+    check_before_unit(net, variables, x, layer, target, method)
+    sel_box = []
+
+    def seed(o):
+        sel_box.append(select(o, target))
+        return cotangent(o, sel_box[0])
+
+    acts, grads, out = layer_gradient(net, variables, x, (layer,), seed, stop)
+    return acts[layer], grads[layer], sel_box[0], out
+
+
+def grad_cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
     """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`."""
-    a, da, sel, out = activation_and_gradient(model, params, x, target, layer or last_conv_layer(model), "Grad-CAM")
+    a, da, sel, out = activation_and_gradient(model, variables, x, target, layer, "Grad-CAM")
     alpha = jnp.mean(da, axis=(1, 2), keepdims=True)
-    return _upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3]), sel.index, out
+    return Attribution(upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3]), sel.index, out, {})
 
 
-def cam(model, params, x, target: Target = None):
-    """Zhou et al. 2016: M_c = Σ_k w_k^c A^k for a GAP → dense head."""
-    layers = model.layers()
-    kinds = [layer.kind for layer in layers]
-    if GAP not in kinds or kinds[kinds.index(GAP) + 1:] != [DENSE]:
-        raise ValueError(f"CAM needs a global-average-pooling head followed by one dense layer; "
-                         f"{type(model).__name__} has none: use grad_cam")
-    feat = layers[kinds.index(GAP) - 1].name
-    head = layers[-1].name
+def check_head(net, pooling: str, method: str) -> None:
+    """Refuse CAM / CAM-GMP for a model that declares (`head()`) another kind of head."""
+    head = getattr(net.source, "head", None)
+    head = head() if callable(head) else head
+    if head is not None and head != pooling:
+        hint = {"gmp": "use cam_gmp", "gap": "use cam"}.get(head, "use grad_cam")
+        raise ValueError(f"{method} needs a global-{'average' if pooling == 'gap' else 'max'}-pooling head "
+                         f"followed by one dense layer; {net.name} has a {head!r} head: {hint}")
+
+
+def _head_cam(model, variables, x, target, layer, pooling: str, method: str) -> Attribution:
     if isinstance(target, Unit):
-        raise ValueError("CAM explains classes; for a unit use grad_cam or guided_backprop")
-    a = forward(model, params, x, stop_at=feat)
-    logits = forward(model, params, a, start_after=feat)
-    classes = select(logits, target).index
-    w = params[head]["kernel"][:, classes].T  # (N, K)
-    return _upsample_normalize(jnp.einsum("nhwk,nk->nhw", a, w), x.shape[1:3]), classes, logits
+        raise ValueError(f"{method} explains classes; for a unit use grad_cam or guided_backprop")
+    check_head(prepare(model, variables)[0], pooling, method)
+    a, da, sel, out = activation_and_gradient(model, variables, x, target, layer, method)
+    w = jnp.sum(da, axis=(1, 2))  # (N, K): the head's weights w_k^c for a global pool → linear head
+    return Attribution(upsample_normalize(jnp.einsum("nhwk,nk->nhw", a, w), x.shape[1:3]), sel.index, out, {})
 
 
-def guided_grad_cam(model, params, x, target: Target = None, layer: str | None = None):
+def cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
+    """Zhou et al. 2016: M_c = Σ_k w_k^c A^k for a global-average-pooling → dense head."""
+    return _head_cam(model, variables, x, target, layer, "gap", "CAM")
+
+
+def cam_gmp(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
+    """CAM for a global-max-pooling → dense head (seed 004): M_c = Σ_k w_k^c A^k.
+
+    Unlike on a GAP head this is not Grad-CAM: there the gradient reaches only each channel's
+    argmax position.
+    """
+    return _head_cam(model, variables, x, target, layer, "gmp", "CAM-GMP")
+
+
+def guided_grad_cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
     """Grad-CAM (upsampled) ⊙ guided backprop, `(N, H, W, C)`."""
-    g, classes, logits = guided_backprop(model, params, x, target)
-    m, _, _ = grad_cam(model, params, x, classes, layer)
-    return g * m[..., None], classes, logits
+    g = guided_backprop(model, variables, x, target)
+    m = grad_cam(model, variables, x, target if isinstance(target, Unit) else g.index, layer).maps
+    return g._replace(maps=g.maps * m[..., None])

@@ -1,8 +1,8 @@
-"""More class activation maps: Grad-CAM++, Score-CAM, LayerCAM, and CAM for global-max-pooling heads.
+"""More class activation maps: Grad-CAM++, Score-CAM, LayerCAM.
 
-Same conventions as `cam.py`: `layer=None` is `cam.last_conv_layer(model)`; maps are `(N, H, W)`,
+Same conventions as `cam.py`: `layer=None` is the model's CAM layer; maps are `(N, H, W)`,
 ReLU'd, bilinearly upsampled to the input size and scaled to [0, 1] per image
-(`cam._upsample_normalize`); each function returns `(maps, index (N,), out)`.
+(`cam.upsample_normalize`); each returns an `Attribution`. (CAM-GMP is in `cam.py`.)
 """
 
 from __future__ import annotations
@@ -10,37 +10,36 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..models.base import DENSE, GMP, forward
-from .cam import _upsample_normalize, activation_and_gradient, last_conv_layer
+from ..core import Attribution, prepare
+from ..taps import output
+from .cam import activation_and_gradient, cam_layer, upsample_normalize
 from .targets import Target, Unit, score, select, target_layer
 
 
-def grad_cam_pp(model, params, x: jax.Array, target: Target = None, layer: str | None = None):
+def grad_cam_pp(model, variables, x: jax.Array, target: Target = None, layer: str | None = None):
     """Grad-CAM++ (Chattopadhay et al. 2018): weights w_k = Σ_ij α_ij^k ReLU(g_ij^k).
 
     α_ij^k = g² / (2g² + Σ_ab A_ab^k · g³) with g = ∂y/∂A^k_ij: the paper's closed form with the
     exponential's second and third derivatives replaced by powers of the first, as
     pytorch-grad-cam does (α = 0 where g = 0; no ε in the denominator). Map: ReLU(Σ_k w_k A^k).
     """
-    layer = layer or last_conv_layer(model)
-    a, g, sel, out = activation_and_gradient(model, params, x, target, layer, "Grad-CAM++")
+    a, g, sel, out = activation_and_gradient(model, variables, x, target, layer, "Grad-CAM++")
     g2 = g * g
     g3 = g2 * g
     sum_a = jnp.sum(a, axis=(1, 2), keepdims=True)
     denom = 2 * g2 + sum_a * g3
     alpha = jnp.where(g != 0, g2 / jnp.where(denom != 0, denom, 1), 0)
     w = jnp.sum(alpha * jnp.maximum(g, 0), axis=(1, 2), keepdims=True)
-    return _upsample_normalize(jnp.sum(w * a, axis=-1), x.shape[1:3]), sel.index, out
+    return Attribution(upsample_normalize(jnp.sum(w * a, axis=-1), x.shape[1:3]), sel.index, out, {})
 
 
-def layer_cam(model, params, x: jax.Array, target: Target = None, layer: str | None = None):
+def layer_cam(model, variables, x: jax.Array, target: Target = None, layer: str | None = None):
     """LayerCAM (Jiang et al. 2021): ReLU(Σ_k ReLU(∂y/∂A^k) ⊙ A^k), position by position; any layer."""
-    layer = layer or last_conv_layer(model)
-    a, g, sel, out = activation_and_gradient(model, params, x, target, layer, "LayerCAM")
-    return _upsample_normalize(jnp.sum(jnp.maximum(g, 0) * a, axis=-1), x.shape[1:3]), sel.index, out
+    a, g, sel, out = activation_and_gradient(model, variables, x, target, layer, "LayerCAM")
+    return Attribution(upsample_normalize(jnp.sum(jnp.maximum(g, 0) * a, axis=-1), x.shape[1:3]), sel.index, out, {})
 
 
-def score_cam(model, params, x: jax.Array, target: Target = None, layer: str | None = None, *,
+def score_cam(model, variables, x: jax.Array, target: Target = None, layer: str | None = None, *,
               chunk: int | None = 32):
     """Score-CAM (Wang et al. 2020): ReLU(Σ_k w_k A^k), w_k = the target's score on the input masked by A^k.
 
@@ -54,12 +53,11 @@ def score_cam(model, params, x: jax.Array, target: Target = None, layer: str | N
     """
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be None (all at once) or >= 1, got chunk={chunk}")
-    layer = layer or last_conv_layer(model)
+    net, variables = prepare(model, variables)
+    layer = cam_layer(net, variables, x, layer)
     stop = target_layer(target)
-    if stop is not None and model.resolve(stop) <= model.resolve(layer):
-        raise ValueError(f"Score-CAM layer {layer!r} must come before the target unit's layer {stop!r}")
-    a = forward(model, params, x, stop_at=layer)
-    out = forward(model, params, a, start_after=layer, stop_at=stop)
+    out, acts = output(net, variables, x, stop, (layer,))
+    a = acts[layer]
     sel = select(out, target)
     hw = x.shape[1:3]
     unit = isinstance(target, Unit)
@@ -68,30 +66,9 @@ def score_cam(model, params, x: jax.Array, target: Target = None, layer: str | N
         m = jax.image.resize(a[..., k], (a.shape[0], *hw), "bilinear")
         lo, hi = jnp.min(m, axis=(1, 2), keepdims=True), jnp.max(m, axis=(1, 2), keepdims=True)
         m = jnp.where(hi > lo, (m - lo) / jnp.where(hi > lo, hi - lo, 1), 0)
-        o = forward(model, params, x * m[..., None], stop_at=stop)
+        o = output(net, variables, x * m[..., None], stop)[0]
         return score(o if unit else jax.nn.softmax(o, axis=-1), sel)
 
     k = a.shape[-1]
     w = jax.lax.map(masked_score, jnp.arange(k), batch_size=k if chunk is None else chunk).T  # (N, K)
-    return _upsample_normalize(jnp.einsum("nhwk,nk->nhw", a, w), hw), sel.index, out
-
-
-def cam_gmp(model, params, x: jax.Array, target: Target = None):
-    """CAM for a global-max-pooling → dense head (seed 004): M_c = Σ_k w_k^c A^k.
-
-    A^k is the layer feeding the max pool. Unlike on a GAP head this is not Grad-CAM: there the
-    gradient reaches only each channel's argmax position.
-    """
-    layers = model.layers()
-    kinds = [layer.kind for layer in layers]
-    if GMP not in kinds or kinds[kinds.index(GMP) + 1:] != [DENSE]:
-        raise ValueError(f"CAM-GMP needs a global-max-pooling head followed by one dense layer; "
-                         f"{type(model).__name__} has none (ShapesNet(pool='gmp') has one)")
-    if isinstance(target, Unit):
-        raise ValueError("CAM-GMP explains classes; for a unit use grad_cam or layer_cam")
-    feat = layers[kinds.index(GMP) - 1].name
-    a = forward(model, params, x, stop_at=feat)
-    logits = forward(model, params, a, start_after=feat)
-    classes = select(logits, target).index
-    w = params[layers[-1].name]["kernel"][:, classes].T  # (N, K)
-    return _upsample_normalize(jnp.einsum("nhwk,nk->nhw", a, w), x.shape[1:3]), classes, logits
+    return Attribution(upsample_normalize(jnp.einsum("nhwk,nk->nhw", a, w), hw), sel.index, out, {})

@@ -1,9 +1,9 @@
 """Compiled methods: one `jit` per (method, model, options), cached, never retraced for a shape.
 
-    explain = compiled("guided_backprop", model)
-    maps, index, out = explain(params, x, target)        # x (N, H, W, C); same N,H,W → no retrace
+    explain = compiled("guided_backprop", model)         # any model: linen, NNX, function (`core`)
+    maps, index, out, extras = explain(variables, x, target)  # x (N, H, W, C); same N,H,W → no retrace
     fast = compiled("saliency", model, dtype="bfloat16") # model run in bf16, maps returned as float32
-    deviation("saliency", model, params, x)              # how far bf16 maps are from float32 ones
+    deviation("saliency", model, variables, x)           # how far bf16 maps are from float32 ones
 
 Class targets given as ints or arrays are traced (changing them does not recompile); `None`,
 `Top(n)` and `Unit(...)` are static. Methods that draw noise take a `key` (SmoothGrad requires
@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .targets import Top, Unit, _check_range
+from ..core import as_net, as_variables
+from .targets import Top, Unit, check_range
 
 TRACES: collections.Counter = collections.Counter()
 """How many times each (method, options) was traced — the tests assert it stays put."""
@@ -46,17 +47,20 @@ MODE_OPTIONS = ("dtype", "precision")
 
 
 def compiled(method: str, model, /, **options) -> Callable:
-    """The cached compiled `fn(params, x, target=None, key=None) -> (maps, index, out, ...)`.
+    """The cached compiled `fn(variables, x, target=None, key=None) -> Attribution`.
 
-    `options` are the method's own (see `method_options`) plus `dtype` and `precision` (module
-    docstring). The returned function has `.lower(params, x, target=None, key=None)` giving the
-    `jax.stages.Lowered` program that a call with these arguments runs (for `program_cost`).
+    `model` is any model (`core`); `options` are the method's own (see `method_options`) plus
+    `dtype` and `precision` (module docstring). The returned function has
+    `.lower(variables, x, target=None, key=None)` giving the `jax.stages.Lowered` program that a
+    call with these arguments runs (for `program_cost`). The cache is keyed by the method's
+    function itself (a re-registered method compiles anew) and by the normalized model (equal
+    models and equal rules share one compilation).
     """
     from . import METHODS
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    return _compiled(method, model, hashable_options(options))
+    return _compiled(method, METHODS[method], as_net(model), hashable_options(options))
 
 
 def hashable_options(options: dict) -> tuple:
@@ -75,13 +79,13 @@ def _mode_name(v):
 
 
 def method_options(method: str) -> tuple[str, ...]:
-    """The keyword options a method takes (besides model, params, x, target, key)."""
+    """The keyword options a method takes (besides model, variables, x, target, key)."""
     from . import METHODS
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
     return tuple(p for p in inspect.signature(METHODS[method]).parameters
-                 if p not in ("model", "params", "x", "target", "key"))
+                 if p not in ("model", "variables", "x", "target", "key"))
 
 
 def key_use(method: str) -> tuple[bool, bool]:
@@ -106,7 +110,7 @@ def split_modes(options: dict) -> tuple[dict, str, str | None]:
 
 
 def in_dtype(fn: Callable, dtype: str) -> Callable:
-    """`fn(params, x, *rest)` computed in `dtype` (floating params and `x` cast), float outputs as float32."""
+    """`fn(variables, x, *rest)` computed in `dtype` (floating variables and `x` cast), float outputs as float32."""
     if dtype == "float32":
         return fn
     low = jnp.dtype(dtype)
@@ -116,8 +120,8 @@ def in_dtype(fn: Callable, dtype: str) -> Callable:
             lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
 
     @functools.wraps(fn)
-    def run(params, x, *rest):
-        return cast(fn(cast(params, low), cast(x, low), *rest), jnp.float32)
+    def run(variables, x, *rest):
+        return cast(fn(cast(variables, low), cast(x, low), *rest), jnp.float32)
 
     return run
 
@@ -140,34 +144,35 @@ def _lower_in(jitted, precision, args):
         return jitted.lower(*args)
 
 
-def target_caller(run: Callable, name: str, model, *, needs_key: bool, precision: str | None = None) -> Callable:
-    """The public `call(params, x, target=None, key=None)` around `run(params, x, target, key)`.
+def target_caller(run: Callable, name: str, net, *, needs_key: bool, precision: str | None = None) -> Callable:
+    """The public `call(variables, x, target=None, key=None)` around `run(variables, x, target, key)`.
 
     Compiles `run` twice lazily: with the target static (None, Top, Unit) and traced (class
     indices, broadcast to one per image and range-checked here, outside the trace).
     """
     static_target = with_precision(jax.jit(run, static_argnums=2), precision)
     traced_target = with_precision(jax.jit(run), precision)
-    num_classes = getattr(model, "num_classes", None)
+    num_classes = net.num_classes
 
-    def route(params, x, target, key):
+    def route(variables, x, target, key):
+        variables = as_variables(net, variables)
         if needs_key and key is None:
             raise ValueError(f"{name} draws random samples: pass key=jax.random.key(seed)")
         if target is None or isinstance(target, (Top, Unit)):
-            return static_target, (params, x, target, key)
+            return static_target, (variables, x, target, key)
         t = np.asarray(target)
         if not np.issubdtype(t.dtype, np.integer):
             raise ValueError(f"target must be class indices (ints), Top(n) or Unit(...); got {target!r}")
         if num_classes is not None:
-            _check_range(t, num_classes, "target class")
-        return traced_target, (params, x, jnp.broadcast_to(jnp.asarray(t, jnp.int32), (x.shape[0],)), key)
+            check_range(t, num_classes, "target class")
+        return traced_target, (variables, x, jnp.broadcast_to(jnp.asarray(t, jnp.int32), (x.shape[0],)), key)
 
-    def call(params, x, target=None, key=None):
-        fn, args = route(params, x, target, key)
+    def call(variables, x, target=None, key=None):
+        fn, args = route(variables, x, target, key)
         return fn(*args)
 
-    def lower(params, x, target=None, key=None):
-        fn, args = route(params, x, target, key)
+    def lower(variables, x, target=None, key=None):
+        fn, args = route(variables, x, target, key)
         return fn.lower(*args)
 
     call.lower = lower
@@ -176,22 +181,19 @@ def target_caller(run: Callable, name: str, model, *, needs_key: bool, precision
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(method: str, model, options: tuple) -> Callable:
-    from . import METHODS
-
-    fn = METHODS[method]
+def _compiled(method: str, fn: Callable, net, options: tuple) -> Callable:
     opts, dtype, precision = split_modes(dict(options))
     takes_key, needs_key = key_use(method)
     bad = [k for k in opts if k not in method_options(method)]
     if bad:
         raise ValueError(f"{method} has no option(s) {bad}; options: {list(method_options(method)) + list(MODE_OPTIONS)}")
 
-    def method_fn(params, x, target, key):
+    def method_fn(variables, x, target, key):
         TRACES[(method, options)] += 1
         extra = {"key": key} if takes_key else {}
-        return fn(model, params, x, target, **opts, **extra)
+        return fn(net, variables, x, target, **opts, **extra)
 
-    return target_caller(in_dtype(method_fn, dtype), method, model, needs_key=needs_key, precision=precision)
+    return target_caller(in_dtype(method_fn, dtype), method, net, needs_key=needs_key, precision=precision)
 
 
 # --- what a program costs -------------------------------------------------------------------
@@ -246,7 +248,7 @@ def compare_maps(ref: np.ndarray, got: np.ndarray) -> dict:
             "rel_l2": float(l2.max()), "rank_corr_mean": float(rho.mean()), "rank_corr_min": float(rho.min())}
 
 
-def deviation(method: str, model, params, x, target=None, *, dtype: str = "bfloat16", precision: str | None = None,
+def deviation(method: str, model, variables, x, target=None, *, dtype: str = "bfloat16", precision: str | None = None,
               key=None, **options) -> dict:
     """How far `method`'s maps in a throughput mode are from plain float32 (precision "highest").
 
@@ -255,8 +257,8 @@ def deviation(method: str, model, params, x, target=None, *, dtype: str = "bfloa
     the fraction of images whose explained class (or unit) is the same in both runs, and the modes.
     """
     key = jax.random.key(0) if key is None and key_use(method)[1] else key
-    ref = compiled(method, model, precision="highest", **options)(params, x, target, key)
-    got = compiled(method, model, dtype=dtype, precision=precision, **options)(params, x, target, key)
+    ref = compiled(method, model, precision="highest", **options)(variables, x, target, key)
+    got = compiled(method, model, dtype=dtype, precision=precision, **options)(variables, x, target, key)
     res = compare_maps(np.asarray(ref[0]), np.asarray(got[0]))
     res["index_agree"] = float(np.mean(np.asarray(ref[1]) == np.asarray(got[1])))
     return {"method": method, "dtype": dtype, "precision": precision or "default", **res}

@@ -1,44 +1,61 @@
 """Gradient attribution: saliency, gradient × input, deconvnet, guided backprop.
 
-All take a batch `x` `(N, H, W, C)` (preprocessed) and a target (see `targets.py`) and return
-`(maps (N, H, W, C), index (N,), out)`: one forward and one backward pass. `out` is the model
-output at the target's layer (the logits for class targets). The backward rule is the model's
-own `act`; deconvnet and guided backprop swap theirs in.
+All take any model (`core`), its variables, a batch `x` `(N, H, W, C)` (preprocessed) and a target
+(see `targets.py`) and return an `Attribution` with maps `(N, H, W, C)`: one forward and one
+backward pass. The backward rules are the model's own (`Net.with_rules`); deconvnet and guided
+backprop put theirs at the model's ReLUs (all of them, or those under `layers`).
 """
 
 from __future__ import annotations
 
 import jax
 
-from ..models.base import forward
-from ..rules import deconvnet_relu, guided_relu, with_rule
+from ..core import Attribution, prepare
+from ..rules import check_applies, deconvnet_relu, guided_relu, on_layers
+from ..taps import output
 from .targets import Target, cotangent, select, target_layer
 
 
-def input_gradient(model, params, x: jax.Array, target: Target = None):
+def input_gradient(model, variables, x: jax.Array, target: Target = None) -> Attribution:
     """∂y/∂x for the target's value y, with whatever backward rules `model` carries."""
-    out, vjp = jax.vjp(lambda x: forward(model, params, x, stop_at=target_layer(target)), x)
+    net, variables = prepare(model, variables)
+    stop = target_layer(target)
+    out, vjp = jax.vjp(lambda x: output(net, variables, x, stop)[0], x)
     sel = select(out, target)
     (g,) = vjp(cotangent(out, sel))
-    return g, sel.index, out
+    return Attribution(g, sel.index, out, {})
 
 
-def saliency(model, params, x, target: Target = None):
+def saliency(model, variables, x, target: Target = None) -> Attribution:
     """Simonyan et al. 2014: the plain input gradient (views: `plot.abs_max`, `plot.clamp_max`)."""
-    return input_gradient(model, params, x, target)
+    return input_gradient(model, variables, x, target)
 
 
-def gradient_x_input(model, params, x, target: Target = None):
+def gradient_x_input(model, variables, x, target: Target = None) -> Attribution:
     """Shrikumar et al. 2016: x ⊙ ∂y/∂x."""
-    g, index, out = input_gradient(model, params, x, target)
-    return g * x, index, out
+    a = input_gradient(model, variables, x, target)
+    return a._replace(maps=a.maps * x)
 
 
-def deconvnet(model, params, x, target: Target = None, layers=None):
+def with_relu_rule(model, variables, x, rule, layers, what: str):
+    """`(net, variables)` of `model` with `rule` at its ReLUs (under `layers`), refusing models with none."""
+    net, variables = prepare(model, variables)
+    if layers is not None:
+        groups = getattr(net.source, "layer_groups", lambda: {})()
+        names = (layers,) if isinstance(layers, str) else tuple(layers)
+        layers = tuple(p for n in names for p in (groups[n] if n in groups else (net.resolve(n),)))
+    net = net.with_rules(on_layers(rule, layers))
+    check_applies(net, variables, x, what)
+    return net, variables
+
+
+def deconvnet(model, variables, x, target: Target = None, layers=None) -> Attribution:
     """Zeiler & Fergus 2014: ReLU backward R_l = (R_{l+1} > 0)·R_{l+1}; max-pool through switches."""
-    return input_gradient(with_rule(model, deconvnet_relu, layers), params, x, target)
+    net, variables = with_relu_rule(model, variables, x, deconvnet_relu, layers, "deconvnet")
+    return input_gradient(net, variables, x, target)
 
 
-def guided_backprop(model, params, x, target: Target = None, layers=None):
+def guided_backprop(model, variables, x, target: Target = None, layers=None) -> Attribution:
     """Springenberg et al. 2015: R_l = (f_l > 0)·(R_{l+1} > 0)·R_{l+1}."""
-    return input_gradient(with_rule(model, guided_relu, layers), params, x, target)
+    net, variables = with_relu_rule(model, variables, x, guided_relu, layers, "guided backprop")
+    return input_gradient(net, variables, x, target)

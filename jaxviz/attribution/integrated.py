@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..models.base import forward
+from ..core import Attribution, prepare
+from ..taps import output
 from .smoothgrad import _batched_score_grad, _check_chunk, _chunked_sum, per_image_keys
 from .targets import Target, score, select, target_layer
 
@@ -19,7 +20,7 @@ BASELINES = ("zeros", "blur", "uniform")
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
-def integrated_gradients(model, params, x: jax.Array, target: Target = None, *, steps: int = 50,
+def integrated_gradients(model, variables, x: jax.Array, target: Target = None, *, steps: int = 50,
                          baseline: str | jax.Array | float = "zeros", key: jax.Array | None = None,
                          method: str = "riemann_trapezoid", blur_sigma: float = 5.0,
                          chunk: int | None = None):
@@ -38,31 +39,32 @@ def integrated_gradients(model, params, x: jax.Array, target: Target = None, *, 
         "riemann_trapezoid" (needs steps >= 2), "gausslegendre".
       chunk: path points per forward/backward pass (each pass holds chunk·N images); None = all.
 
-    Returns `(maps (N, H, W, C), index (N,), out, completeness (N,))`: unlike the other methods a
-    4-tuple, whose last element is |Σ maps − (f(x) − f(x0))| / |f(x) − f(x0)| per image, with
-    f the target's value (inf or nan where f(x) = f(x0)).
+    Returns an `Attribution` with maps `(N, H, W, C)` and `extras["completeness"]` `(N,)`:
+    |Σ maps − (f(x) − f(x0))| / |f(x) − f(x0)| per image, with f the target's value (inf or nan
+    where f(x) = f(x0)).
     """
     if steps < 1:
         raise ValueError(f"integrated_gradients needs steps >= 1, got steps={steps}")
     _check_chunk(chunk)
     alphas, weights = _quadrature(method, steps)
     x0 = make_baseline(x, baseline, key=key, blur_sigma=blur_sigma)
+    net, variables = prepare(model, variables)
     stop = target_layer(target)
-    out = forward(model, params, x, stop_at=stop)
+    out = output(net, variables, x, stop)[0]
     sel = select(out, target)
     delta = x - x0
 
     def chunk_sum(aw):  # Σ_k w_k ∂y/∂x at x0 + α_k (x − x0), for a chunk of k path points
         a, w = aw
         points = x0[None] + a.reshape(-1, 1, 1, 1, 1) * delta[None]
-        g = _batched_score_grad(model, params, points, sel, stop)
+        g = _batched_score_grad(net, variables, points, sel, stop)
         return jnp.einsum("k,knhwc->nhwc", w, g)
 
     avg_grad = _chunked_sum(chunk_sum, (jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype)), chunk)
     maps = delta * avg_grad
-    gap = score(out, sel) - score(forward(model, params, x0, stop_at=stop), sel)
+    gap = score(out, sel) - score(output(net, variables, x0, stop)[0], sel)
     completeness = jnp.abs(jnp.sum(maps, axis=(1, 2, 3)) - gap) / jnp.abs(gap)
-    return maps, sel.index, out, completeness
+    return Attribution(maps, sel.index, out, {"completeness": completeness})
 
 
 def make_baseline(x: jax.Array, baseline: str | jax.Array | float, *, key: jax.Array | None = None,

@@ -11,11 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..models.base import forward
+from ..core import Attribution, prepare
+from ..taps import output
 from .targets import Target, Unit, score, select, target_layer
 
 
-def occlusion(model, params, x: jax.Array, target: Target = None, *, patch: int | tuple[int, int] = 8,
+def occlusion(model, variables, x: jax.Array, target: Target = None, *, patch: int | tuple[int, int] = 8,
               stride: int | tuple[int, int] = 4, fill: float | jax.Array = 0.0, chunk: int | None = 64,
               prob: bool = True):
     """Mean drop of the target's probability when a `patch` of value `fill` hides each pixel.
@@ -33,7 +34,7 @@ def occlusion(model, params, x: jax.Array, target: Target = None, *, patch: int 
       prob: score with the softmax probability of the target class; False uses the raw logit.
         `Unit` targets always use the unit's raw value.
 
-    Returns `(maps (N, H, W), index (N,), out)`: `maps` = mean over covering windows of
+    Returns an `Attribution` with maps `(N, H, W)` = mean over covering windows of
     score(x) − score(occluded x) (positive where hiding the pixel lowers the score).
     """
     h, w = x.shape[1:3]
@@ -51,7 +52,8 @@ def occlusion(model, params, x: jax.Array, target: Target = None, *, patch: int 
     def value(o, sel):  # the raw score, or the target's log-probability
         return score(o, sel) if raw else _target_log_prob(o, sel)
 
-    out = forward(model, params, x, stop_at=stop)
+    net, variables = prepare(model, variables)
+    out = output(net, variables, x, stop)[0]
     sel = select(out, target)
     clean = value(out, sel)
     rows_j, cols_j = jnp.asarray(rows, x.dtype), jnp.asarray(cols, x.dtype)
@@ -59,7 +61,7 @@ def occlusion(model, params, x: jax.Array, target: Target = None, *, patch: int 
     def occluded_value(pos):  # one window (row index, column index) → the score of every image (N,)
         a, b = pos
         hole = (rows_j[a][:, None] * cols_j[b][None, :])[None, :, :, None] > 0
-        return value(forward(model, params, jnp.where(hole, fill, x), stop_at=stop), sel)
+        return value(output(net, variables, jnp.where(hole, fill, x), stop)[0], sel)
 
     py, px = len(rows), len(cols)
     a, b = np.meshgrid(np.arange(py), np.arange(px), indexing="ij")
@@ -73,7 +75,7 @@ def occlusion(model, params, x: jax.Array, target: Target = None, *, patch: int 
     # Windows form a grid, so Σ_windows drop·mask factorizes into row and column masks.
     total = jnp.einsum("nab,ay,bx->nyx", drop, rows_j, cols_j)
     count = np.outer(rows.sum(0), cols.sum(0))
-    return total / jnp.asarray(count, x.dtype)[None], sel.index, out
+    return Attribution(total / jnp.asarray(count, x.dtype)[None], sel.index, out, {})
 
 
 def _target_log_prob(logits: jax.Array, sel) -> jax.Array:

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ..models.base import forward
+from ..core import Attribution, prepare
+from ..taps import output
 from .targets import Selection, Target, score, select, target_layer
 
 VARIANTS = ("mean", "squared", "vargrad")
@@ -32,7 +33,7 @@ def per_image_keys(key: jax.Array, n: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
 
 
-def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 50, level: float = 0.15,
+def smoothgrad(model, variables, x: jax.Array, target: Target = None, *, n: int = 50, level: float = 0.15,
                variant: str = "mean", key: jax.Array, chunk: int | None = None):
     """Input gradient of the target's value averaged over `n` noisy copies of each image.
 
@@ -46,7 +47,7 @@ def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 5
       key: PRNG key (required).
       chunk: samples per forward/backward pass (each pass holds chunk·N images); None = all n.
 
-    Returns `(maps (N, H, W, C), index (N,), out)`, `out` the clean output at the target's layer.
+    Returns an `Attribution`: maps `(N, H, W, C)`, `out` the clean output at the target's layer.
     """
     if n < 1:
         raise ValueError(f"smoothgrad needs n >= 1 noise samples, got n={n}")
@@ -55,8 +56,9 @@ def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 5
     if variant not in VARIANTS:
         raise ValueError(f"unknown smoothgrad variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     _check_chunk(chunk)
+    net, variables = prepare(model, variables)
     stop = target_layer(target)
-    out, vjp = jax.vjp(lambda x: forward(model, params, x, stop_at=stop), x)
+    out, vjp = jax.vjp(lambda x: output(net, variables, x, stop)[0], x)
     sel = select(out, target)
     (g0,) = vjp(jax.grad(lambda o: jnp.sum(score(o, sel)))(out))
 
@@ -67,7 +69,7 @@ def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 5
 
     def chunk_sums(ks):  # ks (k, N) keys → Σ over the k samples of (d, d²), d = g − g0
         noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:]).astype(x.dtype)))(ks)
-        g = _batched_score_grad(model, params, x[None] + noise * sigma[None], sel, stop)
+        g = _batched_score_grad(net, variables, x[None] + noise * sigma[None], sel, stop)
         d = g - g0[None]
         return jnp.sum(d, axis=0), jnp.sum(d * d, axis=0)
 
@@ -83,17 +85,17 @@ def smoothgrad(model, params, x: jax.Array, target: Target = None, *, n: int = 5
         maps = var + mean * mean
     else:
         maps = var
-    return maps, sel.index, out
+    return Attribution(maps, sel.index, out, {})
 
 
 # --- shared by the sample-based methods (SmoothGrad, Integrated Gradients) ---------------
 
-def _batched_score_grad(model, params, xs: jax.Array, sel: Selection, stop: str | None) -> jax.Array:
+def _batched_score_grad(net, variables, xs: jax.Array, sel: Selection, stop: str | None) -> jax.Array:
     """∂score/∂x for k copies of the batch at once: `xs` `(k, N, H, W, C)`, one selection for all."""
     k, n = xs.shape[:2]
     flat = _shard_rows(xs.reshape(k * n, *xs.shape[2:]))
     tiled = Selection(jnp.tile(sel.index, k), None if sel.pos is None else jnp.tile(sel.pos, (k, 1)))
-    g = jax.grad(lambda z: jnp.sum(score(forward(model, params, z, stop_at=stop), tiled)))(flat)
+    g = jax.grad(lambda z: jnp.sum(score(output(net, variables, z, stop)[0], tiled)))(flat)
     return g.reshape(xs.shape)
 
 

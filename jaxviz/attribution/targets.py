@@ -103,7 +103,7 @@ def resolve_target(logits: jax.Array, target: Target) -> jax.Array:
         t = jnp.full((n,), t)
     if t.shape != (n,):
         raise ValueError(f"target has shape {t.shape}; expected a scalar or one class per image ({n},)")
-    _check_range(t, k, "target class")
+    check_range(t, k, "target class")
     return t
 
 
@@ -127,7 +127,7 @@ def _select_unit(out: jax.Array, unit: Unit) -> Selection:
     return Selection(index, pos)
 
 
-def _check_range(t: jax.Array, k: int, what: str) -> None:
+def check_range(t: jax.Array, k: int, what: str) -> None:
     if isinstance(t, jax.core.Tracer):
         return  # checked when called eagerly; inside jit the caller validated concrete targets
     arr = np.asarray(t)

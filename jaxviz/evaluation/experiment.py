@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from ..atomic import write_text
 from ..batch import bind_methods
+from ..core import as_net
 from ..data.preprocess import normalize
 from .datasets import ORIGINAL, Sample, class_candidates, load_samples, resize_sample
 
@@ -190,14 +191,21 @@ def _append(f, records: list[dict]) -> None:
 # --------------------------------------------------------------------------- maps
 
 
+RANDOM = ":random"
+"""Suffix of a model entry with freshly initialised weights (`resnet152:random`): the protocol runs
+before weights are ported (the maps then explain an untrained net)."""
+
+
 def _model_label(entry: str) -> str:
-    """A model entry (architecture, weights name or .safetensors path) → its name in records."""
+    """A model entry (architecture, weights name, `.safetensors` path or `ARCH:random`) → its name in records."""
     return Path(entry).stem if entry.endswith(".safetensors") else entry
 
 
 def _load_model(entry: str):
     from ..models.loading import load
 
+    if entry.endswith(RANDOM):
+        return load(entry.removesuffix(RANDOM), random_init=True)
     return load(weights=entry) if entry.endswith(".safetensors") else load(entry)
 
 
@@ -270,7 +278,7 @@ def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool 
                     if lm is None:
                         lm = _load_model(entry)
                         fns = bind_methods(lm, methods, seed=config["seed"], options=config["method_options"])
-                        logits_fn = jax.jit(lambda p, x, lm=lm: lm.model.apply({"params": p}, x))
+                        logits_fn = jax.jit(lambda v, x, lm=lm: as_net(lm.model)(v, x))
                     rows, maps_by_method, inputs, x = _compute_batch(lm, fns, logits_fn, batch, size, pad_to, skipped)
                     new, dilated = _score_batch(rows, maps_by_method, x, todo, config, model, size, lm, logits_fn)
                     if want_example and rows:
@@ -316,7 +324,7 @@ def _compute_batch(lm, fns, logits_fn, batch: list[Sample], size, pad_to: int, s
     pad = lambda a: np.concatenate([a, np.repeat(a[-1:], bs - n, 0)]) if n < bs else a
     x = pad(np.asarray(x, np.float32))
     ids = pad(np.asarray([zlib.crc32(r["sample"].key.encode()) for r in rows], np.uint32))
-    logits = np.asarray(logits_fn(lm.params, jnp.asarray(x)))[:n]
+    logits = np.asarray(logits_fn(lm.variables, jnp.asarray(x)))[:n]
     for r, z in zip(rows, logits):
         cands = np.asarray(r["cands"])
         r["target"] = int(cands[np.argmax(z[cands])])
@@ -350,7 +358,7 @@ def _score_batch(rows: list[dict], maps_by_method: dict, x, todo: set, config: d
         if config["deletion_steps"]:
             for mode in ("deletion", "insertion"):
                 curves[f"{mode}_auc"] = deletion_insertion(
-                    lambda b: logits_fn(lm.params, jnp.asarray(b)), x, maps, targets,
+                    lambda b: logits_fn(lm.variables, jnp.asarray(b)), x, maps, targets,
                     mode=mode, steps=config["deletion_steps"], softmax=True).auc
         for i, r in enumerate(rows):
             if (r["sample"].key, m) in todo:

@@ -11,7 +11,10 @@ import numpy as np
 
 from ..atomic import write_text
 from ..data.datasets import default_dataset
-from ..models.base import ACT, CONV
+from ..core import as_net
+from ..taps import conv_layers, feature_layers, param_at
+
+CONV, ACT = "conv", "act"
 
 
 def dataset_for(lm, data: str | None, n: int | None, seed: int = 0):
@@ -19,8 +22,10 @@ def dataset_for(lm, data: str | None, n: int | None, seed: int = 0):
 
 
 def _default_layer(lm, kind: str) -> str:
-    names = [layer.name for layer in lm.model.layers() if layer.kind == kind]
-    return names[0] if kind == CONV else names[-1]
+    """The first conv layer (filters) or the last feature layer (maps, top-k, neighbours)."""
+    if kind == CONV:
+        return conv_layers(lm.model, lm.variables, lm.input_shape)[0]
+    return feature_layers(lm.model, lm.variables, lm.input_shape)[-1]
 
 
 def _json(path: Path, obj) -> None:
@@ -32,7 +37,7 @@ def filters(lm, out: Path, layer: str | None) -> dict:
 
     layer = layer or _default_layer(lm, CONV)
     png = layer_filters(lm, layer, out / f"filters_{layer}.png", title=f"{lm.name} {layer} filters")
-    k = np.asarray(lm.params[lm.model.layer(layer).name]["kernel"])
+    k = np.asarray(param_at(lm.variables, as_net(lm.model).resolve(layer))["kernel"])
     info = {"layer": layer, "kernel_shape": list(k.shape), "png": str(png),
             "norms": np.linalg.norm(k.reshape(-1, k.shape[-1]), axis=0).round(5).tolist()}
     _json(out / f"filters_{layer}.json", info)
@@ -71,12 +76,12 @@ def stats(lm, out: Path, data: str | None, n: int | None, progress: bool) -> dic
 
 def topk(lm, out: Path, layer: str | None, units: list[int] | None, data: str | None, n: int | None,
          k: int, progress: bool) -> dict:
-    from .topk import plot_top_k, receptive_fields, top_k_all
+    from .topk import plot_top_k, receptive_field, top_k_all
 
     layer = layer or _default_layer(lm, ACT)
     ds = dataset_for(lm, data, n or 2000)
     result = top_k_all(lm, ds, layer, units or list(range(8)), k, progress=progress)
-    rf = receptive_fields(lm.model)[lm.model.layer(layer).name]
+    rf = receptive_field(lm.model, lm.variables, lm.input_shape, layer)
     png = plot_top_k(ds, result, rf, out / f"topk_{layer}.png")
     info = {"layer": layer, "receptive_field": rf._asdict() if hasattr(rf, "_asdict") else str(rf), "png": str(png),
             "units": [{"channel": int(c), "images": [ds.names[i] for i in result.indices[j]],

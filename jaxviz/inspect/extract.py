@@ -18,7 +18,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..data.preprocess import normalize
-from ..models.base import activations
+from ..taps import activations
 
 POOLINGS = {False: None, None: None, True: "mean", "mean": "mean", "avg": "mean", "max": "max"}
 
@@ -78,7 +78,7 @@ def run_batches(lm, dataset, fn: Callable, *, batch_size: int = 64, progress: bo
             if m < bs:
                 x = np.concatenate([x, np.zeros((bs - m, *x.shape[1:]), np.float32)])
             valid = np.arange(bs) < m
-            yield start, m, jax.device_get(step(lm.params, x, valid))
+            yield start, m, jax.device_get(step(lm.variables, x, valid))
             bar.update(m)
 
 
@@ -99,7 +99,7 @@ def feature_shape(lm, layer: str, image_shape: tuple[int, ...], pooled: bool | s
     """Shape of one image's activation at `layer` (after pooling), without running the net."""
     fn = feature_fn(lm.model, [layer], pooled)
     x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
-    return tuple(jax.eval_shape(fn, lm.params, x)[layer].shape[1:])
+    return tuple(jax.eval_shape(fn, lm.variables, x)[layer].shape[1:])
 
 
 def cache_pooled(lm, dataset, layer: str, path: str | Path, *, pooled: bool | str = "mean",

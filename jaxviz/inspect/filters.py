@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.base import CONV, LayerError, activations
+from .. import taps
+from ..core import LayerError, as_net
+from ..taps import activations
 from ..plot import pyplot, save_figure
 from .neighbours import model_input
 
@@ -74,8 +76,8 @@ def filter_grid(kernel: np.ndarray, path: str | Path, *, title: str | None = Non
 
 
 def conv_layers(lm) -> list[str]:
-    """Names of a loaded model's conv layers, in order."""
-    return [layer.name for layer in lm.model.layers() if layer.kind == CONV]
+    """Module paths of a loaded model's conv layers, in order."""
+    return taps.conv_layers(lm.model, lm.variables, lm.input_shape)
 
 
 def layer_filters(lm, layer: str | int, path: str | Path, **kwargs) -> Path:
@@ -84,12 +86,14 @@ def layer_filters(lm, layer: str | int, path: str | Path, **kwargs) -> Path:
     Raises:
       LayerError: the layer is unknown or not a conv layer; the message lists the conv layers.
     """
-    spec = lm.model.layer(layer)
-    if spec.kind != CONV:
-        raise LayerError(f"layer {layer!r} is a {spec.kind} layer, not a conv layer; "
-                         f"conv layers of {lm.arch}: {', '.join(conv_layers(lm))}")
-    kwargs.setdefault("title", f"{lm.arch} {spec.name} filters")
-    return filter_grid(np.asarray(lm.params[spec.name]["kernel"]), path, **kwargs)
+    convs = conv_layers(lm)
+    net = as_net(lm.model)
+    name = convs[layer] if isinstance(layer, int) else net.resolve(layer)
+    if name not in convs:
+        raise LayerError(f"layer {layer!r} is not a conv layer of {lm.arch} (or does not exist); "
+                         f"conv layers: {', '.join(convs)}")
+    kwargs.setdefault("title", f"{lm.arch} {name} filters")
+    return filter_grid(np.asarray(taps.param_at(lm.variables, name)["kernel"]), path, **kwargs)
 
 
 def feature_maps(lm, image: np.ndarray, layer: str | int, path: str | Path, *, max_maps: int = 64,
@@ -103,7 +107,7 @@ def feature_maps(lm, image: np.ndarray, layer: str | int, path: str | Path, *, m
       max_maps: draw at most the first this many channels.
     """
     image = np.asarray(image, np.float32)
-    a = np.asarray(activations(lm.model, lm.params, model_input(lm, image[None]), [layer])[layer])[0]
+    a = np.asarray(activations(lm.model, lm.variables, model_input(lm, image[None]), [layer])[layer])[0]
     if a.ndim != 3:
         raise ValueError(f"layer {layer!r} output has shape {a.shape}; feature maps need a spatial (h, w, K) layer")
     maps = np.moveaxis(a[..., :max_maps], -1, 0)

@@ -73,7 +73,7 @@ def layer_features(lm, images: np.ndarray, layer: str | int, *, batch: int = 256
     from .extract import feature_fn
 
     fn = feature_fn(lm.model, [layer], pooled="mean")
-    out = [np.asarray(fn(lm.params, model_input(lm, images[s:s + batch]))[layer]) for s in range(0, len(images), batch)]
+    out = [np.asarray(fn(lm.variables, model_input(lm, images[s:s + batch]))[layer]) for s in range(0, len(images), batch)]
     return np.concatenate(out).reshape(len(images), -1).astype(np.float32)
 
 

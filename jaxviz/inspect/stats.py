@@ -137,11 +137,13 @@ def activation_stats(lm, dataset, layers: Sequence[str] | None = None, *, batch_
     One pass over `dataset` (display-space images, normalized with `lm.preprocessing`); each
     batch runs the net up to the deepest layer and is reduced on device.
     """
-    from ..models.base import activations
+    from ..taps import activations
+
+    from ..taps import feature_layers
 
     model = lm.model
     if layers is None:
-        layers = list(model.act_layers())
+        layers = feature_layers(model, lm.variables, lm.input_shape)
     layers = list(layers)
     edges = default_edges() if edges is None else np.asarray(edges, np.float32)
     edges_j = jnp.asarray(edges)

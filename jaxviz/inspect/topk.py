@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,8 +32,8 @@ from ..models.base import (
     GMP,
     PAD,
     POOL,
-    activations,
 )
+from ..taps import activations
 from ..plot import pyplot, save_figure
 from .extract import run_batches
 
@@ -85,6 +86,45 @@ def receptive_fields(model, input_hw: tuple[int, int] | None = None) -> dict[str
         for alias in layer.aliases:
             out[alias] = out[layer.name]
     return out
+
+
+def receptive_field(model, variables, input_shape: tuple[int, int, int], layer: str) -> RF:
+    """`RF(size, jump, start)` of `layer` on any model, from the gradient's support.
+
+    The unit at the centre of the layer's grid is differentiated with respect to the input under
+    rules that keep every dependency: ReLUs pass the gradient through (`pass`) and max pools spread it
+    over their whole window (`rules.spread_max_pool`), so the support of the input gradient is the
+    region the unit can see (up to exact cancellations of weights, which random cotangents make
+    improbable). Its bounding box gives the size and the centre; the jump is input size / layer size.
+    Exact for conv / pool stacks like VGG's, and meaningful for residual and concatenating nets.
+    """
+    from ..core import as_net, as_variables
+    from ..rules import Kind, composite, relu_rule, spread_max_pool
+    from ..taps import output
+
+    net = as_net(model)
+    variables = as_variables(net, variables)
+    passing = composite({Kind("relu"): relu_rule(lambda x, g: g, "pass"), Kind("max_pool"): spread_max_pool})
+    probe = net.with_rules(passing)
+    h, w = input_shape[:2]
+    x = jax.random.normal(jax.random.key(0), (1, *input_shape))
+    out, vjp = jax.vjp(lambda x: output(probe, variables, x, layer)[0], x)
+    if out.ndim != 4:
+        raise ValueError(f"layer {layer!r} is not spatial (output {out.shape[1:]}): it sees the whole image")
+    lh, lw = out.shape[1:3]
+    cy, cx = lh // 2, lw // 2
+    ct = jnp.zeros_like(out).at[0, cy, cx].set(jax.random.normal(jax.random.key(1), out.shape[-1:]))
+    support = np.asarray(jnp.abs(vjp(ct)[0][0]).sum(-1)) > 0
+    ys, xs = np.nonzero(support.any(1))[0], np.nonzero(support.any(0))[0]
+    if not len(ys):
+        raise ValueError(f"layer {layer!r} does not depend on the input (zero gradient everywhere)")
+    jump = h / lh
+    nominal = (cy + 0.5) * jump  # the unit's centre on a stride-aligned grid
+    if ys[0] > 0 and ys[-1] < h - 1:
+        size, centre = float(ys[-1] + 1 - ys[0]), (ys[0] + ys[-1] + 1) / 2
+    else:  # clipped by the border: symmetric about the unit's centre
+        size, centre = float(2 * max(nominal - ys[0], ys[-1] + 1 - nominal)), nominal
+    return RF(size, float(jump), float(centre - cy * jump))
 
 
 def _box(rf, y: int, x: int) -> tuple[int, int, int, int]:

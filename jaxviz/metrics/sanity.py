@@ -77,15 +77,46 @@ class SanityResult(NamedTuple):
 # --------------------------------------------------------------------------- parameters
 
 
-def randomization_order(model, params) -> tuple[str, ...]:
-    """Names of the layers that hold parameters, from the top (output) down: Adebayo's order."""
-    return tuple(layer.name for layer in reversed(model.layers()) if layer.name in params)
+def randomization_order(model, variables, input_shape: tuple[int, ...] | None = None) -> tuple[str, ...]:
+    """Module paths of the layers that hold parameters, from the top (output) down: Adebayo's order.
+
+    `input_shape` `(H, W, C)` gives the run order for models whose layers are not in params order;
+    without it the order of the params tree is used.
+    """
+    params = _params(variables)
+    leaves = _leaf_paths(params)
+    if input_shape is not None:
+        from ..taps import layer_names
+
+        run = layer_names(model, variables, input_shape)
+        leaves = [p for p in run if p in set(leaves)] + [p for p in leaves if p not in set(run)]
+    return tuple(reversed(leaves))
 
 
-def fresh_params(model, params, input_shape: tuple[int, ...], seed: int):
-    """Initial (untrained) params of `model` for inputs `(H, W, C)`, drawn from `jax.random.key(seed)`."""
-    fresh = _jitted(model, "init")(jax.random.key(seed), jnp.zeros((1, *input_shape), jnp.float32))["params"]
-    if jax.tree_util.tree_structure(fresh) != jax.tree_util.tree_structure(params):
+def _params(variables):
+    return variables["params"] if "params" in variables else variables
+
+
+def _leaf_paths(tree, prefix: str = "") -> list[str]:
+    """Paths of the sub-dicts whose values are all arrays (one layer's params), in tree order."""
+    if all(not isinstance(v, Mapping) for v in tree.values()):
+        return [prefix] if prefix else []
+    out = []
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out += _leaf_paths(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
+
+
+def fresh_params(model, variables, input_shape: tuple[int, ...], seed: int):
+    """Initial (untrained) variables of a linen `model` for inputs `(H, W, C)`, from `jax.random.key(seed)`."""
+    import flax.linen as nn
+
+    if not isinstance(model, nn.Module):
+        raise TypeError("cascading randomization re-initializes layers with the model's own initializers: "
+                        f"it needs a flax.linen module, got {type(model).__name__}")
+    fresh = _jitted(model, "init")(jax.random.key(seed), jnp.zeros((1, *input_shape), jnp.float32))
+    if jax.tree_util.tree_structure(_params(fresh)) != jax.tree_util.tree_structure(_params(variables)):
         raise ValueError("the model's fresh params do not match the given params' structure "
                          "(were they trained for another input size or architecture?)")
     return fresh
@@ -94,19 +125,33 @@ def fresh_params(model, params, input_shape: tuple[int, ...], seed: int):
 @functools.lru_cache(maxsize=32)
 def _jitted(model, what: str) -> Callable:
     """One compiled `model.init` or logits function per model (kept across calls: no recompiling)."""
+    from ..core import as_net
+
     if what == "init":
         return jax.jit(model.init)
-    return jax.jit(lambda p, x: model.apply({"params": p}, x))
+    net = as_net(model)
+    return jax.jit(lambda v, x: net(v, x))
 
 
-def randomize_params(params, fresh, layers: Sequence[str]):
-    """`params` with the named layers' entries replaced by those of `fresh` (no copy of the rest)."""
-    missing = [name for name in layers if name not in params]
+def randomize_params(variables, fresh, layers: Sequence[str]):
+    """`variables` with the named layers' params replaced by those of `fresh` (no copy of the rest)."""
+    params, new = _params(variables), _params(fresh)
+    known = _leaf_paths(params)
+    missing = [name for name in layers if name not in known]
     if missing:
-        raise ValueError(f"layers {missing} hold no parameters; parameterized layers: {list(params)}")
-    out = dict(params)
-    for name in layers:
-        out[name] = fresh[name]
+        raise ValueError(f"layers {missing} hold no parameters; parameterized layers: {known}")
+    out = _replace_paths(params, new, list(layers))
+    return {**variables, "params": out} if "params" in variables else out
+
+
+def _replace_paths(tree, new, paths: list[str]):
+    heads = {}
+    for p in paths:
+        head, _, rest = p.partition(".")
+        heads.setdefault(head, []).append(rest)
+    out = dict(tree)
+    for head, rests in heads.items():
+        out[head] = new[head] if "" in rests else _replace_paths(tree[head], new[head], rests)
     return out
 
 
@@ -195,7 +240,7 @@ def cascading_randomization(model, params, images, methods: Sequence[str] | Mapp
     """Adebayo et al.'s model randomization test for several methods on one batch of images.
 
     Args:
-      model: a `SequentialNet` (e.g. `load().model`); params: its trained params.
+      model: a flax.linen module (e.g. `load().model`); params: its trained variables.
       images: `(N, H, W, C)` model inputs (preprocessed).
       methods: names in `jaxviz.attribution.METHODS`, or name → either such a name or your own
         `fn(params, x, target, key) -> maps` (or a tuple whose first item is the maps), e.g. a
@@ -226,7 +271,7 @@ def cascading_randomization(model, params, images, methods: Sequence[str] | Mapp
     if targets.shape != (n,) or not np.issubdtype(targets.dtype, np.integer):
         raise ValueError(f"targets must be ({n},) class indices, got {targets.dtype} array of shape {targets.shape}")
     fns = _bind(model, methods, options)
-    order = randomization_order(model, params)
+    order = randomization_order(model, params, x.shape[1:])
     schedule = _schedule(order, mode)
     fresh = fresh_params(model, params, x.shape[1:], seed)
     base_key = jax.random.key(seed)

@@ -1,30 +1,24 @@
-"""Sequential CNNs with named layers, swappable activations, truncation and taps.
+"""Sequential CNNs with named layers: the embedded models, LeNet-5 and VGG16/19.
 
-Every model in the library is a `SequentialNet`: an ordered tuple of `Layer`s. That one
-shape gives all models the same abilities:
-
-- `act` is a field, so a backward rule swaps in with the same params
-  (`model.clone(act=guided_relu)`); `layer_acts` overrides it for chosen layers only;
-- each layer has a semantic name (`conv5_3`) and aliases (torchvision's `features.28`);
-- `__call__(x, start_after=..., stop_at=...)` runs any contiguous slice of the network, so a
-  prefix gives a layer's activation and the suffix gives the gradient with respect to it;
-- `capture=(names...)` sows the named activations into the `intermediates` collection.
+A `SequentialNet` is an ordinary Flax module built from an ordered tuple of `Layer`s. Every layer
+runs as a submodule named after it (`conv1_1`, `relu1_1`, `pool1`, `fc6`), so its module path is
+its semantic name, and `layer_aliases()` adds the names users know from elsewhere (torchvision's
+`features.28`). Nothing in jaxviz depends on this class: methods see any Flax module (`core`).
+`act` is the activation at every `act` layer (nn.relu; LeNet-5 uses tanh).
 """
-
 from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Params = Any
+from ..core import LayerError
 
 CONV, ACT, POOL, ADAPTIVE_AVG, GAP, GMP, FLATTEN, DENSE, DROPOUT, PAD = (
     "conv", "act", "pool", "adaptive_avg", "gap", "gmp", "flatten", "dense", "dropout", "pad")
@@ -48,11 +42,6 @@ class Layer:
     rate: float = 0.0
 
 
-class LayerError(KeyError):
-    """An unknown layer name; the message lists what exists."""
-
-    def __str__(self) -> str:  # KeyError would print the message with quotes
-        return str(self.args[0])
 
 
 def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
@@ -101,20 +90,79 @@ def max_pool_vjp(x: jax.Array, g: jax.Array, w: int) -> jax.Array:
 
 max_pool.defvjp(lambda x, w: (max_pool(x, w), x), lambda w, x, g: (max_pool_vjp(x, g, w),))
 
+class _Op(nn.Module):
+    """A layer without parameters (activation, pooling, flatten, ...) as a named submodule."""
+
+    fn: Callable[[jax.Array], jax.Array]
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fn(x)
+
+
+def _flatten(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1)  # NHWC rows: (H, W, C) order
+
+
+def _pad(p: int, x: jax.Array) -> jax.Array:
+    return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+
+
+def _pool(w: int, x: jax.Array) -> jax.Array:
+    return max_pool(x, w)
+
+
+def _gap(x: jax.Array) -> jax.Array:
+    return jnp.mean(x, axis=(1, 2))
+
+
+def _gmp(x: jax.Array) -> jax.Array:
+    return jnp.max(x, axis=(1, 2))
+
+
 class SequentialNet(nn.Module):
-    """Base class: subclasses define `layers()` and fields; this runs them.
+    """Base class: subclasses define `layers()` and fields; `__call__` runs them in order.
 
     Attributes:
-      act: activation used at every `act` layer (nn.relu, a backward-rule ReLU, tanh, ...).
-      layer_acts: `((layer_name, fn), ...)` overrides of `act` for chosen activation layers.
+      act: activation used at every `act` layer (nn.relu, tanh, ...).
     """
 
     act: Callable[[jax.Array], jax.Array] = nn.relu
-    layer_acts: tuple[tuple[str, Callable[[jax.Array], jax.Array]], ...] = ()
 
     # --- the architecture -------------------------------------------------------------
     def layers(self) -> tuple[Layer, ...]:
         raise NotImplementedError
+
+    def layer_aliases(self) -> dict[str, str]:
+        """`{alias: layer name}` (torchvision's module paths for VGG)."""
+        return {a: layer.name for layer in self.layers() for a in layer.aliases}
+
+    def layer_groups(self) -> dict[str, tuple[str, ...]]:
+        """Named groups of layers: `features` (before the flatten / global pooling) and `classifier`."""
+        layers = self.layers()
+        cut = next((i for i, layer in enumerate(layers) if layer.kind in (FLATTEN, GAP, GMP)), len(layers))
+        return {"features": tuple(layer.name for layer in layers[:cut]),
+                "classifier": tuple(layer.name for layer in layers[cut:])}
+
+    def act_layers(self) -> tuple[str, ...]:
+        """The activation layers before the head (spatial maps), in order: where optvis and inspect look."""
+        return tuple(n for n in self.layer_groups()["features"] if self.layer(n).kind == ACT)
+
+    def head(self) -> str:
+        """"gap" / "gmp" for a global average / max pool followed by one dense layer, else "other"."""
+        kinds = [layer.kind for layer in self.layers()]
+        for pool in (GAP, GMP):
+            if pool in kinds and kinds[kinds.index(pool) + 1:] == [DENSE]:
+                return pool
+        return "other"
+
+    def cam_layer(self) -> str:
+        """The activation layer right before the head (flatten / global pooling), e.g. `relu5_3`."""
+        layers = self.layers()
+        cut = next((i for i, layer in enumerate(layers) if layer.kind in (FLATTEN, GAP, GMP)), len(layers))
+        acts = [layer.name for layer in layers[:cut] if layer.kind == ACT]
+        if not acts:
+            raise LayerError(f"{type(self).__name__} has no activation layer before its head")
+        return acts[-1]
 
     def resolve(self, name: str | int) -> int:
         """Index of a layer given its semantic name, an alias, or its position."""
@@ -136,123 +184,29 @@ class SequentialNet(nn.Module):
     def layer(self, name: str | int) -> Layer:
         return self.layers()[self.resolve(name)]
 
-    def act_layers(self) -> tuple[str, ...]:
-        """Names of the layers where `act` applies (where backward rules go)."""
-        return tuple(layer.name for layer in self.layers() if layer.kind == ACT)
-
-    def _act_for(self, name: str) -> Callable[[jax.Array], jax.Array]:
-        for layer_name, fn in self.layer_acts:
-            if layer_name == name:
-                return fn
-        return self.act
-
     # --- running it --------------------------------------------------------------------
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False, start_after: str | int | None = None,
-                 stop_at: str | int | None = None, capture: Sequence[str] = ()) -> jax.Array:
-        """Run the layers after `start_after` up to and including `stop_at`.
-
-        Args:
-          x: `(N, H, W, C)` input, or the activation of `start_after` when it is given.
-          train: enables dropout (needs a `dropout` PRNG key).
-          start_after: name of the layer whose output `x` is; None starts at the input.
-          stop_at: the last layer to run; None runs to the logits.
-          capture: names of layers whose outputs are sown into `intermediates`.
-        """
-        layers = self.layers()
-        first = 0 if start_after is None else self.resolve(start_after) + 1
-        last = len(layers) - 1 if stop_at is None else self.resolve(stop_at)
-        if last < first:
-            raise LayerError(f"stop_at={stop_at!r} comes before start_after={start_after!r}")
-        wanted = {layers[self.resolve(n)].name for n in capture}
-        for layer in layers[first:last + 1]:
-            x = self._run(layer, x, train)
-            if layer.name in wanted:
-                self.sow("intermediates", _tap(layer.name), x)
+    def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """Logits of `x` `(N, H, W, C)`; `train` enables dropout (needs a `dropout` PRNG key)."""
+        for layer in self.layers():
+            x = self._module(layer, train)(x)
         return x
 
-    def _run(self, layer: Layer, x: jax.Array, train: bool) -> jax.Array:
-        kind = layer.kind
+    def _module(self, layer: Layer, train: bool) -> nn.Module:
+        kind, name = layer.kind, layer.name
         if kind == CONV:
             k = layer.kernel
             pad = layer.padding if isinstance(layer.padding, str) else [(layer.padding, layer.padding)] * 2
-            return nn.Conv(layer.size, (k, k), padding=pad, name=layer.name)(x)
-        if kind == ACT:
-            return self._act_for(layer.name)(x)
-        if kind == POOL:
-            return max_pool(x, layer.size)
-        if kind == ADAPTIVE_AVG:
-            return adaptive_avg_pool(x, layer.size)
-        if kind == GAP:
-            return jnp.mean(x, axis=(1, 2))
-        if kind == GMP:
-            return jnp.max(x, axis=(1, 2))
-        if kind == FLATTEN:
-            return x.reshape(x.shape[0], -1)  # NHWC rows: (H, W, C) order
+            return nn.Conv(layer.size, (k, k), padding=pad, name=name)
         if kind == DENSE:
-            return nn.Dense(layer.size, name=layer.name)(x)
+            return nn.Dense(layer.size, name=name)
         if kind == DROPOUT:
-            return nn.Dropout(layer.rate, deterministic=not train)(x)
-        if kind == PAD:
-            p = layer.size
-            return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-        raise ValueError(f"unknown layer kind {kind!r}")
+            return nn.Dropout(layer.rate, deterministic=not train, name=name)
+        fns = {ACT: self.act, POOL: functools.partial(_pool, layer.size), GAP: _gap, GMP: _gmp,
+               FLATTEN: _flatten, ADAPTIVE_AVG: functools.partial(adaptive_avg_pool, out_hw=layer.size),
+               PAD: functools.partial(_pad, layer.size)}
+        if kind not in fns:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        return _Op(fns[kind], name=name)
 
 
-# --- functional helpers used by every method -------------------------------------------
-
-def _tap(name: str) -> str:
-    """Key of a captured activation: flax forbids reusing the submodule's own name."""
-    return f"{name}:out"
-
-
-def forward(model: SequentialNet, params: Params, x: jax.Array, **kwargs) -> jax.Array:
-    """`model.apply` with plain params (no collections) — the logits, or a slice of the net."""
-    return model.apply({"params": params}, x, **kwargs)
-
-
-def activations(model: SequentialNet, params: Params, x: jax.Array, names: Iterable[str | int],
-                *, stop_early: bool = True) -> dict[str, jax.Array]:
-    """Activations of the named layers for a batch `x` `(N, H, W, C)`.
-
-    Runs only up to the deepest requested layer when `stop_early`. Keys are the names
-    as given by the caller (an alias stays an alias).
-    """
-    names = list(names)
-    idx = [model.resolve(n) for n in names]
-    stop = max(idx) if stop_early and idx else None
-    _, state = model.apply({"params": params}, x, stop_at=stop, capture=names, mutable=["intermediates"])
-    sown = state["intermediates"]
-    return {n: sown[_tap(model.layers()[i].name)][0] for n, i in zip(names, idx)}
-
-
-def layer_gradient(model: SequentialNet, params: Params, x: jax.Array, layer: str | int,
-                   scalar: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
-    """Activation `A` of `layer` and the gradient of `scalar(model output)` with respect to it.
-
-    `scalar` maps the output `(N, ...)` to per-image values `(N,)`; images are independent, so
-    the gradient of their sum gives each image's own gradient. Returns `(A, dA)`, both shaped
-    like the layer's output.
-    """
-    a = forward(model, params, x, stop_at=layer)
-
-    def tail(a):
-        return jnp.sum(scalar(forward(model, params, a, start_after=layer)))
-
-    return a, jax.grad(tail)(a)
-
-
-def layer_table(model: SequentialNet, params: Params | None, input_shape: tuple[int, int, int]) -> list[dict]:
-    """One row per layer: name, aliases, kind, output shape (for one image), parameter count."""
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
-    names = [layer.name for layer in model.layers()]
-    if params is None:
-        params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, *input_shape))))["params"]
-    shapes = jax.eval_shape(lambda p, x: activations(model, p, x, names), params, x)
-    rows = []
-    for layer in model.layers():
-        p = params.get(layer.name, {})
-        count = int(sum(np.prod(v.shape) for v in jax.tree_util.tree_leaves(p)))
-        rows.append({"name": layer.name, "aliases": list(layer.aliases), "kind": layer.kind,
-                     "shape": list(shapes[layer.name].shape[1:]), "params": count})
-    return rows

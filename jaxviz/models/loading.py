@@ -1,4 +1,4 @@
-"""A model with everything needed to use it: module, params, preprocessing, class names.
+"""A model with everything needed to use it: module, variables, preprocessing, class names.
 
 `load("shapesnet")` gives the embedded default (shipped in the package, works offline);
 `load("vgg16")` finds ported VGG16 weights in the weights folder; `load(weights="file.safetensors")`
@@ -18,8 +18,7 @@ import jax.numpy as jnp
 
 from ..data.labels import Labels, imagenet_labels
 from ..data.preprocess import Preprocessing, get_preprocessing
-from . import ARCHS, DEFAULT_INPUT, build
-from .base import SequentialNet
+from . import ARCHS, DEFAULT_INPUT, TORCHVISION_ARCHS, build
 
 EMBEDDED = "shapesnet"
 # Weights shipped inside the package, by architecture: the default model and LeNet-5 on digits.
@@ -29,24 +28,36 @@ SHIPPED = {"shapesnet": "shapesnet.safetensors", "lenet5": "lenet5_digits.safete
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A module, its params and how to feed it. `input_shape` is `(H, W, C)` it was trained at."""
+    """A module, its variables and how to feed it. `input_shape` is `(H, W, C)` it was trained at.
+
+    `variables` is the full Flax variables dict (`{"params": ..., "batch_stats": ...}`): what every
+    method takes beside `model` (`method(lm.model, lm.variables, x)`).
+    """
 
     name: str
     arch: str
-    model: SequentialNet
-    params: Any
+    model: Any
+    variables: Any
     preprocessing: Preprocessing
     labels: Labels
     input_shape: tuple[int, int, int]
     meta: dict
 
+    @property
+    def params(self):
+        """The `params` collection alone."""
+        return self.variables["params"]
+
     def logits(self, x: jax.Array) -> jax.Array:
-        return self.model.apply({"params": self.params}, x)
+        """Logits of a preprocessed batch `(N, H, W, C)`, in inference mode."""
+        from ..core import as_net
+
+        return as_net(self.model)(self.variables, x)
 
 
 # What each architecture's usual weights expect, for random-init models that have no file to say so.
 _NATIVE_PREPROCESSING = {"vgg16": "torchvision", "vgg19": "torchvision", "shapesnet": "centered",
-                         "minivgg": "centered"}
+                         "minivgg": "centered", **{arch: "torchvision" for arch in TORCHVISION_ARCHS}}
 
 
 def embedded_path(arch: str = EMBEDDED) -> Path:
@@ -70,17 +81,17 @@ def load(name: str | None = None, weights: str | Path | None = None, *, random_i
         arch = name or EMBEDDED
         model = build(arch)
         shape = DEFAULT_INPUT[arch]
-        params = model.init(jax.random.key(seed), jnp.zeros((1, *shape)))["params"]
+        variables = jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, *shape)))
         meta = {"arch": arch, "preprocessing": _NATIVE_PREPROCESSING.get(arch, "unit"), "random_init": True}
-        return _bundle(f"{arch}(random)", arch, model, params, meta)
+        return _bundle(f"{arch}(random)", arch, model, dict(variables), meta)
     if weights is None:
         weights = embedded_path(name or EMBEDDED) if (name or EMBEDDED) in SHIPPED else _find_weights(name)
-    params, meta = W.load_weights(W.resolve(weights))
+    variables, meta = W.load_variables(W.resolve(weights))
     arch = meta["arch"]
     if name in ARCHS and name != arch:
         raise W.WeightsError(f"weights {weights} are for {arch}, not {name}: pass --model {arch}")
     model = build(arch, **_arch_kwargs(meta))
-    return _bundle(Path(str(weights)).stem, arch, model, params, meta)
+    return _bundle(Path(str(weights)).stem, arch, model, variables, meta)
 
 
 def _arch_kwargs(meta: dict) -> dict:
@@ -111,7 +122,7 @@ def _find_weights(name: str) -> str:
     return name  # a weights name or path; resolve() explains if it does not exist
 
 
-def _bundle(name, arch, model, params, meta) -> LoadedModel:
+def _bundle(name, arch, model, variables, meta) -> LoadedModel:
     pp = get_preprocessing(meta.get("preprocessing", "unit"))
     classes = meta.get("classes")
     if isinstance(classes, str):
@@ -122,4 +133,4 @@ def _bundle(name, arch, model, params, meta) -> LoadedModel:
         labels = imagenet_labels()
     else:
         labels = Labels.from_names([str(i) for i in range(getattr(model, "num_classes", 10))])
-    return LoadedModel(name, arch, model, params, pp, labels, DEFAULT_INPUT[arch], meta)
+    return LoadedModel(name, arch, model, variables, pp, labels, DEFAULT_INPUT[arch], meta)

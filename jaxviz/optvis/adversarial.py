@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.preprocess import Preprocessing, normalize
-from ..models.base import SequentialNet, forward
+from ..core import as_net
 from .objectives import LOGITS
 
 
-def fgsm(model: SequentialNet, params, pp: Preprocessing, images: jax.Array, labels: jax.Array, eps: float,
+def fgsm(model, variables, pp: Preprocessing, images: jax.Array, labels: jax.Array, eps: float,
          *, targeted: bool = False) -> jax.Array:
     """One FGSM step (Goodfellow et al. 2015) on display-space images `(N, H, W, 3)` in [0, 1].
 
@@ -27,7 +27,7 @@ def fgsm(model: SequentialNet, params, pp: Preprocessing, images: jax.Array, lab
     Targeted:   x − ε·sign(∇ₓ CE(f(x), target)) (move towards `labels`, the targets).
     Returns the perturbed images clipped to [0, 1] `(N, H, W, 3)`."""
     def ce(x):
-        logits = forward(model, params, normalize(x, pp))
+        logits = as_net(model)(variables, normalize(x, pp))
         return -jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits, -1), labels[:, None], axis=1))
 
     g = jax.grad(ce)(images)

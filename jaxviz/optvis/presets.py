@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..models.base import ACT
+from ..taps import feature_layers
 
 KINDS = ("class", "filter", "layer", "dream", "style", "adversarial")
 
@@ -137,40 +137,35 @@ def hparams(kind: str, name: str | None = None, **overrides) -> dict:
 
 # --- model-dependent defaults ------------------------------------------------------------------
 
-def act_layers(model) -> list[str]:
-    """Activation layers that come before the first dense layer (spatial maps), in order."""
-    out = []
-    for layer in model.layers():
-        if layer.kind in ("dense", "flatten", "gap", "gmp", "adaptive_avg"):
-            break
-        if layer.kind == ACT:
-            out.append(layer.name)
-    return out
+def act_layers(lm) -> list[str]:
+    """Spatial feature layers of a loaded model, in order (`taps.feature_layers`: a VGG's ReLUs
+    before the head, a ResNet's blocks)."""
+    return feature_layers(lm.model, lm.variables, lm.input_shape)
 
 
-def blocks(model) -> list[list[str]]:
-    """Spatial activation layers grouped by block (`relu3_1`, `relu3_2` → block 3; else one each)."""
+def blocks(lm) -> list[list[str]]:
+    """Feature layers grouped by block (`relu3_1`, `relu3_2` → block 3; `layer3.0`, `layer3.1` → layer3)."""
     groups: dict[str, list[str]] = {}
-    for name in act_layers(model):
-        key = name.rsplit("_", 1)[0] if "_" in name else name
+    for name in act_layers(lm):
+        key = name.split(".")[0] if "." in name else (name.rsplit("_", 1)[0] if "_" in name else name)
         groups.setdefault(key, []).append(name)
     return list(groups.values())
 
 
-def default_layer(model, kind: str) -> str:
+def default_layer(lm, kind: str) -> str:
     """A layer that shows something for `kind`: filters / layers / dreams ~40% of the way in."""
-    acts = act_layers(model)
+    acts = act_layers(lm)
     if not acts:
-        raise ValueError(f"{type(model).__name__} has no spatial activation layers to visualize")
+        raise ValueError(f"{lm.name} has no spatial feature layers to visualize")
     return acts[min(len(acts) - 1, int(0.4 * len(acts)))]
 
 
-def style_layers(model) -> tuple[str, tuple[str, ...]]:
+def style_layers(lm) -> tuple[str, tuple[str, ...]]:
     """Gatys' choice on any model: content at the second layer of the second-to-last block
-    (VGG: relu4_2), style at the first activation of every block (VGG: relu1_1 … relu5_1)."""
-    bl = blocks(model)
+    (VGG: relu4_2), style at the first feature layer of every block (VGG: relu1_1 … relu5_1)."""
+    bl = blocks(lm)
     if not bl:
-        raise ValueError(f"{type(model).__name__} has no spatial activation layers for style transfer")
+        raise ValueError(f"{lm.name} has no spatial feature layers for style transfer")
     content_block = bl[-2] if len(bl) >= 2 else bl[-1]
     content = content_block[1] if len(content_block) > 1 else content_block[0]
     return content, tuple(b[0] for b in bl)
@@ -182,9 +177,9 @@ def model_defaults(hp: dict, lm) -> dict:
     if hp.get("size") is None:
         hp["size"] = int(lm.input_shape[0])
     if hp.get("diversity") and not hp.get("diversity_layer"):
-        hp["diversity_layer"] = default_layer(lm.model, hp["kind"])
+        hp["diversity_layer"] = default_layer(lm, hp["kind"])
     if hp["kind"] == "style":
-        content, styles = style_layers(lm.model)
+        content, styles = style_layers(lm)
         hp["content_layer"] = hp.get("content_layer") or content
         hp["style_layers"] = tuple(hp.get("style_layers") or styles)
     return hp

@@ -23,7 +23,8 @@ import optax
 from tqdm import tqdm
 
 from ..data.preprocess import Preprocessing, normalize
-from ..models.base import SequentialNet, activations
+from ..core import as_net
+from ..taps import run
 from .objectives import IMAGE, LOGITS, Objective
 from .param import Param
 from .transforms import Transform
@@ -53,35 +54,24 @@ class RenderResult(NamedTuple):
     steps_run: np.ndarray
 
 
-def model_acts(model: SequentialNet, params, pp: Preprocessing, img: jax.Array,
+def model_acts(model, variables, pp: Preprocessing, img: jax.Array,
                layers: tuple[str, ...]) -> dict[str, jax.Array]:
-    """Activations of `layers` for display-space images `(B, H, W, 3)`; `logits` is the model output."""
-    last = model.layers()[-1].name
-    names = []
-    for name in layers:
-        if name == IMAGE:
-            continue
-        names.append(last if name == LOGITS and not _has_layer(model, LOGITS) else name)
-    x = normalize(img, pp)
-    acts = activations(model, params, x, list(dict.fromkeys(names))) if names else {}
-    if LOGITS in layers and LOGITS not in acts:
-        acts[LOGITS] = acts[last]
-    return acts
-
-
-def _has_layer(model: SequentialNet, name: str) -> bool:
-    try:
-        model.resolve(name)
-        return True
-    except KeyError:
-        return False
+    """Activations of `layers` (module paths or aliases) for display-space images `(B, H, W, 3)`;
+    `logits` is the model output. `model` is any model (`jaxviz.core`)."""
+    net = as_net(model)
+    names = [n for n in dict.fromkeys(layers) if n not in (IMAGE, LOGITS)]
+    out, acts = run(net, variables, normalize(img, pp), names)
+    found = {n: acts[net.resolve(n)] for n in names}
+    if LOGITS in layers:
+        found[LOGITS] = out
+    return found
 
 
 class Renderer:
     """A compiled optimizer loop for one model, objective family, parameterization and optimizer.
 
     Args:
-      model, params, pp: the network, its params and its preprocessing (images are normalized
+      model, variables, pp: any model (`jaxviz.core`), its variables and its preprocessing (images are normalized
         inside the loss, so the optimized image is always display-space RGB in [0, 1]).
       objective_fn: `unit -> Objective` (the value is maximized).
       param: the parameterization (`param.pixel`, `param.fourier`, ...).
@@ -99,14 +89,14 @@ class Renderer:
         and on CPUs, whose convolutions gain little from large batches, often faster.
     """
 
-    def __init__(self, model: SequentialNet, params, pp: Preprocessing, objective_fn: Callable[[Unit], Objective],
+    def __init__(self, model, variables, pp: Preprocessing, objective_fn: Callable[[Unit], Objective],
                  param: Param, optimizer: optax.GradientTransformation, *, transforms: Transform | None = None,
                  project: Callable[[Any, Unit], Any] | None = None,
                  stop: Callable[[dict, Unit], jax.Array] | None = None, chunk: int = 32,
                  unit_batch: int | None = None, unroll: bool | None = None):
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
-        self.model, self.params, self.pp = model, params, pp
+        self.model, self.variables, self.pp = as_net(model), variables, pp
         self.objective_fn, self.param, self.optimizer = objective_fn, param, optimizer
         self.transforms, self.project, self.stop, self.chunk = transforms, project, stop, chunk
         self.unit_batch = unit_batch
@@ -121,7 +111,7 @@ class Renderer:
         img = self.param.to_image(raw)
         x = self.transforms(key, img) if self.transforms is not None else img
         obj = self.objective_fn(unit)
-        acts = model_acts(self.model, self.params, self.pp, x, obj.layers)
+        acts = model_acts(self.model, self.variables, self.pp, x, obj.layers)
         acts[IMAGE] = img
         reached = self.stop(acts, unit) if self.stop is not None else jnp.zeros((), bool)
         return -obj(acts), reached
@@ -158,7 +148,7 @@ class Renderer:
     def _value_one(self, raw, unit):
         obj = self.objective_fn(unit)
         img = self.param.to_image(raw)
-        acts = model_acts(self.model, self.params, self.pp, img, obj.layers)
+        acts = model_acts(self.model, self.variables, self.pp, img, obj.layers)
         acts[IMAGE] = img
         return obj(acts)
 

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data.preprocess import normalize
-from ..models.base import activations
+from ..core import as_net
+from ..taps import activations, layer_names
 from . import adversarial as A
 from . import objectives as O
 from . import regularizers as R
@@ -88,7 +89,7 @@ def build_renderer(lm, hp: dict, objective_fn: Callable, size: int, *, project=N
     """A `Renderer` for this model and preset at image side `size`."""
     param = build_param(hp, size, lm.input_shape[2])
     opt = make_optimizer(hp["optimizer"], hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
-    return Renderer(lm.model, lm.params, lm.preprocessing, regularized(objective_fn, hp), param, opt,
+    return Renderer(lm.model, lm.variables, lm.preprocessing, regularized(objective_fn, hp), param, opt,
                     transforms=make_transforms(hp["transforms"], size), project=project, stop=stop,
                     chunk=_chunk(int(hp["steps"])))
 
@@ -164,7 +165,7 @@ def class_model(lm, classes: Sequence[int], *, preset: str | None = None, seed: 
 def channel_means(lm, layer: str, images: np.ndarray) -> np.ndarray:
     """Mean activation of every channel of `layer` for each image `(N, C)` (what a filter image excites)."""
     flat = np.asarray(images).reshape(-1, *images.shape[-3:])
-    fn = jax.jit(lambda x: activations(lm.model, lm.params, normalize(x, lm.preprocessing), [layer])[layer])
+    fn = jax.jit(lambda x: activations(lm.model, lm.variables, normalize(x, lm.preprocessing), [layer])[layer])
     a = np.asarray(fn(jnp.asarray(flat)))
     return a.reshape(a.shape[0], -1, a.shape[-1]).mean(1) if a.ndim == 4 else a
 
@@ -175,8 +176,8 @@ def filters(lm, layer: str | None, channels: Sequence[int], *, preset: str | Non
     all channels in one vmapped call. `extra["channel_means"]` `(U, C)`: every channel's mean activation
     on each result (the chosen one should stand out)."""
     hp = _setup("filter", lm, preset, overrides)
-    layer = layer or default_layer(lm.model, "filter")
-    lm.model.resolve(layer)
+    layer = layer or default_layer(lm, "filter")
+    _check_layer(lm, layer)
     width = _width(lm, layer)
     bad = [c for c in channels if not 0 <= int(c) < width]
     if bad:
@@ -194,9 +195,15 @@ def filters(lm, layer: str | None, channels: Sequence[int], *, preset: str | Non
     return Visualization("filter", hp, [f"{layer}:{int(c)}" for c in channels], images, losses, steps_run, extra)
 
 
+def _check_layer(lm, layer: str) -> None:
+    """A clear LayerError (listing the model's layers) for an unknown layer name, before optimizing."""
+    net = as_net(lm.model)
+    net.resolve(layer, layer_names(net, lm.variables, lm.input_shape))
+
+
 def _width(lm, layer: str) -> int:
     x = jax.ShapeDtypeStruct((1, *lm.input_shape), jnp.float32)
-    return int(jax.eval_shape(lambda x: activations(lm.model, lm.params, x, [layer])[layer], x).shape[-1])
+    return int(jax.eval_shape(lambda x: activations(lm.model, lm.variables, x, [layer])[layer], x).shape[-1])
 
 
 def layers(lm, names: Sequence[str] | None, *, preset: str | None = None, seed: int = 0, progress: bool = False,
@@ -206,11 +213,11 @@ def layers(lm, names: Sequence[str] | None, *, preset: str | None = None, seed: 
     from .presets import act_layers
 
     hp = _setup("layer", lm, preset, overrides)
-    names = list(names or act_layers(lm.model))
+    names = list(names or act_layers(lm))
     reduce = hp["reduce"]
     outs, losses, runs = [], [], []
     for i, name in enumerate(names):
-        lm.model.resolve(name)
+        _check_layer(lm, name)
         _, img, loss, run = optimize(lm, hp, lambda _, name=name: O.layer_mean(name, reduce), jnp.zeros((1,)),
                                      unit_keys(seed + i, 1), progress=progress)
         outs.append(img), losses.append(loss), runs.append(run)
@@ -227,12 +234,12 @@ def dream(lm, images: np.ndarray, layer_names: Sequence[str] | None = None, *, p
     Units are (layer, image) pairs, ordered layer-major. `extra["norm_start"/"norm_end"]`: ‖A_l‖ of
     the photo and of the dream (at the final size)."""
     hp = _setup("dream", lm, preset, overrides)
-    names = list(layer_names or [default_layer(lm.model, "dream")])
+    names = list(layer_names or [default_layer(lm, "dream")])
     photos = resize(jnp.asarray(images, jnp.float32), int(hp["size"]))[:, None]  # (N, 1, S, S, C)
     n = photos.shape[0]
     outs, losses, runs, before, after, labels = [], [], [], [], [], []
     for i, name in enumerate(names):
-        lm.model.resolve(name)
+        _check_layer(lm, name)
         _, img, loss, run = optimize(lm, hp, lambda _, name=name: O.layer_norm(name), jnp.zeros((n,)),
                                      unit_keys(seed + i, n), start=np.asarray(photos), carry="detail",
                                      progress=progress)
@@ -246,7 +253,7 @@ def dream(lm, images: np.ndarray, layer_names: Sequence[str] | None = None, *, p
 
 
 def _norms(lm, layer: str, images: np.ndarray) -> np.ndarray:
-    fn = jax.jit(lambda x: activations(lm.model, lm.params, normalize(x, lm.preprocessing), [layer])[layer])
+    fn = jax.jit(lambda x: activations(lm.model, lm.variables, normalize(x, lm.preprocessing), [layer])[layer])
     a = np.asarray(fn(jnp.asarray(images)))
     return np.sqrt((a.reshape(len(a), -1).astype(np.float64) ** 2).sum(1))
 
@@ -256,7 +263,7 @@ def _norms(lm, layer: str, images: np.ndarray) -> np.ndarray:
 def style_costs(lm, hp: dict, content_img: np.ndarray, style_imgs: np.ndarray, images: np.ndarray) -> dict:
     """J_c and J_s (seed 001's normalizations) of `images` `(U, H, W, C)`, unit i against style i."""
     names = [hp["content_layer"], *hp["style_layers"]]
-    fn = jax.jit(lambda x: activations(lm.model, lm.params, normalize(x, lm.preprocessing), names))
+    fn = jax.jit(lambda x: activations(lm.model, lm.variables, normalize(x, lm.preprocessing), names))
     ac = fn(jnp.asarray(content_img)[None])[hp["content_layer"]][0]
     st = fn(jnp.asarray(style_imgs))
     gen = fn(jnp.asarray(images))
@@ -274,7 +281,7 @@ def style_lambdas(lm, hp: dict, content_img: np.ndarray, grams: dict) -> list[fl
         return [1.0 / len(layers_)] * len(layers_)
     if hp["style_weights"] != "balanced":
         raise ValueError(f"style_weights must be 'equal' or 'balanced', got {hp['style_weights']!r}")
-    acts = activations(lm.model, lm.params, normalize(jnp.asarray(content_img)[None], lm.preprocessing), layers_)
+    acts = activations(lm.model, lm.variables, normalize(jnp.asarray(content_img)[None], lm.preprocessing), layers_)
     inv = np.array([1.0 / max(float(S.style_cost(grams[l][0], acts[l][0])), 1e-12) for l in layers_])
     return (inv / inv.sum()).tolist()
 
@@ -292,7 +299,7 @@ def style_transfer(lm, content_img: np.ndarray, style_imgs: np.ndarray, *, prese
     content_img = np.asarray(resize(jnp.asarray(content_img, jnp.float32), size))
     style_imgs = np.asarray(resize(jnp.asarray(style_imgs, jnp.float32), size))
     names = [hp["content_layer"], *hp["style_layers"]]
-    acts_fn = jax.jit(lambda x: activations(lm.model, lm.params, normalize(x, lm.preprocessing), names))
+    acts_fn = jax.jit(lambda x: activations(lm.model, lm.variables, normalize(x, lm.preprocessing), names))
     a_c = acts_fn(jnp.asarray(content_img)[None])[hp["content_layer"]][0]
     st = acts_fn(jnp.asarray(style_imgs))
     units = {l: jax.vmap(S.gram)(st[l]) for l in hp["style_layers"]}  # per style: Gram per layer
@@ -359,7 +366,7 @@ def adversarial(lm, images: np.ndarray | None, targets: Sequence[int] | None, *,
         if len(targets) != n:
             raise ValueError(f"{len(targets)} target classes for {n} images: give one, or one per image")
     if mode == "fgsm":
-        adv = np.asarray(A.fgsm(lm.model, lm.params, lm.preprocessing, jnp.asarray(x0),
+        adv = np.asarray(A.fgsm(lm.model, lm.variables, lm.preprocessing, jnp.asarray(x0),
                                 jnp.asarray(targets, jnp.int32), eps, targeted=targeted))
         losses, steps_run = np.zeros((n, 0), np.float32), np.ones(n, np.int32)
     else:

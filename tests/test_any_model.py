@@ -1,0 +1,116 @@
+"""Every method on every kind of model: the zoo (random weights, small inputs), a user's own linen
+CNN (BatchNorm, residual add, concat, functional ReLUs), the same net in NNX, and a plain function.
+
+For each model all methods run in one compiled call (`fused_compiled` with every name; the
+non-fusable ones run unchanged inside it), then again on the batch reversed: an image's maps
+must not depend on its neighbours or position (per-image keys for the sampling methods), and the
+second call must not retrace.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxviz.attribution import METHODS
+from jaxviz.attribution.fused import TRACES, fused_compiled
+from jaxviz.bench import random_params
+from jaxviz.core import LayerError
+from jaxviz.models import DEFAULT_INPUT, build
+
+try:
+    from .user_models import INPUT, UserNet, function_from_linen, nnx_from_linen, user_variables
+except ImportError:
+    from user_models import INPUT, UserNet, function_from_linen, nnx_from_linen, user_variables
+
+OPTIONS = {"n": 2, "steps": 3, "patch": 16, "stride": 16, "chunk": None}
+LAYERED = ("cam", "cam_gmp", "grad_cam", "guided_grad_cam", "grad_cam_pp", "score_cam", "layer_cam", "fullgrad")
+# the smallest input each architecture takes (AlexNet's and GoogLeNet's stems need 63+ pixels)
+ZOO_INPUT = {"alexnet": 64, "googlenet": 64, "squeezenet1_0": 64, "squeezenet1_1": 64}
+HEAVY = {"resnet101", "resnet152", "densenet121", "googlenet", "vgg19_bn"}
+
+
+def _check_all_methods(model, variables, x, names):
+    """All `names` in one call, then on the reversed batch: same maps per image, no retrace."""
+    n = x.shape[0]
+    keys = _keys(x)
+    explain = fused_compiled(names, model, **{k: v for k, v in OPTIONS.items()})
+    first = explain(variables, x, None, keys)
+    traces = sum(TRACES.values())
+    rev = np.arange(n)[::-1]
+    second = explain(variables, x[rev], None, keys[rev])
+    assert sum(TRACES.values()) == traces, "the second call retraced"
+    for name in names:
+        a, b = np.asarray(first[name].maps), np.asarray(second[name].maps)[rev]
+        assert a.shape[0] == n and np.all(np.isfinite(a)), name
+        assert a.shape[1:3] == x.shape[1:3], name
+        scale = max(np.abs(a).max(), 1e-30)
+        assert np.abs(a - b).max() <= 1e-4 * scale, f"{name}: maps depend on the batch"
+        np.testing.assert_array_equal(first[name].index, np.asarray(second[name].index)[rev])
+    return first
+
+
+ZOO = ["alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16_bn", "vgg19_bn", "squeezenet1_0",
+       "squeezenet1_1", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "googlenet", "densenet121",
+       "vgg16", "vgg19"]
+
+
+@pytest.mark.parametrize("arch", ZOO)
+def test_every_method_on_every_zoo_architecture(arch):
+    model = build(arch)
+    size = ZOO_INPUT.get(arch, 32)
+    shape = (size, size, DEFAULT_INPUT[arch][2])
+    variables = random_params(model, shape, seed=1)
+    x = jax.random.normal(jax.random.key(2), (2, *shape))
+    names = [m for m in METHODS if m != "cam_gmp"]  # the zoo's heads average-pool (or flatten)
+    if arch in HEAVY:  # keep the suite fast: the sampling and perturbation methods on the light archs
+        names = [m for m in names if m not in ("smoothgrad_squared", "vargrad", "occlusion", "score_cam")]
+    res = _check_all_methods(model, variables, x, names)
+    assert res["saliency"].out.shape == (2, 1000)
+
+
+@pytest.fixture(scope="module")
+def user():
+    v = user_variables()
+    x = jax.random.normal(jax.random.key(3), (3, *INPUT))
+    return v, x, _check_all_methods(UserNet(), v, x, list(METHODS))  # the linen net: the reference
+
+
+def _keys(x):
+    return jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(x.shape[0]))
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx", "function"])
+def test_every_method_on_a_user_network(user, kind):
+    """The linen net, the same net in NNX, and as a plain function: every method runs, and as one
+    network they give the same maps."""
+    v, x, ref = user
+    if kind == "linen":
+        return  # checked by the fixture itself
+    names = list(METHODS)
+    if kind == "nnx":
+        model = variables = nnx_from_linen(v)
+    else:  # no named layers: the CAM family and FullGrad refuse clearly
+        model, variables = function_from_linen(v), None
+        for name in LAYERED:
+            with pytest.raises(LayerError, match="plain function"):
+                METHODS[name](model, None, x)
+        names = [m for m in names if m not in LAYERED]
+    res = _check_all_methods(model, variables, x, names)
+    for name in names:
+        np.testing.assert_allclose(res[name].maps, ref[name].maps, rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(ref[name].maps).max()), err_msg=name)
+
+
+def test_layers_by_module_path_on_a_user_network(user):
+    from jaxviz import taps
+    from jaxviz.attribution import Unit, grad_cam
+
+    v, x, _ = user
+    names = taps.layer_names(UserNet(), v, INPUT)
+    assert names[:4] == ["stem", "block.conv", "block.bn", "block.conv2"] and "block" in names and "head" in names
+    assert taps.default_cam_layer(UserNet(), v, INPUT) == "top"
+    m = grad_cam(UserNet(), v, x, Unit("top", 2), layer="block")
+    assert m.maps.shape == (3, *INPUT[:2]) and np.all(np.asarray(m.index) == 2)
+    with pytest.raises(LayerError, match="Did you mean block.conv"):
+        grad_cam(UserNet(), v, x, layer="block.conv3")
