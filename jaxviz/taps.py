@@ -181,12 +181,28 @@ def layer_shapes(net, variables, input_shape: Sequence[int], dtype=jnp.float32) 
 
 def modules_of(net, variables, input_shape: Sequence[int], dtype=jnp.float32) -> dict[str, tuple[object, tuple]]:
     """`{path: (module object, output shape for one image)}` for every layer (attributes such as a
-    BatchNorm's `epsilon` are read from the module objects)."""
-    net = as_net(net)
-    found: dict = {}
-    x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
-    acts = jax.eval_shape(lambda v, x: raw_run(net, v, x, ALL, modules=found)[1], variables, x)
-    return {k: (m, tuple(acts[k].shape[1:])) for k, m in found.items() if k in acts}
+    BatchNorm's `epsilon` are read from the module objects). Cached per model and shapes: methods
+    ask for it while they are traced, and a trace of a deep net takes seconds."""
+    net = as_net(net).with_rules(None)
+    variables = as_variables(net, variables)
+    key = (net, shape_key(variables), tuple(input_shape), jnp.dtype(dtype).name)
+    if key not in _MODULES:
+        found: dict = {}
+        x = jax.ShapeDtypeStruct((1, *input_shape), dtype)
+        acts = jax.eval_shape(lambda v, x: raw_run(net, v, x, ALL, modules=found)[1], variables, x)
+        if len(_MODULES) >= 64:
+            _MODULES.pop(next(iter(_MODULES)))
+        _MODULES[key] = {k: (m, tuple(acts[k].shape[1:])) for k, m in found.items() if k in acts}
+    return _MODULES[key]
+
+
+_MODULES: dict = {}
+
+
+def shape_key(tree) -> tuple:
+    """A hashable key of a pytree's structure, shapes and dtypes (what a trace depends on)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((tuple(np.shape(a)), str(getattr(a, "dtype", type(a)))) for a in leaves)
 
 
 def layer_names(net, variables, input_shape: Sequence[int], dtype=jnp.float32) -> list[str]:

@@ -50,6 +50,7 @@ class AlexNet(nn.Module):
     """`(N, H, W, 3)` -> logits `(N, num_classes)`."""
 
     cam_layer = "features"  # where the CAM family looks by default (`taps.default_cam_layer`)
+    head = "other"  # flatten → dense: CAM refuses (use grad_cam)
 
     num_classes: int = 1000
     act: Callable[[jax.Array], jax.Array] = nn.relu

@@ -96,6 +96,7 @@ class ResNet(nn.Module):
     """`(N, H, W, 3)` -> logits `(N, num_classes)`; `blocks` per stage, basic or bottleneck blocks."""
 
     cam_layer = "layer4"  # where the CAM family looks by default (`taps.default_cam_layer`)
+    head = "gap"  # global average pool → fc: CAM applies
 
     blocks: tuple[int, int, int, int] = (2, 2, 2, 2)
     bottleneck: bool = False

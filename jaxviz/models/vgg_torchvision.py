@@ -65,6 +65,7 @@ class TorchvisionVGG(nn.Module):
     """torchvision's `VGG(make_layers(cfg, batch_norm))`: `(N, H, W, 3)` -> logits `(N, num_classes)`."""
 
     cam_layer = "features"  # where the CAM family looks by default (`taps.default_cam_layer`)
+    head = "other"  # flatten → dense: CAM refuses (use grad_cam)
 
     cfg: tuple[int | str, ...] = CFGS["A"]
     batch_norm: bool = False

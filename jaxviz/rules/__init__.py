@@ -31,12 +31,26 @@ def with_rule(model, rule, layers=None) -> Net:
     return as_net(model).with_rules(on_layers(rule, layers))
 
 
+def relu_sites(net: Net, variables, x) -> list[Site]:
+    """The ReLU sites of a model's program for inputs like `x` (cached per model and shapes)."""
+    from ..taps import run, shape_key
+
+    plain = net.with_rules(None)
+    key = (plain, shape_key(variables), shape_key(x))
+    if key not in _RELU_SITES:
+        found = sites(lambda v, x: run(plain, v, x)[0], variables, x)
+        if len(_RELU_SITES) >= 64:
+            _RELU_SITES.pop(next(iter(_RELU_SITES)))
+        _RELU_SITES[key] = [s for s, _ in found if s.kind == "relu"]
+    return _RELU_SITES[key]
+
+
+_RELU_SITES: dict = {}
+
+
 def check_applies(net: Net, variables, x, what: str) -> None:
     """Refuse a ReLU rule for a model with no ReLU where it points (it would change nothing silently)."""
-    from ..taps import run
-
-    found = sites(lambda v, x: run(net.with_rules(None), v, x)[0], variables, x)
-    relus = [s for s, _ in found if s.kind == "relu"]
+    relus = relu_sites(net, variables, x)
     if not relus:
         raise ValueError(f"{net.name} has no ReLU: ReLU backward rules ({what}) do not apply; use saliency, "
                          f"gradient_x_input, smoothgrad, integrated_gradients or occlusion")
@@ -48,4 +62,4 @@ def check_applies(net: Net, variables, x, what: str) -> None:
 
 __all__ = ["RULES", "Composite", "First", "Kind", "Path", "ReluRule", "Site", "SpreadMaxPool", "Where", "apply_rules",
            "as_composite", "backprop_relu", "check_applies", "composite", "deconvnet_relu", "guided_relu",
-           "on_layers", "relu_rule", "sites", "spread_max_pool", "with_rule"]
+           "on_layers", "relu_rule", "relu_sites", "sites", "spread_max_pool", "with_rule"]
