@@ -1,8 +1,9 @@
 """Activations and gradients at any named layer of any linen or NNX module.
 
-    out, acts = run(net, variables, x, capture=("layer4",))          # logits and layer4's output
-    a, da, out = layer_gradient(net, variables, x, "layer4", ct_fn)  # A, ∂y/∂A at layer4, logits
-    layer_table(net, variables, (224, 224, 3))                       # every layer: path, shape
+    out, acts = run(net, variables, x, capture=("layer4",))        # logits and layer4's output
+    acts, grads, out = layer_gradient(net, variables, x, ["layer4"], seed)  # A and ∂y/∂A, seed(out) → ct
+    run(net, variables, x, replace={"layer4": a})                  # the net from layer4's output on
+    layer_table(net, variables, (224, 224, 3))                     # every layer: path, kind, shape
 
 A layer is a module path with dots (`features.28`, `layer4.2.conv3`; see `core`). While the
 model runs, every submodule's `__call__` is intercepted (linen: `nn.intercept_methods`; NNX: the
