@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -28,3 +29,12 @@ def tiny_vgg():
     model = VGG(blocks=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), hidden=64, num_classes=7)
     params = model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)))["params"]
     return model, params
+
+
+@pytest.fixture
+def weights_dir(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty weights folder for this test (`JAXVIZ_WEIGHTS_DIR`)."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("JAXVIZ_WEIGHTS_DIR", str(folder))
+    return folder

@@ -47,11 +47,9 @@ VGG16_BLOCKS, VGG19_BLOCKS = reference.VGG16_BLOCKS, reference.VGG19_BLOCKS
 
 
 @pytest.fixture(autouse=True)
-def weights_dir(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    monkeypatch.setenv("JAXVIZ_WEIGHTS_DIR", str(folder))
-    return folder
+def _own_weights_dir(weights_dir) -> Path:
+    """Every test here reads and writes a fresh weights folder (the shared `weights_dir` fixture)."""
+    return weights_dir
 
 
 # --- random weights in each source layout --------------------------------------------------

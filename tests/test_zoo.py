@@ -55,11 +55,9 @@ REPO_MANIFEST = Path(jaxviz.__file__).resolve().parents[1] / "weights" / "manife
 
 
 @pytest.fixture(autouse=True)
-def weights_dir(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "weights"
-    folder.mkdir()
-    monkeypatch.setenv("JAXVIZ_WEIGHTS_DIR", str(folder))
-    return folder
+def _own_weights_dir(weights_dir) -> Path:
+    """Every test here reads and writes a fresh weights folder (the shared `weights_dir` fixture)."""
+    return weights_dir
 
 
 def _no_fingerprint(variables, arch, include_top, num_classes):
