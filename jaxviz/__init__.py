@@ -1,5 +1,9 @@
 """jaxviz: explain convolutional networks with JAX/Flax. Public API (re-exports only)."""
 
+from ._xla import add_cpu_flags
+
+add_cpu_flags()  # before anything below can start a JAX backend
+
 from .attribution import METHODS, Top, Unit
 from .core import Attribution, LayerError, Net, as_net
 from .models import build

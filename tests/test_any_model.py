@@ -27,6 +27,13 @@ except ImportError:
     from user_models import INPUT, UserNet, function_from_linen, nnx_from_linen, user_variables
 
 OPTIONS = {"n": 2, "steps": 3, "patch": 16, "stride": 16, "chunk": None}
+# How far float32 rounding alone moves a map (relative to its max) when XLA:CPU's convolutions see an
+# image at another batch position. The deconvnet and guided rules (a ReLU of the backward signal) turn
+# rounding into sign flips: on GoogLeNet the batch-order differences are 0.40% (deconvnet) and 0.068%
+# (guided), as large as float32 against float64 on the same weights (0.39%, 0.068%). FullGrad
+# min-max-normalizes each bias-gradient map, nearly constant ones included: 2.5% both ways. Mixing
+# images up would differ by O(1).
+ROUNDING = {**dict.fromkeys(("deconvnet", "guided_backprop", "guided_grad_cam"), 1e-2), "fullgrad": 5e-2}
 LAYERED = ("cam", "cam_gmp", "grad_cam", "guided_grad_cam", "grad_cam_pp", "score_cam", "layer_cam", "fullgrad")
 # the smallest input each architecture takes (AlexNet's and GoogLeNet's stems need 63+ pixels)
 ZOO_INPUT = {"alexnet": 64, "googlenet": 64, "squeezenet1_0": 64, "squeezenet1_1": 64}
@@ -48,7 +55,7 @@ def _check_all_methods(model, variables, x, names):
         assert a.shape[0] == n and np.all(np.isfinite(a)), name
         assert a.shape[1:3] == x.shape[1:3], name
         scale = max(np.abs(a).max(), 1e-30)
-        assert np.abs(a - b).max() <= 1e-4 * scale, f"{name}: maps depend on the batch"
+        assert np.abs(a - b).max() <= ROUNDING.get(name, 1e-4) * scale, f"{name}: maps depend on the batch"
         np.testing.assert_array_equal(first[name].index, np.asarray(second[name].index)[rev])
     return first
 

@@ -15,7 +15,7 @@ from jaxviz.attribution.fused import (
 )
 from jaxviz.bench import random_params
 from jaxviz.models import VGG, ShapesNet
-from jaxviz.models.base import max_pool_vjp
+from jaxviz.models import pool
 
 TOL = 1e-5  # max |fused − alone| ≤ TOL · max |alone|: the same operations, in the same order
 
@@ -157,11 +157,25 @@ def test_bfloat16_bundle_returns_float32_close_to_float32(shapes_he):
         assert np.corrcoef(a, b)[0, 1] > 0.9, name
 
 
-@pytest.mark.parametrize("shape,w", [((2, 8, 8, 3), 2), ((2, 7, 11, 2), 3)])
-def test_max_pool_vjp_equals_select_and_scatter_with_ties(shape, w):
-    import flax.linen as nn
+@pytest.mark.parametrize("shape,window,strides,padding", [
+    ((2, 8, 8, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),      # VGG's pools: windows tile the input
+    ((2, 7, 11, 2), (3, 3), (3, 3), ((0, 0), (0, 0))),     # trailing rows and columns no window reads
+    ((2, 15, 16, 2), (3, 3), (2, 2), ((1, 1), (1, 2))),    # ResNet's stem pool: overlapping, padded
+    ((1, 9, 9, 2), (3, 3), (1, 1), ((1, 1), (1, 1)))])     # GoogLeNet's stride-1 branch pool
+def test_max_pool_vjp_equals_select_and_scatter_with_ties(shape, window, strides, padding):
+    """The fast backward sends each window's cotangent where XLA's select-and-scatter does: bit for
+    bit where windows tile the input, up to the order of the sums where they overlap."""
+    from jax import lax
 
     x = jnp.round(jnp.maximum(jax.random.normal(jax.random.key(0), shape), 0) * 2) / 2  # many tied windows
-    g = jax.random.normal(jax.random.key(1), (shape[0], shape[1] // w, shape[2] // w, shape[3]))
-    (want,) = jax.vjp(lambda x: nn.max_pool(x, (w, w), strides=(w, w)), x)[1](g)
-    np.testing.assert_array_equal(max_pool_vjp(x, g, w), want)
+    pads = ((0, 0), *padding, (0, 0))
+    y = lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads)
+    np.testing.assert_array_equal(pool.max_pool(x, window, strides, padding), y)
+    g = jax.random.normal(jax.random.key(1), y.shape)
+    (want,) = jax.vjp(lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads),
+                      x)[1](g)
+    (got,) = jax.vjp(lambda x: pool.max_pool(x, window, strides, padding), x)[1](g)
+    if window == strides:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

@@ -145,7 +145,7 @@ def test_occlusion_matches_loop(shapesnet, x):
     want = ref.occlusion(model, params, x, CLASSES, 8, 5, fill)
     np.testing.assert_allclose(maps, want, rtol=1e-4, atol=1e-6)
     whole, _, _, _ = occlusion(model, params, x, CLASSES, patch=8, stride=5, fill=fill, chunk=None)
-    np.testing.assert_allclose(whole, maps, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(whole, maps, rtol=1e-5, atol=1e-7)  # other batch shapes: other conv rounding
     raw, _, _, _ = occlusion(model, params, x, CLASSES, patch=8, stride=5, fill=fill, prob=False, chunk=None)
     np.testing.assert_allclose(raw, ref.occlusion(model, params, x, CLASSES, 8, 5, fill, prob=False),
                                rtol=1e-4, atol=1e-5)

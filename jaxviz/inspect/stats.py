@@ -137,9 +137,7 @@ def activation_stats(lm, dataset, layers: Sequence[str] | None = None, *, batch_
     One pass over `dataset` (display-space images, normalized with `lm.preprocessing`); each
     batch runs the net up to the deepest layer and is reduced on device.
     """
-    from ..taps import activations
-
-    from ..taps import feature_layers
+    from ..taps import activations, feature_layers
 
     model = lm.model
     if layers is None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
+
+from . import pool
 
 BN_EPSILON = 1e-5  # torch.nn.BatchNorm2d's default eps
 
@@ -49,15 +50,15 @@ def max_pool2d(x: jax.Array, kernel: int, stride: int | None = None, padding: in
                ceil_mode: bool = False) -> jax.Array:
     """`torch.nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil_mode)` of `(N, H, W, C)`.
 
-    Padding (and the overhang of a ceil-mode window) is -inf, so it never wins a max, as in torch.
+    Padding (and the overhang of a ceil-mode window) is -inf, so it never wins a max, as in torch;
+    the backward is `pool.max_pool`'s.
     """
     stride = stride or kernel
     pads = [(0, 0)]
     for size in x.shape[1:3]:
         out = _pool_out(size, kernel, stride, padding, ceil_mode)
         pads.append((padding, (out - 1) * stride + kernel - size - padding))
-    pads.append((0, 0))
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, kernel, kernel, 1), (1, stride, stride, 1), pads)
+    return pool.max_pool(x, (kernel, kernel), (stride, stride), tuple(pads[1:]))
 
 
 def avg_pool2d(x: jax.Array, kernel: int, stride: int | None = None) -> jax.Array:
