@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = wsub.add_parser("fetch", help="download known weights (needs a network) and port them")
     q.add_argument("name")
     q.add_argument("--force", action="store_true", help="download again even if present")
-    q = wsub.add_parser("port", help="convert a file you have (torchvision .pth, safetensors, Keras .h5)")
+    q = wsub.add_parser("port", help="convert a file you have (torchvision .pth, safetensors, Keras .h5, "
+                                     ".weights.h5 or .keras, a KerasHub preset folder)")
     q.add_argument("file")
     q.add_argument("--arch", required=True, help="architecture the file holds: vgg16, vgg19, resnet50, squeezenet1_0, ... (`jaxviz models` lists them)")
     q.add_argument("--name", help="name of the ported weights (default: from the file name)")

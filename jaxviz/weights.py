@@ -2,7 +2,8 @@
 
     fetch(name)          download the source file named in weights/manifest.json, then port it
     port(file, arch)     torchvision .pth / safetensors (torchvision layout, every zoo arch; timm
-                         layout, VGG16/19) / Keras HDF5 (VGG16/19) -> weights_dir()/NAME.safetensors
+                         layout, VGG16/19) / Keras 2 HDF5, Keras 3 .weights.h5 or .keras, KerasHub
+                         preset folder (VGG16/19) -> weights_dir()/NAME.safetensors
     verify(name_or_path) source checksum, tensor shapes, stored forward-pass fingerprint
     load_variables(path) -> (variables, meta): `{"params": ..., "batch_stats": ...}` for `model.apply`
     load_weights(path)   -> (params, meta); resolve(name_or_path) -> Path; list_weights()
@@ -152,12 +153,14 @@ def _write_atomic(path: Path, write) -> None:
 
 
 def _file_digests(path: Path, md5: bool = True) -> dict[str, str]:
-    """sha256 (and md5) of a file, in one pass."""
+    """sha256 (and md5) of a file, in one pass; of a folder (a KerasHub preset), of its files'
+    bytes one after the other in name order."""
     hashes = {"sha256": hashlib.sha256(), **({"md5": hashlib.md5()} if md5 else {})}
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            for h in hashes.values():
-                h.update(chunk)
+    for file in sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]:
+        with open(file, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                for h in hashes.values():
+                    h.update(chunk)
     return {name: h.hexdigest() for name, h in hashes.items()}
 
 
@@ -486,6 +489,11 @@ def _torch_or_none():
 
 
 def _guess_format(path: Path) -> str:
+    if path.is_dir():
+        if _keras_hub_preset(path):
+            return "keras"
+        raise WeightsError(f"{path}: a folder, but not a KerasHub preset (no model.weights.h5 beside a "
+                           f"config.json); port a weights file, or the preset folder itself")
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
@@ -500,16 +508,15 @@ def _guess_format(path: Path) -> str:
             raise WeightsError(f"{path}: a damaged zip file ({e}): the download is incomplete or corrupt") from e
         if any(n.endswith("data.pkl") for n in names):
             return "torch"
-        if "model.weights.h5" in names:
-            raise WeightsError(f"{path}: a Keras 3 `.keras` archive; save the model's weights in the Keras 2 "
-                               f"HDF5 format (model.save_weights('x.h5') with Keras 2) and port that")
+        if "config.json" in names or "model.weights.h5" in names:
+            return "keras"  # a Keras 3 `.keras` archive
     elif head[:1] == b"\x80":
         return "torch"
     elif len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
         return "safetensors"
     raise WeightsError(f"{path}: unknown weights format (suffix {path.suffix!r}); port reads torch.save "
-                       f"checkpoints (.pth/.pt), safetensors and Keras HDF5 (.h5): pass fmt= one of {FORMATS} "
-                       f"if the file is one of those")
+                       f"checkpoints (.pth/.pt), safetensors, Keras HDF5 (.h5, .weights.h5), Keras 3 archives "
+                       f"(.keras) and KerasHub preset folders: pass fmt= one of {FORMATS} if the file is one of those")
 
 
 def _read_torch(path: Path) -> dict[str, np.ndarray]:
@@ -586,32 +593,210 @@ def _keras_role(weight_name: str, index: int, ndim: int) -> str:
     return "kernel" if ndim > 1 else "bias"
 
 
-def _read_keras(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors keyed `"layer/kernel"`, `"layer/bias"` in the file's layer order, and each key's dataset path."""
+@dataclass(frozen=True)
+class _KerasSource:
+    """What a Keras file says about itself, beyond its tensors."""
+
+    version: str  # "2" | "3"
+    layout: str  # "keras.applications" | "keras_hub"
+    preprocessing: str  # a jaxviz preset name
+    preprocessing_from: str  # where that came from, for the ported file's metadata
+
+
+_KERAS_HUB_REPEATS = {(2, 2, 3, 3, 3): "vgg16", (2, 2, 4, 4, 4): "vgg19"}
+_KERAS_SKIP = ("optimizer", "preprocessor")  # groups of a Keras 3 weights file that hold no model weights
+
+
+def _h5py(path: Path):
     try:
         import h5py
     except ImportError:
         raise WeightsError(f"{path}: reading Keras HDF5 needs h5py: pip install h5py") from None
-    tensors, origin = {}, {}
+    return h5py
+
+
+def _read_keras(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], _KerasSource]:
+    """Tensors keyed `"layer/kernel"`, `"layer/bias"`, each key's place in the file, and the source's
+    facts — from a Keras 2 HDF5 file, a Keras 3 `.weights.h5`, a `.keras` archive or a KerasHub preset."""
+    import zipfile
+
+    if path.is_dir():
+        return _read_keras_hub_preset(path)
+    if zipfile.is_zipfile(path):
+        return _read_keras_archive(path)
+    return _read_keras_h5(path, path, config=None)
+
+
+def _open_h5(file, where: Path | str):
     try:
-        f = h5py.File(path, "r")
+        return _h5py(Path(str(where))).File(file, "r")
     except OSError as e:
-        raise WeightsError(f"{path}: HDF5 cannot open it ({e}): the file is incomplete or corrupt") from e
-    with f:
+        raise WeightsError(f"{where}: HDF5 cannot open it ({e}): the file is incomplete or corrupt") from e
+
+
+def _read_keras_h5(file, where: Path | str, config: dict | None, converter: dict | None = None):
+    """One HDF5 weights file (a path or a file object); `config`: the model's Keras config, when known."""
+    with _open_h5(file, where) as f:
         group = f["model_weights"] if "model_weights" in f else f
         layer_names = _h5_strings(group.attrs, "layer_names")
-        if layer_names is None:
-            raise WeightsError(f"{path}: an HDF5 file without a `layer_names` attribute: not a Keras 2 weights file "
-                               f"(Keras 3 `.weights.h5` files are not supported)")
-        for lname in layer_names:
-            lgroup = group[lname]
-            for i, wname in enumerate(_h5_strings(lgroup.attrs, "weight_names") or []):
-                array = np.asarray(lgroup[wname])
-                key = f"{lname}/{_keras_role(wname, i, array.ndim)}"
-                if key in tensors:
-                    raise WeightsError(f"{path}: layer {lname} has two tensors read as {key}; not a VGG weights file")
-                tensors[key], origin[key] = array, f"{lname}/{wname}"
+        if layer_names is not None:
+            tensors, origin = _keras2_tensors(group, layer_names, where)
+            return tensors, origin, _KerasSource("2", "keras.applications", "caffe", "Keras VGG weights (Caffe)")
+        if "layers" not in f:
+            raise WeightsError(f"{where}: an HDF5 file with neither Keras 2's `layer_names` attribute nor Keras 3's "
+                               f"`layers` group: not a Keras weights file")
+        tensors, origin = _keras3_tensors(f, where)
+        root = f["vars"].attrs.get("name", b"") if "vars" in f else b""
+        root = root.decode("utf8") if isinstance(root, bytes) else str(root)
+    # KerasHub: a backbone nested in a task, KerasHub's model names, its registered config, or its conv head
+    hub = (any("vgg_backbone/" in o for o in origin.values()) or root in ("vgg_backbone", "vgg_image_classifier")
+           or str((config or {}).get("registered_name") or "").startswith("keras_hub>")
+           or np.ndim(tensors.get("fc1/kernel")) == 4)
+    if not hub:
+        return tensors, origin, _KerasSource("3", "keras.applications", "caffe", "keras.applications VGG (Caffe)")
+    for layer in ("fc1", "fc2"):  # KerasHub's avg-pool head: 7x7 and 1x1 convolutions = fc1, fc2 at 224x224
+        if np.ndim(tensors.get(f"{layer}/kernel")) == 4:
+            k = tensors[f"{layer}/kernel"]
+            tensors[f"{layer}/kernel"] = k.reshape(-1, k.shape[-1])  # (H, W, C) rows, Keras's flatten order
+    return (tensors, origin, _KerasSource("3", "keras_hub", *_keras_hub_preprocessing(converter, where)))
+
+
+def _keras2_tensors(group, layer_names: list[str], where) -> tuple[dict, dict]:
+    tensors, origin = {}, {}
+    for lname in layer_names:
+        lgroup = group[lname]
+        for i, wname in enumerate(_h5_strings(lgroup.attrs, "weight_names") or []):
+            array = np.asarray(lgroup[wname])
+            key = f"{lname}/{_keras_role(wname, i, array.ndim)}"
+            if key in tensors:
+                raise WeightsError(f"{where}: layer {lname} has two tensors read as {key}; not a VGG weights file")
+            tensors[key], origin[key] = array, f"{lname}/{wname}"
     return tensors, origin
+
+
+def _keras3_tensors(f, where) -> tuple[dict, dict]:
+    """Keras 3 stores a layer's variables as `.../<attribute path>/vars/0, 1, ...`, the layer's name
+    in the `vars` group's `name` attribute (`layers/conv2d_3/vars` is `block2_conv2`)."""
+    import h5py
+
+    tensors, origin = {}, {}
+
+    def visit(name: str, obj) -> None:
+        if not isinstance(obj, h5py.Group) or not name.endswith("vars") or name.split("/")[0] in _KERAS_SKIP:
+            return
+        parts = sorted((int(k), k) for k in obj if k.isdigit())
+        layer = obj.attrs.get("name", name.split("/")[-2] if "/" in name else name)
+        layer = layer.decode("utf8") if isinstance(layer, bytes) else str(layer)
+        for i, k in parts:
+            array = np.asarray(obj[k])
+            key = f"{layer}/{_keras_role(k, i, array.ndim)}"
+            if key in tensors:
+                raise WeightsError(f"{where}: two layers named {layer} ({origin[key]} and {name}/{k}); not a VGG "
+                                   f"weights file")
+            tensors[key], origin[key] = array, f"{name}/{k}"
+
+    f.visititems(visit)
+    return tensors, origin
+
+
+def _keras_hub_preprocessing(converter: dict | None, where) -> tuple[str, str]:
+    """(preset name, provenance) for a KerasHub image converter's `scale`/`offset` (model input =
+    pixel in [0, 255] * scale + offset)."""
+    from .data.preprocess import TORCHVISION
+
+    if converter is None:
+        return "torchvision", ("KerasHub's VGG presets are timm's torchvision weights (the file has no image "
+                               "converter)")
+    scale, offset = converter.get("scale"), converter.get("offset")
+    scale3 = np.broadcast_to(np.asarray(1.0 if scale is None else scale, float), (3,))
+    offset3 = np.broadcast_to(np.asarray(0.0 if offset is None else offset, float), (3,))
+    std, mean = 1 / (255 * scale3), -offset3 / (255 * scale3)  # as (pixel/255 - mean) / std
+    told = f"its image converter: scale={scale}, offset={offset}"
+    if np.allclose(std, TORCHVISION.std, rtol=1e-4) and np.allclose(mean, TORCHVISION.mean, rtol=1e-4):
+        return "torchvision", told
+    if np.allclose(std, 1.0) and np.allclose(mean, 0.0):
+        return "unit", told
+    raise WeightsError(f"{where}: {told}, which is none of jaxviz's preprocessings (torchvision: ImageNet mean/std "
+                       f"of [0, 1] pixels; unit: pixels / 255); port the weights file alone to assume torchvision's")
+
+
+def _keras_hub_preset(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.weights.h5").is_file()
+
+
+def _json_member(read, name: str, where) -> dict | None:
+    try:
+        raw = read(name)
+    except (KeyError, FileNotFoundError):
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise WeightsError(f"{where}: {name} is not readable JSON ({e})") from e
+
+
+def _converter_config(config: dict | None) -> dict | None:
+    """The image converter's config inside a KerasHub task or preprocessor config, if any."""
+    while isinstance(config, dict):
+        cfg = config.get("config", {})
+        if "scale" in cfg or "offset" in cfg:
+            return cfg
+        config = cfg.get("preprocessor") or cfg.get("image_converter")
+    return None
+
+
+def _check_keras_hub_backbone(config: dict | None, where) -> None:
+    """A KerasHub VGGBackbone config must describe VGG16 or VGG19 (the tensors are checked against --arch)."""
+    if not config or config.get("class_name") != "VGGBackbone":
+        return
+    repeats = tuple(config.get("config", {}).get("stackwise_num_repeats") or ())
+    if repeats not in _KERAS_HUB_REPEATS:
+        raise WeightsError(f"{where}: a KerasHub VGGBackbone with stackwise_num_repeats={list(repeats)}: port reads "
+                           f"VGG16 [2, 2, 3, 3, 3] and VGG19 [2, 2, 4, 4, 4]")
+
+
+def _read_keras_archive(path: Path):
+    """A `.keras` zip: `config.json` (the model) and `model.weights.h5` (its variables)."""
+    import io
+    import zipfile
+
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        raise WeightsError(f"{path}: a damaged zip file ({e}): the download is incomplete or corrupt") from e
+    with zf:
+        names = zf.namelist()
+        for member in ("config.json", "model.weights.h5"):
+            if member not in names:
+                raise WeightsError(f"{path}: a .keras archive without {member} (it has {', '.join(names) or 'nothing'})"
+                                   f"; save it again with model.save('x.keras')")
+        config = _json_member(zf.read, "config.json", f"{path}")
+        try:
+            data = zf.read("model.weights.h5")
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise WeightsError(f"{path}: cannot read model.weights.h5 from the archive ({e})") from e
+    backbone = (config or {}).get("config", {}).get("backbone", config)
+    _check_keras_hub_backbone(backbone, path)
+    return _read_keras_h5(io.BytesIO(data), f"{path}[model.weights.h5]", config, _converter_config(config))
+
+
+def _read_keras_hub_preset(folder: Path):
+    """A KerasHub preset folder: `config.json` (the backbone), `model.weights.h5` (its weights),
+    `task.json` + `task.weights.h5` (the classifier head, when saved), and the image converter."""
+    read = lambda name: (folder / name).read_bytes()  # noqa: E731
+    config = _json_member(read, "config.json", folder)
+    _check_keras_hub_backbone(config, folder)
+    converter = None
+    for name in ("image_converter.json", "preprocessor.json", "task.json"):
+        converter = converter or _converter_config(_json_member(read, name, folder))
+    tensors, origin, source = _read_keras_h5(folder / "model.weights.h5", folder / "model.weights.h5",
+                                             {"registered_name": "keras_hub>"}, converter)
+    if (folder / "task.weights.h5").is_file():
+        head, head_origin, _ = _read_keras_h5(folder / "task.weights.h5", folder / "task.weights.h5",
+                                              {"registered_name": "keras_hub>"}, converter)
+        tensors.update({k: v for k, v in head.items() if k not in tensors})
+        origin.update({k: f"task.weights.h5:{v}" for k, v in head_origin.items() if k not in origin})
+    return tensors, origin, source
 
 
 # --- source layouts -------------------------------------------------------------------------
@@ -798,13 +983,13 @@ def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Pat
     return params, include_top, num_classes
 
 
-def _read_tensors(src: Path, fmt: str) -> tuple[dict[str, np.ndarray], str, dict[str, str]]:
-    """(tensors keyed by source name, layout, HDF5 dataset path per key)."""
+def _read_tensors(src: Path, fmt: str) -> tuple[dict[str, np.ndarray], str, dict[str, str], _KerasSource | None]:
+    """(tensors keyed by source name, layout, HDF5 dataset path per key, what a Keras source says)."""
     if fmt == "keras":
-        tensors, origin = _read_keras(src)
-        return tensors, "keras", origin
+        tensors, origin, source = _read_keras(src)
+        return tensors, "keras", origin, source
     tensors = _read_torch(src) if fmt == "torch" else _read_safetensors(src)
-    return tensors, _detect_layout(tensors, src), {}
+    return tensors, _detect_layout(tensors, src), {}, None
 
 
 # --- torchvision layout: every zoo architecture, by module path -----------------------------
@@ -1039,7 +1224,8 @@ def port(src: str | Path, arch: str, *, out: str | Path | None = None, fmt: str 
     Args:
       src: a torch.save state dict (.pth/.pt; read with torch.load(weights_only=True) when torch
         is installed, else with a restricted reader that unpickles nothing but tensors), a
-        safetensors file in torchvision or timm layout, or a Keras HDF5 weights file (top or notop).
+        safetensors file in torchvision or timm layout, or a Keras VGG (top or notop): Keras 2 HDF5, Keras 3
+        `.weights.h5`, a `.keras` archive, or a KerasHub preset folder.
       arch: "vgg16" or "vgg19" (every layout), or one of the torchvision-layout architectures
         (alexnet, vgg11[_bn], vgg13[_bn], vgg16_bn, vgg19_bn, squeezenet1_0/1_1, resnet18/34/50/101/152,
         googlenet, densenet121) from a torchvision state dict (.pth or safetensors).
@@ -1058,18 +1244,24 @@ def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | 
     if arch not in _PORTABLE:
         raise WeightsError(f"port reads torchvision-layout weights of {', '.join(_PORTABLE)} (timm and Keras "
                            f"layouts: VGG weights only, {', '.join(_VGG_ARCHS)}), not arch={arch!r}")
-    if not src.is_file():
-        raise WeightsError(f"{src}: no such file to port")
+    if not (src.is_file() or (src.is_dir() and _keras_hub_preset(src))):
+        raise WeightsError(f"{src}: no such file to port" + (" (a folder, but not a KerasHub preset: no "
+                                                              "config.json and model.weights.h5)" if src.is_dir() else ""))
     if fmt is None:
         fmt = _guess_format(src)
     fmt = {"pth": "torch", "pt": "torch", "h5": "keras", "hdf5": "keras"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise WeightsError(f"unknown fmt={fmt!r} for {src}; one of {FORMATS}")
     extra: dict[str, Any] = {}
+    preprocessing = "torchvision"
     if arch in _VGG_ARCHS:
-        tensors, layout, where = _read_tensors(src, fmt)
+        tensors, layout, where, keras = _read_tensors(src, fmt)
         params, include_top, num_classes = _to_params(tensors, layout, arch, src, where)
         variables = {PARAMS: params}
+        if keras is not None:
+            preprocessing = keras.preprocessing
+            extra.update(source_keras=f"Keras {keras.version}, {keras.layout} layout",
+                         preprocessing_from=keras.preprocessing_from)
     else:
         if fmt == "keras":
             raise WeightsError(f"{src}: Keras files are ported for {', '.join(_VGG_ARCHS)} only; {arch} ports from "
@@ -1096,7 +1288,7 @@ def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | 
     out = Path(out) if out is not None else weights_dir() / f"{name}.safetensors"
     meta = {
         "arch": arch, "name": name,
-        "preprocessing": "caffe" if layout == "keras" else "torchvision",
+        "preprocessing": preprocessing,
         "source": origin or str(src.resolve()), "source_file": str(src.resolve()),
         "source_sha256": digests["sha256"], "source_format": fmt, "source_layout": layout,
         "include_top": include_top, "num_classes": num_classes, **extra,

@@ -446,9 +446,9 @@ def test_pure_reader_legacy_storage_views_match_torch_load(tmp_path):
 
 
 def test_port_without_torch_reads_the_same_tensors(pth_file, monkeypatch):
-    with_torch, layout, _ = weights._read_tensors(pth_file, "torch")
+    with_torch, layout, _, _ = weights._read_tensors(pth_file, "torch")
     monkeypatch.setattr(weights, "_torch_or_none", lambda: None)
-    without, layout2, _ = weights._read_tensors(pth_file, "torch")
+    without, layout2, _, _ = weights._read_tensors(pth_file, "torch")
     assert (layout, layout2) == ("torchvision", "torchvision") and list(with_torch) == list(without)
     for key in with_torch:
         np.testing.assert_array_equal(with_torch[key], without[key], err_msg=key)
