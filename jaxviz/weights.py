@@ -603,15 +603,15 @@ class _KerasSource:
     preprocessing_from: str  # where that came from, for the ported file's metadata
 
 
-_KERAS_HUB_REPEATS = {(2, 2, 3, 3, 3): "vgg16", (2, 2, 4, 4, 4): "vgg19"}
+_KERAS_HUB_REPEATS = ((2, 2, 3, 3, 3), (2, 2, 4, 4, 4))  # VGGBackbone's stackwise_num_repeats: VGG16, VGG19
 _KERAS_SKIP = ("optimizer", "preprocessor")  # groups of a Keras 3 weights file that hold no model weights
 
 
-def _h5py(path: Path):
+def _h5py(where: Path | str):
     try:
         import h5py
     except ImportError:
-        raise WeightsError(f"{path}: reading Keras HDF5 needs h5py: pip install h5py") from None
+        raise WeightsError(f"{where}: reading Keras HDF5 needs h5py: pip install h5py") from None
     return h5py
 
 
@@ -624,18 +624,19 @@ def _read_keras(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str], _Ker
         return _read_keras_hub_preset(path)
     if zipfile.is_zipfile(path):
         return _read_keras_archive(path)
-    return _read_keras_h5(path, path, config=None)
+    return _read_keras_h5(path, path)
 
 
 def _open_h5(file, where: Path | str):
     try:
-        return _h5py(Path(str(where))).File(file, "r")
+        return _h5py(where).File(file, "r")
     except OSError as e:
         raise WeightsError(f"{where}: HDF5 cannot open it ({e}): the file is incomplete or corrupt") from e
 
 
-def _read_keras_h5(file, where: Path | str, config: dict | None, converter: dict | None = None):
-    """One HDF5 weights file (a path or a file object); `config`: the model's Keras config, when known."""
+def _read_keras_h5(file, where: Path | str, hub: bool = False, converter: dict | None = None):
+    """One HDF5 weights file (a path or a file object); `hub`: known to be KerasHub's (else told by the
+    file); `converter`: KerasHub's image converter config, when known."""
     with _open_h5(file, where) as f:
         group = f["model_weights"] if "model_weights" in f else f
         layer_names = _h5_strings(group.attrs, "layer_names")
@@ -648,9 +649,8 @@ def _read_keras_h5(file, where: Path | str, config: dict | None, converter: dict
         tensors, origin = _keras3_tensors(f, where)
         root = f["vars"].attrs.get("name", b"") if "vars" in f else b""
         root = root.decode("utf8") if isinstance(root, bytes) else str(root)
-    # KerasHub: a backbone nested in a task, KerasHub's model names, its registered config, or its conv head
-    hub = (any("vgg_backbone/" in o for o in origin.values()) or root in ("vgg_backbone", "vgg_image_classifier")
-           or str((config or {}).get("registered_name") or "").startswith("keras_hub>")
+    # KerasHub: a backbone nested in a task, KerasHub's default model names, or its conv head
+    hub = (hub or any("vgg_backbone/" in o for o in origin.values()) or root in ("vgg_backbone", "vgg_image_classifier")
            or np.ndim(tensors.get("fc1/kernel")) == 4)
     if not hub:
         return tensors, origin, _KerasSource("3", "keras.applications", "caffe", "keras.applications VGG (Caffe)")
@@ -777,7 +777,8 @@ def _read_keras_archive(path: Path):
             raise WeightsError(f"{path}: cannot read model.weights.h5 from the archive ({e})") from e
     backbone = (config or {}).get("config", {}).get("backbone", config)
     _check_keras_hub_backbone(backbone, path)
-    return _read_keras_h5(io.BytesIO(data), f"{path}[model.weights.h5]", config, _converter_config(config))
+    hub = str((config or {}).get("registered_name") or "").startswith("keras_hub>")
+    return _read_keras_h5(io.BytesIO(data), f"{path}[model.weights.h5]", hub, _converter_config(config))
 
 
 def _read_keras_hub_preset(folder: Path):
@@ -789,11 +790,9 @@ def _read_keras_hub_preset(folder: Path):
     converter = None
     for name in ("image_converter.json", "preprocessor.json", "task.json"):
         converter = converter or _converter_config(_json_member(read, name, folder))
-    tensors, origin, source = _read_keras_h5(folder / "model.weights.h5", folder / "model.weights.h5",
-                                             {"registered_name": "keras_hub>"}, converter)
+    tensors, origin, source = _read_keras_h5(folder / "model.weights.h5", folder / "model.weights.h5", True, converter)
     if (folder / "task.weights.h5").is_file():
-        head, head_origin, _ = _read_keras_h5(folder / "task.weights.h5", folder / "task.weights.h5",
-                                              {"registered_name": "keras_hub>"}, converter)
+        head, head_origin, _ = _read_keras_h5(folder / "task.weights.h5", folder / "task.weights.h5", True, converter)
         tensors.update({k: v for k, v in head.items() if k not in tensors})
         origin.update({k: f"task.weights.h5:{v}" for k, v in head_origin.items() if k not in origin})
     return tensors, origin, source
