@@ -1,6 +1,8 @@
 """Shared fixtures: tiny random models (fast on a 2-core CPU) and strict JAX settings."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -12,7 +14,9 @@ from jaxviz.models import VGG, ShapesNet
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # CLI runs turn on the persistent compilation cache: keep it out of the user's home during tests.
-os.environ.setdefault("JAXVIZ_CACHE_DIR", tempfile.mkdtemp(prefix="jaxviz-test-cache-"))
+if "JAXVIZ_CACHE_DIR" not in os.environ:
+    os.environ["JAXVIZ_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxviz-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAXVIZ_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
