@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -162,6 +163,12 @@ def _materialize(obj: Any, path: Path) -> Any:
         last = obj.offset + sum((n - 1) * s for n, s in zip(obj.size, obj.stride))
         if obj.offset < 0 or any(s < 0 for s in obj.stride) or last >= flat.size:
             raise WeightsError(f"{path}: a tensor points outside its storage: the file is corrupt")
+        elements = math.prod(obj.size)
+        if elements > flat.size - obj.offset or any(s == 0 and n > 1 for n, s in zip(obj.size, obj.stride)):
+            # zero or overlapping strides: a few bytes on disk would become `elements` in memory
+            raise WeightsError(f"{path}: a tensor of shape {obj.size} (strides {obj.stride}) repeats the "
+                               f"{flat.size - obj.offset} elements of its storage: weights never do; the file is "
+                               "corrupt or crafted")
         view = np.lib.stride_tricks.as_strided(
             flat[obj.offset:], shape=obj.size, strides=[s * flat.itemsize for s in obj.stride], writeable=False)
         return np.array(view, dtype=flat.dtype.newbyteorder("="), order="C")  # owned; keeps 0-d as 0-d

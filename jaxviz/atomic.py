@@ -29,6 +29,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # writers that recreate the file (safetensors) leave it 0600
         os.replace(tmp, target)
+    except OSError as e:
+        if e.filename is None:  # a failed write() names no file: say which one (disk full, quota)
+            raise OSError(e.errno, e.strerror or str(e), str(target)) from e
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

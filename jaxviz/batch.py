@@ -21,12 +21,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import errno
 import functools
 import glob
 import hashlib
 import json
 import os
 import re
+import stat
+import threading
 import time
 import unicodedata
 import zlib
@@ -44,7 +47,10 @@ from . import plot
 from .atomic import save_npy, write_text
 from .data.images import load_image, save_image
 from .data.preprocess import normalize, resize_and_crop
-from .store import MapStore, StoreFormat
+from .run_identity import (SETTINGS, describe_difference, digest, method_identity, read_settings, run_identity,
+                           write_settings)
+from .runlock import run_lock
+from .store import STORE, MapStore, StoreFormat
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -60,7 +66,7 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 """Suffixes (compared lower-case) picked up from directories and globs."""
 
-RESULTS, ERRORS, SUMMARY = "results.jsonl", "errors.jsonl", "summary.json"
+RESULTS, ERRORS, SUMMARY, CONFIG = "results.jsonl", "errors.jsonl", "summary.json", "config.json"
 RESULTS_GLOB, ERRORS_GLOB = "results*.jsonl", "errors*.jsonl"  # process i of a multi-process run: results.p<i>.jsonl
 OUTPUTS = frozenset({"npy", "png", "store"})
 
@@ -75,7 +81,8 @@ _WINDOWS_RESERVED = frozenset(
 # --------------------------------------------------------------------------- discovery
 
 
-def discover_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+def discover_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Sequence[str | os.PathLike[str]] = (),
+                    log: Callable[[str], Any] | None = None) -> list[Path]:
     """Image files named by `inputs`, in order, each once.
 
     Each input is one of:
@@ -89,7 +96,10 @@ def discover_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
         relative paths relative to the list file's folder.
 
     Paths are returned as given (not resolved); duplicates (the same resolved file) are dropped,
-    keeping the first.
+    keeping the first. Only regular files are images: a FIFO, socket, device, broken link or
+    symlink loop found in a folder or glob is skipped and reported to `log`. Folders in `exclude`
+    (the run's own output folder) and folders that hold a jaxviz run are not searched, so a run
+    never reads its own maps back as inputs.
 
     Raises:
       ValueError: an input or list entry names a path that does not exist (the message names
@@ -100,9 +110,10 @@ def discover_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     if not inputs:
         raise ValueError("no inputs given: pass image files, folders, globs or @list.txt files")
     found: list[Path] = []
+    walk = _Walk(tuple(Path(e).resolve() for e in exclude), log or (lambda _: None))
     for spec in inputs:
-        found.extend(_expand(os.fspath(spec), base=None, lists=()))
-    images = _dedupe(found)
+        found.extend(_expand(os.fspath(spec), base=None, lists=(), walk=walk))
+    images = _dedupe(found, walk.skip)
     if not images:
         searched = ", ".join(repr(os.fspath(s)) for s in inputs)
         suffixes = " ".join(sorted(IMAGE_SUFFIXES))
@@ -110,7 +121,23 @@ def discover_images(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return images
 
 
-def _expand(spec: str, base: Path | None, lists: tuple[Path, ...], where: str = "") -> list[Path]:
+@dataclasses.dataclass
+class _Walk:
+    """What directory walks leave out: excluded folders; `log` hears about skipped entries."""
+
+    exclude: tuple[Path, ...]
+    log: Callable[[str], Any]
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.log(f"skipped {path}: {reason}")
+
+    def searched(self, folder: Path) -> bool:
+        if (folder / ".jaxviz.lock").exists() or all((folder / n).is_file() for n in (RESULTS, SUMMARY)):
+            return False  # a jaxviz run folder
+        return not self.exclude or folder.resolve() not in self.exclude
+
+
+def _expand(spec: str, base: Path | None, lists: tuple[Path, ...], where: str = "", *, walk: _Walk) -> list[Path]:
     """One input (see `discover_images`) → image paths; `base` is a list file's folder."""
     is_list = spec.startswith("@")
     raw = spec[1:] if is_list else spec
@@ -120,17 +147,29 @@ def _expand(spec: str, base: Path | None, lists: tuple[Path, ...], where: str = 
     if is_list or (path.is_file() and path.suffix.lower() == ".txt"):
         if not path.is_file():
             raise ValueError(f"{where}{raw}: list file not found")
-        return _read_list_file(path, lists)
+        return _read_list_file(path, lists, walk)
     if path.is_dir():
-        return _walk_directory(path)
+        return _walk_directory(path, walk)
     if path.is_file():
         return [path]
+    if os.path.lexists(path) and not _GLOB_CHARS.search(raw):
+        raise ValueError(f"{where}{raw}: {_not_regular(path)}, not an image file")
     if _GLOB_CHARS.search(raw):
-        return _expand_glob(str(path))
+        return _expand_glob(str(path), walk)
     raise ValueError(f"{where}{raw}: no such file or directory")
 
 
-def _read_list_file(path: Path, lists: tuple[Path, ...]) -> list[Path]:
+def _not_regular(path: Path) -> str:
+    """Why `path`, which exists as a name, is not a regular file."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        return "a symlink loop" if e.errno == errno.ELOOP else "a broken symbolic link"
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+
+
+def _read_list_file(path: Path, lists: tuple[Path, ...], walk: _Walk) -> list[Path]:
     key = path.resolve()
     if key in lists:
         raise ValueError(f"{path}: list file includes itself (via {' → '.join(map(str, lists))})")
@@ -139,25 +178,35 @@ def _read_list_file(path: Path, lists: tuple[Path, ...]) -> list[Path]:
         for lineno, line in enumerate(f, start=1):
             entry = line.strip()
             if entry and not entry.startswith("#"):
-                found.extend(_expand(entry, path.parent, lists + (key,), where=f"{path}:{lineno}: "))
+                found.extend(_expand(entry, path.parent, lists + (key,), where=f"{path}:{lineno}: ", walk=walk))
     return found
 
 
-def _walk_directory(root: Path) -> list[Path]:
+def _walk_directory(root: Path, walk: _Walk) -> list[Path]:
     found = []
+    if not walk.searched(root):
+        return found
     for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(Path(folder) / f for f in files if _is_image_name(f))
-    return sorted(found)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and walk.searched(Path(folder, d))]
+        found.extend(_regular(Path(folder) / f, walk) for f in files if _is_image_name(f))
+    return sorted(p for p in found if p is not None)
 
 
-def _expand_glob(pattern: str) -> list[Path]:
+def _regular(path: Path, walk: _Walk) -> Path | None:
+    """`path` if it is a regular file (or a link to one); else None, reported."""
+    if path.is_file():
+        return path
+    walk.skip(path, f"{_not_regular(path)}, not an image file")
+    return None
+
+
+def _expand_glob(pattern: str, walk: _Walk) -> list[Path]:
     found = []
     for match in sorted(glob.glob(pattern, recursive=True)):
         p = Path(match)
         if p.is_dir():
-            found.extend(_walk_directory(p))
-        elif _is_image_name(p.name):
+            found.extend(_walk_directory(p, walk))
+        elif _is_image_name(p.name) and _regular(p, walk) is not None:
             found.append(p)
     return found
 
@@ -166,10 +215,16 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _dedupe(paths: Iterable[Path]) -> list[Path]:
+def _dedupe(paths: Iterable[Path], skip: Callable[[Path, str], None] | None = None) -> list[Path]:
     seen, kept = set(), []
     for p in paths:
-        key = p.resolve()
+        try:
+            key = p.resolve()
+        except (RuntimeError, OSError) as e:  # a symlink loop in a parent folder
+            if skip is None:
+                raise ValueError(f"{p}: {e}") from None
+            skip(p, str(e))
+            continue
         if key not in seen:
             seen.add(key)
             kept.append(p)
@@ -382,10 +437,15 @@ def _read_jsonl(path: Path) -> Iterator[dict]:
 
 def _append_jsonl(f, records: Iterable[dict]) -> None:
     """Append and make durable: a kill after this returns loses none of these lines."""
-    for r in records:
-        f.write(json.dumps(r) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+    try:
+        for r in records:
+            f.write(json.dumps(r, allow_nan=False) + "\n")  # strict JSON: a NaN is a failed item, never a value
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), f.name) from e
+        raise
 
 
 @dataclasses.dataclass
@@ -398,21 +458,22 @@ class _Ledger:
     chunks: set[str]  # store chunks that records point at
 
 
-def _read_ledger(out: Path, wanted: set[str], model: str, target: Any) -> _Ledger:
-    """Read every process's `results*.jsonl` / `errors*.jsonl` in `out`; only `wanted` images' files are checked."""
+def _read_ledger(out: Path, wanted: set[str], identity: _Identity) -> _Ledger:
+    """Read every process's `results*.jsonl` / `errors*.jsonl` in `out`; only `wanted` images' files are checked.
+
+    Raises ValueError when a record was made with other settings than `identity` (see `run_identity`)."""
     ledger = _Ledger(set(), {}, collections.defaultdict(set), set())
     exists = functools.lru_cache(maxsize=4096)(lambda rel: (out / rel).is_file())  # store chunks hold many maps
+    known, checked = read_settings(out), set()
     for path in sorted(out.glob(RESULTS_GLOB)):
         for r in _read_jsonl(path):
             try:
                 image, method, stem, files = r["resolved"], r["method"], r["stem"], r["files"]
             except KeyError:
                 continue
-            if r.get("model") != model or r.get("target") != target:
-                raise ValueError(
-                    f"{out} already holds results of model {r.get('model')!r} with target "
-                    f"{r.get('target')!r}; this run is model {model!r} with target {target!r}. "
-                    "Use another output folder (or delete this one) so that the maps do not mix")
+            if (method, r.get("settings")) not in checked:
+                identity.check(out, method, r.get("settings"), known)
+                checked.add((method, r.get("settings")))
             ledger.stems.setdefault(image, stem)
             chunk = (r.get("store") or {}).get("chunk")
             if chunk:
@@ -424,6 +485,28 @@ def _read_ledger(out: Path, wanted: set[str], model: str, target: Any) -> _Ledge
             if "resolved" in r:
                 ledger.failed[r["resolved"]].add(r.get("method"))
     return ledger
+
+
+class _Identity:
+    """This run's settings per method (`run_identity`), and the check of earlier records against them."""
+
+    def __init__(self, lm, methods: Mapping[str, Callable], size, target_json):
+        self.run = run_identity(lm, size=size, target_json=target_json)
+        self.full = {m: {**self.run, **(getattr(fn, "settings", None) or {"method": m})} for m, fn in methods.items()}
+        self.digests = {m: digest(v) for m, v in self.full.items()}
+
+    def check(self, out: Path, method: str, recorded: str | None, known: dict) -> None:
+        old = known.get(recorded)
+        if method in self.digests:
+            if recorded == self.digests[method]:
+                return
+            new = self.full[method]
+        else:  # another method's records: the model, weights, input and target must still agree
+            if old is not None and all(old.get(k) == v for k, v in self.run.items()):
+                return
+            new, old = self.run, old and {k: old.get(k) for k in self.run}
+        raise ValueError(f"{out} holds {method} maps made with other settings ({describe_difference(old, new)}); "
+                         "write to another --out (or delete this one) so that maps of different settings do not mix")
 
 
 # --------------------------------------------------------------------------- the run
@@ -519,6 +602,7 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     key = jax.random.key(seed)
     image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)))
     params, place = lm.variables, (lambda a: a)
+    given_options = dict(options or {})
     if devices is not None and len(devices) > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -565,6 +649,8 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
                 return fn(params, place(x), t, image_keys(place(ids)))[:3]
 
         bound[name] = run
+    for name, fn in bound.items():  # what makes each method's maps what they are (see `run_identity`)
+        fn.settings = method_identity(name, given_options, seed=seed, dtype=dtype)
     return bound
 
 
@@ -573,7 +659,8 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
                     size: int | tuple[int, int] | None = None, progress: bool = True,
                     log: Callable[[str], Any] = print, retry_failed: bool = False,
                     workers: int | None = None, outputs: Iterable[str] = ("npy", "png"),
-                    store_format: StoreFormat = StoreFormat(), process: tuple[int, int] = (0, 1)) -> RunSummary:
+                    store_format: StoreFormat = StoreFormat(), process: tuple[int, int] = (0, 1),
+                    config: Mapping[str, Any] | None = None) -> RunSummary:
     """Run every method on every image in batches, writing maps, views and a resumable ledger.
 
     Args:
@@ -585,8 +672,8 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
         folder names: letters, digits, `_`, `-` and `.`, not starting with `.`.
       out: the run directory (created); see the module docstring for its layout.
       target: only recorded (as JSON) in each result line; must match earlier runs in `out`.
-      batch_size: images per call; the last batch is padded by repeating its last image, so
-        each method is compiled for one shape only.
+      batch_size: images per call; a short last batch is padded (repeating its last image) to the
+        next power of two (`padded_size`), so each method compiles for a few shapes at most.
       size: model input size for presets without a crop, or "original" for each image's own size
         (rounded to a multiple of 32, see `original_hw`; images are sorted by size so that each
         batch has one shape and each shape compiles once).
@@ -600,12 +687,22 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
       process: `(index, count)` of a multi-process run: this process takes every count-th image
         starting at index, and writes `results.p<index>.jsonl` (etc.); every process reads all
         ledgers, so a rerun with any process count resumes.
+      config: the job, written to `out/config.json` (by process 0) once the folder is known to hold
+        nothing that conflicts with this run (what `--resume` reads).
+
+    The run holds `out` (`runlock.run_lock`): another run on the same folder is refused, except the
+    other processes of one multi-process run. Each record carries the digest of the settings that
+    made its map (`run_identity`; in full in `out/settings.json`): a rerun whose settings differ
+    (method options, seed, dtype, size, target, model, weights, preprocessing) is refused before
+    anything in `out` changes. Methods bound by `bind_methods` carry their settings; other
+    callables are identified by their name only.
 
     Returns:
       the `RunSummary`, also written to `out/summary.json` (`summary.p<index>.json`).
 
     Raises:
-      ValueError: bad arguments, or `out` holds results of another model or target.
+      ValueError: bad arguments, or `out` holds maps made with other settings.
+      RunLockedError: another run holds `out`.
     """
     t0 = time.perf_counter()
     out = Path(out)
@@ -618,67 +715,85 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
     index, count = process
     if not 0 <= index < count:
         raise ValueError(f"process index {index} is not in 0..{count - 1}")
-    suffix = "" if count == 1 else f".p{index}"
-    results_path, errors_path, summary_path = (out / name.replace(".", f"{suffix}.", 1)
-                                               for name in (RESULTS, ERRORS, SUMMARY))
-    out.mkdir(parents=True, exist_ok=True)
-    for path in (results_path, errors_path):
-        _drop_partial_line(path)
-    if count == 1 and results_path.exists():  # a resumed run: clear temp files a kill left mid-write
-        _remove_stale_temps(out)
-    target_json = _target_json(target)
-    images = _dedupe(Path(p) for p in images)
-    resolved = [str(p.resolve()) for p in images]
-    ledger = _read_ledger(out, set(resolved[index::count]), lm.name, target_json)
-    store = MapStore(out, store_format, prefix="" if count == 1 else f"p{index}-")
-    store.prune(ledger.chunks)
-    items, skipped_existing, skipped_failed = _plan(images, resolved, list(methods), ledger, out, retry_failed,
-                                                    (index, count))
-    if size == ORIGINAL:  # batches of one shape each: group the images by their input size
-        items.sort(key=_header_hw)
-    if skipped_failed:
-        log(f"not retrying {skipped_failed} image(s) that failed before (see {errors_path}; "
-            "retry_failed=True to retry)")
+    with run_lock(out, process):
+        suffix = "" if count == 1 else f".p{index}"
+        results_path, errors_path, summary_path = (out / name.replace(".", f"{suffix}.", 1)
+                                                   for name in (RESULTS, ERRORS, SUMMARY))
+        target_json = _target_json(target)
+        images = _dedupe(Path(p) for p in images)
+        resolved = [str(p.resolve()) for p in images]
+        _refuse_links(out, methods)
+        identity = _Identity(lm, methods, size, target_json)
+        ledger = _read_ledger(out, set(resolved[index::count]), identity)  # refuses before anything changes
+        if config is not None and index == 0:
+            write_text(out / CONFIG, json.dumps(config, indent=2))
+        write_settings(out, {identity.digests[m]: identity.full[m] for m in methods})
+        for path in (results_path, errors_path):
+            _drop_partial_line(path)
+        if count == 1 and results_path.exists():  # a resumed run: clear temp files a kill left mid-write
+            _remove_stale_temps(out)
+        store = MapStore(out, store_format, prefix="" if count == 1 else f"p{index}-")
+        store.prune(ledger.chunks)
+        items, skipped_existing, skipped_failed = _plan(images, resolved, list(methods), ledger, out, retry_failed,
+                                                        (index, count))
+        if size == ORIGINAL:  # batches of one shape each: group the images by their input size
+            items.sort(key=_header_hw)
+        if skipped_failed:
+            log(f"not retrying {skipped_failed} image(s) that failed before (see {errors_path}; "
+                "rerun with --retry-failed, or retry_failed=True from Python, to try them again)")
 
-    failed: list[tuple[str, str]] = []
-    done = 0
-    if items:
-        workers = workers or max(1, min(8, os.cpu_count() or 1))
-        context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size,
-                       outputs=outputs, store=store)
-        with ThreadPoolExecutor(workers) as pool, \
-                open(results_path, "a", encoding="utf-8") as results, \
-                open(errors_path, "a", encoding="utf-8") as errors, \
-                tqdm(total=len(items), unit="img", desc="attribute", disable=not progress) as bar:
+        failed: list[tuple[str, str]] = []
+        done = 0
+        if items:
+            workers = workers or max(1, min(8, os.cpu_count() or 1))
+            context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size,
+                           outputs=outputs, store=store, settings=identity.digests)
+            with ThreadPoolExecutor(workers) as pool, \
+                    open(results_path, "a", encoding="utf-8") as results, \
+                    open(errors_path, "a", encoding="utf-8") as errors, \
+                    tqdm(total=len(items), unit="img", desc="attribute", disable=not progress) as bar:
 
-            def fail(item: _Item, reason: str, method: str | None = None) -> None:
-                failed.append((str(item.path), reason))
-                _append_jsonl(errors, [{"image": str(item.path), "resolved": item.resolved,
-                                        "method": method, "error": reason}])
-                named = reason if reason.startswith(str(item.path)) else f"{item.path}: {reason}"
-                log(f"skipped {named}" + (f" (method {method})" if method else ""))
-                bar.set_postfix(_postfix(done, failed, t0), refresh=False)
+                def fail(item: _Item, reason: str, method: str | None = None) -> None:
+                    failed.append((str(item.path), reason))
+                    _append_jsonl(errors, [{"image": str(item.path), "resolved": item.resolved,
+                                            "method": method, "error": reason}])
+                    named = reason if reason.startswith(str(item.path)) else f"{item.path}: {reason}"
+                    log(f"skipped {named}" + (f" (method {method})" if method else ""))
+                    bar.set_postfix(_postfix(done, failed, t0), refresh=False)
 
-            def on_load_error(item: _Item, reason: str) -> None:
-                fail(item, reason)
-                bar.update(1)
+                def on_load_error(item: _Item, reason: str) -> None:
+                    fail(item, reason)
+                    bar.update(1)
 
-            loaded = _load_all(pool, items, lm, size, window=2 * batch_size + workers, on_error=on_load_error,
-                               display="png" in outputs)
-            for written in _compute(pool, _batches(loaded, batch_size), context, results, fail):
-                done += written
-                bar.update(written)
-                bar.set_postfix(_postfix(done, failed, t0), refresh=False)
+                loaded = _load_all(pool, items, lm, size, window=2 * batch_size + workers, on_error=on_load_error,
+                                   display="png" in outputs)
+                for written in _compute(pool, _batches(loaded, batch_size), context, results, fail):
+                    done += written
+                    bar.update(written)
+                    bar.set_postfix(_postfix(done, failed, t0), refresh=False)
 
-    seconds = time.perf_counter() - t0
-    summary = RunSummary(done=done, skipped_existing=skipped_existing, failed=failed,
-                         seconds=round(seconds, 3), images_per_second=round(done / seconds, 3) if seconds else 0.0,
-                         skipped_failed=skipped_failed)
-    report = dict(dataclasses.asdict(summary), failure_reasons=summary.failure_reasons(), model=lm.name,
-                  methods=list(methods), target=target_json, batch_size=batch_size, images=len(images),
-                  process={"index": index, "count": count}, outputs=sorted(outputs))
-    write_text(summary_path, json.dumps(report, indent=2))
-    return summary
+        seconds = time.perf_counter() - t0
+        summary = RunSummary(done=done, skipped_existing=skipped_existing, failed=failed,
+                             seconds=round(seconds, 3), images_per_second=round(done / seconds, 3) if seconds else 0.0,
+                             skipped_failed=skipped_failed)
+        report = dict(dataclasses.asdict(summary), failure_reasons=summary.failure_reasons(), model=lm.name,
+                      methods=list(methods), target=target_json, batch_size=batch_size, images=len(images),
+                      process={"index": index, "count": count}, outputs=sorted(outputs))
+        write_text(summary_path, json.dumps(report, indent=2))
+        return summary
+
+
+def _refuse_links(out: Path, methods: Iterable[str]) -> None:
+    """Refuse a symbolic link where the run writes, truncates or deletes: its ledgers, config, the
+    store and its method folders, and the method folders of per-image files (a link there would
+    take the damage outside `out`)."""
+    candidates = [*out.glob("results*.jsonl"), *out.glob("errors*.jsonl"), *out.glob("summary*.json"),
+                  out / CONFIG, out / SETTINGS, out / STORE, *(out / STORE).glob("*"),
+                  *(out / m for m in methods)]
+    for path in candidates:
+        if path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link: a run never writes, truncates or deletes through a link "
+                             f"inside its folder; remove the link (or write to another --out)")
 
 
 _TEMP = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")  # `atomic_path`'s temporary names
@@ -752,8 +867,55 @@ def _contained_stem(out: Path, methods: Sequence[str], stem: str, path: Path) ->
 
 
 def _load_one(item: _Item, lm, size, display: bool) -> tuple[np.ndarray | None, np.ndarray]:
-    shown, x = _model_input(load_image(item.path), lm, size)
+    with _DECODING.hold(_decode_bytes(item.path)):
+        shown, x = _model_input(load_image(item.path, _shorter_side_needed(lm, size)), lm, size)
     return (shown if display else None), x
+
+
+def _shorter_side_needed(lm, size) -> int | None:
+    """The shorter side `_model_input` needs to resize down from (None: the image's own size is kept)."""
+    if size == ORIGINAL:
+        return None
+    pp = lm.preprocessing
+    if pp.crop is not None:
+        return pp.resize or pp.crop
+    return max(_target_hw(lm, size))
+
+
+def _decode_bytes(path: Path) -> int:
+    """What decoding `path` may take at most (4 bytes a pixel, from the header); 0 when unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1] * 4
+    except Exception:
+        return 0  # load_image will say what is wrong with it
+
+
+class _ByteBudget:
+    """Bounds the bytes of images being decoded at once across the loader threads (one image larger
+    than the budget still runs, alone)."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used = budget, 0
+        self.cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, n: int):
+        n = min(n, self.budget)
+        with self.cond:
+            self.cond.wait_for(lambda: self.used + n <= self.budget)
+            self.used += n
+        try:
+            yield
+        finally:
+            with self.cond:
+                self.used -= n
+                self.cond.notify_all()
+
+
+DECODE_BUDGET = 1 << 30
+"""Bytes of images decoded at once by a batch run's loader threads (a 64 Mpx PNG takes 256 MiB)."""
+_DECODING = _ByteBudget(DECODE_BUDGET)
 
 
 def _load_all(pool: ThreadPoolExecutor, items: list[_Item], lm, size, window: int,
@@ -810,15 +972,22 @@ def _batches(loaded: Iterable, batch_size: int) -> Iterator[list]:
         yield batch
 
 
+def padded_size(n: int, batch_size: int) -> int:
+    """The size a batch of `n` images runs at: `batch_size`, or for a short (last) batch the next power of
+    two, so 3 images cost 4 images of work rather than 16, and at most log2(batch_size) + 1 shapes compile."""
+    return min(batch_size, 1 << max(0, n - 1).bit_length())
+
+
 def _launch(batch: list, methods: Mapping[str, Callable], batch_size: int):
-    """Start every method needed by the batch (asynchronously); pad to the compiled size.
+    """Start every method needed by the batch (asynchronously); pad to `padded_size`.
 
     Each image also gets an id from its output name, so sample-based methods draw the same noise
     for an image whatever its batch or position (resumed and re-batched runs agree)."""
+    size = padded_size(len(batch), batch_size)
     xs = [x for _, _, x in batch]
-    xs += [xs[-1]] * (batch_size - len(xs))
+    xs += [xs[-1]] * (size - len(xs))
     ids = [zlib.crc32(item.stem.encode()) for item, _, _ in batch]
-    ids += [ids[-1]] * (batch_size - len(ids))
+    ids += [ids[-1]] * (size - len(ids))
     x, ids = np.stack(xs), np.asarray(ids, np.uint32)
     needed = {m for item, _, _ in batch for m in item.methods}
     return {name: fn(x, ids) for name, fn in methods.items() if name in needed}
@@ -850,6 +1019,9 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
             maps, classes, logits = outputs[method][:3]
             if not np.all(np.isfinite(maps[i])):
                 fail(item, f"method {method} gave NaN or infinite values", method)
+                continue
+            if not np.all(np.isfinite(logits[i])):
+                fail(item, "the model gave NaN or infinite logits (damaged weights or an input out of range)", method)
                 continue
             files = {k: f"{method}/{item.stem}.{k}" for k in ("npy", "png") if k in kinds}
             if files:
@@ -889,7 +1061,7 @@ def _record(item: _Item, method: str, cls: int, logits: np.ndarray, files: dict,
         unit = context["target"]["unit"]
         value = z[..., cls] if unit["y"] is None else z[unit["y"], unit["x"], cls]
         record.update({"channel": cls, "activation": float(np.max(value))})
-    record.update({"files": files, "seconds": round(seconds, 6)})
+    record.update({"files": files, "settings": context["settings"][method], "seconds": round(seconds, 6)})
     return record
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import json
+import os
+import shutil
 import sys
 import time
 
@@ -38,18 +41,40 @@ def _size(text: str) -> int | str:
     if text == "original":
         return text
     try:
-        return int(text)
+        size = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--size {text!r}: give a number of pixels or 'original'") from None
+        size = 0
+    if size < 8:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: give a number of pixels (at least 8) or 'original'")
+    return size
 
 
-def _attribute(args) -> None:
+# `attribute` flags that define a job: with --resume the job comes from RUN_DIR/config.json instead
+_JOB_FLAGS = ("model", "weights", "method", "target", "layer", "opt", "batch_size", "size", "seed", "outputs",
+              "store_dtype", "store_downsample", "devices", "dtype", "out")  # --distributed & co. say where it runs
+
+
+def _absolute(spec: str) -> str:
+    """An input spelled so that it means the same from any directory (`@list.txt`, globs too)."""
+    prefix = "@" if spec.startswith("@") else ""
+    return prefix + os.path.abspath(os.path.expanduser(spec[len(prefix):]))
+
+
+def _attribute(args) -> int:
     from .job import AttributeJob, enable_compilation_cache, load_job, run_job
 
     if args.resume:
         if args.inputs:
             raise ValueError("--resume RUN_DIR takes the inputs and options from RUN_DIR/config.json; give no inputs")
+        defaults = vars(build_parser().parse_args(["attribute", "--resume", args.resume]))
+        given = [f"--{k.replace('_', '-')}" for k in _JOB_FLAGS if getattr(args, k) != defaults[k]]
+        if given:
+            raise ValueError(f"--resume RUN_DIR runs the job saved in RUN_DIR/config.json; {', '.join(given)} "
+                             "would be ignored: drop them, or start a new run with another --out")
         job, out = load_job(args.resume), args.resume
+        if args.distributed and not job.distributed:
+            raise ValueError("--resume RUN_DIR: the saved job is not --distributed; "
+                             "start a new run with another --out")
     elif not args.inputs:
         raise ValueError("give image files, folders, globs or @list.txt files (or --resume RUN_DIR)")
     else:
@@ -57,16 +82,26 @@ def _attribute(args) -> None:
         if args.layer:
             options["layer"] = args.layer
         outputs = [o for item in args.outputs.split(",") if (o := item.strip())]
+        weights = args.weights
+        if weights and os.path.exists(os.path.expanduser(weights)):  # a file, not a name: --resume from anywhere
+            weights = os.path.abspath(os.path.expanduser(weights))
         job = AttributeJob(
-            inputs=args.inputs, methods=[m for item in args.method or ["saliency"] for m in item.split(",") if m],
-            model=args.model, weights=args.weights, target=args.target, options=options, batch_size=args.batch_size,
+            inputs=[_absolute(i) for i in args.inputs], inputs_given=list(args.inputs),
+            methods=[m for item in args.method or ["saliency"] for m in item.split(",") if m],
+            model=args.model, weights=weights, target=args.target, options=options, batch_size=args.batch_size,
             size=args.size, seed=args.seed, outputs=outputs, store_dtype=args.store_dtype,
             store_downsample=args.store_downsample, devices=args.devices, dtype=args.dtype,
             distributed=args.distributed)
         out = args.out
     if args.compile_cache != "off":
         enable_compilation_cache(args.compile_cache)
-    s = run_job(job, out, progress=not args.quiet, retry_failed=args.retry_failed)
+    cluster = {"coordinator_address": args.coordinator, "num_processes": args.num_processes,
+               "process_id": args.process_id}
+    if any(v is not None for v in cluster.values()) and not (args.distributed or job.distributed):
+        raise ValueError("--coordinator, --num-processes and --process-id launch a --distributed run: "
+                         "add --distributed")
+    s = run_job(job, out, progress=not args.quiet, retry_failed=args.retry_failed,
+                cluster=cluster if job.distributed else None)
     print(f"attribute: {s.done} images done, {s.skipped_existing} already done, {s.skipped_failed} failed before, "
           f"{len(s.failed)} failed in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s); "
           f"results in {out}/results.jsonl")
@@ -77,6 +112,11 @@ def _attribute(args) -> None:
         for reason, n in s.failure_reasons().items():
             print(f"  failed x{n}: {reason}", file=sys.stderr)
         print(f"  (every failed image is listed in {out}/errors*.jsonl)", file=sys.stderr)
+    if s.failed and not args.allow_failures:
+        print(f"attribute: {len(s.failed)} image(s) failed: exit status 1 (--allow-failures accepts a partial run)",
+              file=sys.stderr)
+        return 1
+    return 0
 
 
 def _inspect(args) -> None:
@@ -203,9 +243,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute dtype of the model (bfloat16: faster on GPU/TPU, maps differ slightly)")
     p.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize() and take this process's share of the images")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="with --distributed: process 0's address (default: detected from the cluster's environment)")
+    p.add_argument("--num-processes", type=int, metavar="N",
+                   help="with --distributed: how many processes run the job")
+    p.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this process's index, 0..N-1")
     p.add_argument("--compile-cache", default=None, metavar="DIR|off",
                    help="persistent XLA compilation cache (default: ~/.cache/jaxviz/xla, or $JAXVIZ_CACHE_DIR/xla)")
     p.add_argument("--retry-failed", action="store_true", help="try again images that failed in an earlier run")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when some images failed (they are logged in errors.jsonl); default: exit 1")
     p.add_argument("--out", default="attributions", help="output folder; a rerun resumes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_attribute)
@@ -289,11 +336,23 @@ def main(argv: list[str] | None = None) -> int:
 
     expected = (ValueError, LayerError, ImageError, FileNotFoundError, ImportError)
     try:
-        args.func(args)
+        return args.func(args) or 0
     except expected as e:  # user errors: one clear line, no traceback
         print(f"jaxviz {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print(f"jaxviz {args.command}: interrupted; finished work is kept (run the same command again to resume)",
+              file=sys.stderr)
+        return 130
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = os.path.dirname(os.path.abspath(e.filename)) if e.filename else "."
+        free = shutil.disk_usage(where).free if os.path.isdir(where) else 0
+        print(f"jaxviz {args.command}: error: no space left writing {e.filename} ({free / 2**20:.0f} MiB free "
+              "there); free some space and run the same command again: finished work is kept and the run resumes",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -21,12 +21,15 @@ Layers are named by module path with dots, as torchvision names modules (`featur
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 
 class Attribution(NamedTuple):
@@ -193,3 +196,26 @@ Model = Any
 MethodFn = Callable[..., Attribution]
 
 __all__ = ["Attribution", "LayerError", "Model", "Net", "as_net", "as_variables", "prepare"]
+
+
+def check_finite(x, name: str) -> None:
+    """Refuse a concrete input holding NaN or inf (under `jit` the maps would come out finite and wrong).
+
+    Traced inputs (a caller's own `jit`) are not checked: there is no value to look at."""
+    if isinstance(x, jax.core.Tracer):
+        return
+    bad = int(np.size(x) - jnp.isfinite(jnp.asarray(x)).sum())
+    if bad:
+        raise ValueError(f"{name}: the input holds {bad} NaN or infinite value(s); check how it was loaded and "
+                         "preprocessed")
+
+
+def finite_input(method):
+    """Decorator for a public method `method(model, variables, x, ...)`: `check_finite(x)` first."""
+
+    @functools.wraps(method)
+    def checked(model, variables, x, *args, **kwargs):
+        check_finite(x, method.__name__)
+        return method(model, variables, x, *args, **kwargs)
+
+    return checked

@@ -21,21 +21,20 @@ from typing import Any
 
 import jax
 
-from .atomic import write_text
-from .batch import RunSummary, bind_methods, discover_images, run_attribution
+from .batch import CONFIG, RunSummary, bind_methods, discover_images, run_attribution
 from .store import StoreFormat
 
 __all__ = ["CONFIG", "AttributeJob", "default_cache_dir", "enable_compilation_cache", "load_job", "resolve_devices",
            "run_job"]
 
-CONFIG = "config.json"
 
 
 @dataclasses.dataclass
 class AttributeJob:
     """Everything `jaxviz attribute` needs; JSON-serializable (see `jaxviz attribute --help` for each field)."""
 
-    inputs: list[str]
+    inputs: list[str]  # absolute when written by `jaxviz attribute` (so --resume works from any directory)
+    inputs_given: list[str] | None = None  # the inputs as the user spelled them (for display)
     methods: list[str] = dataclasses.field(default_factory=lambda: ["saliency"])
     model: str | None = None
     weights: str | None = None
@@ -111,19 +110,34 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> Path
 
 
 def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = True,
-            log: Callable[[str], Any] = print, retry_failed: bool = False) -> RunSummary:
-    """Save `job` in `out/config.json` and run it (resuming whatever `out` already holds)."""
+            log: Callable[[str], Any] = print, retry_failed: bool = False,
+            cluster: dict[str, Any] | None = None) -> RunSummary:
+    """Save `job` in `out/config.json` and run it (resuming whatever `out` already holds).
+
+    `cluster` (`coordinator_address`, `num_processes`, `process_id`, any of them) goes to
+    `jax.distributed.initialize` for a `distributed` job; what is not given JAX detects from the
+    cluster's environment (SLURM, Kubernetes, TPU pods). It is not saved: each process of a resumed
+    run says again which process it is."""
     from .attribution import METHODS, parse_target
     from .models.loading import load
 
+    from .attribution.engine import check_options
+
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: an existing file, not a folder; give a folder for the run")
     unknown = [m for m in job.methods if m != "all" and m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
     methods = list(METHODS) if job.methods == ["all"] else list(job.methods)
+    check_options(methods, job.options)
+    if not (job.size is None or job.size == "original" or (isinstance(job.size, int) and job.size >= 8)):
+        raise ValueError(f"--size {job.size!r}: give a number of pixels (at least 8) or 'original'")
+    if job.batch_size < 1:
+        raise ValueError(f"--batch-size {job.batch_size}: give at least 1")
     process = (0, 1)
     if job.distributed:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**{k: v for k, v in (cluster or {}).items() if v is not None})
         process = (jax.process_index(), jax.process_count())
     devices = resolve_devices(job.devices)
     batch_size = job.batch_size
@@ -131,13 +145,10 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
         batch_size += len(devices) - batch_size % len(devices)
         log(f"batch size {job.batch_size} rounded up to {batch_size}, a multiple of the {len(devices)} devices")
     fmt = StoreFormat(job.store_dtype, job.store_downsample)
-    images = discover_images(job.inputs)
+    images = discover_images(job.inputs, exclude=[out], log=log)
     lm = load(job.model, job.weights)
     target = parse_target(job.target, lm.labels)
     bound = bind_methods(lm, methods, target, seed=job.seed, options=job.options, devices=devices, dtype=job.dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    if process[0] == 0:
-        write_text(out / CONFIG, json.dumps(dataclasses.asdict(job), indent=2))
     return run_attribution(lm, images, bound, out, target=target, batch_size=batch_size, size=job.size,
                            progress=progress, log=log, retry_failed=retry_failed, outputs=job.outputs,
-                           store_format=fmt, process=process)
+                           store_format=fmt, process=process, config=dataclasses.asdict(job))

@@ -89,6 +89,8 @@ class MapStore:
         """Delete chunks (of this prefix) that no record references: left by a kill. Returns how many."""
         keep, removed = set(referenced), 0
         for method_dir in (self.out / STORE).glob("*"):
+            if method_dir.is_symlink():  # never delete through a link (the runner refuses them first)
+                continue
             for path in _chunks(method_dir, self.prefix):
                 if f"{STORE}/{method_dir.name}/{path.name}" not in keep:
                     path.unlink()

@@ -349,6 +349,18 @@ def _fingerprint(variables: dict, arch: str, include_top: bool, num_classes: int
             "mean": as32(flat.mean()), "std": as32(flat.std())}
 
 
+def _nonfinite_problems(flat: dict) -> list[str]:
+    """`tensor 'x' holds 3 NaN and 1 infinite values` for every floating tensor that is not finite."""
+    problems = []
+    for key, a in flat.items():
+        a = np.asarray(a)
+        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+            nan = int(np.isnan(a).sum())
+            problems.append(f"tensor {key!r} holds {nan} NaN and {int(a.size - np.isfinite(a).sum()) - nan} "
+                            "infinite values")
+    return problems
+
+
 def _fingerprint_problems(stored: dict, now: dict, rtol: float = FINGERPRINT_RTOL) -> tuple[list[str], float]:
     """Compare fingerprints number by number: |a - b| <= rtol * (|b| + scale), scale = the
     larger of the stored std and the largest |first| value (so values near 0 don't need
@@ -359,7 +371,7 @@ def _fingerprint_problems(stored: dict, now: dict, rtol: float = FINGERPRINT_RTO
     b = np.array([*stored["first"], stored["mean"], stored["std"]], np.float64)
     scale = max(abs(stored["std"]), *np.abs(stored["first"]), 1e-12)
     rel = float(np.max(np.abs(a - b) / (np.abs(b) + scale)))
-    if rel > rtol:
+    if not rel <= rtol:  # NaN compares False both ways: a NaN fingerprint fails
         return [f"forward-pass fingerprint differs from the stored one (max relative difference {rel:.2e} > {rtol:g}): "
                 f"now first={now['first']} mean={now['mean']} std={now['std']}, stored first={stored['first']} "
                 f"mean={stored['mean']} std={stored['std']}"], rel
@@ -403,6 +415,9 @@ def _save(path: Path, variables: dict, meta: dict, who: str) -> Path:
     problems = _shape_problems(flat, arch, include_top, meta["num_classes"])
     if problems:
         raise WeightsError(f"{who}({path}): the tensors do not fit {arch}: " + "; ".join(problems[:5]))
+    problems = _nonfinite_problems(flat)
+    if problems:
+        raise WeightsError(f"{who}({path}): " + "; ".join(problems[:5]) + ": the source is damaged; nothing was written")
     if "fingerprint" not in meta:
         meta["fingerprint"] = _fingerprint(_unflatten_variables(flat), arch, include_top, meta["num_classes"])
     meta.setdefault("source", "")
@@ -664,8 +679,14 @@ def _read_keras_h5(file, where: Path | str, hub: bool = False, converter: dict |
 def _keras2_tensors(group, layer_names: list[str], where) -> tuple[dict, dict]:
     tensors, origin = {}, {}
     for lname in layer_names:
+        if lname not in group:
+            raise WeightsError(f"{where}: the file lists layer {lname!r} in `layer_names` but holds no group of that "
+                               "name: it is truncated or was edited; save the weights again")
         lgroup = group[lname]
         for i, wname in enumerate(_h5_strings(lgroup.attrs, "weight_names") or []):
+            if wname not in lgroup:
+                raise WeightsError(f"{where}: layer {lname!r} lists weight {wname!r} but holds no such dataset: the "
+                                   "file is truncated or was edited; save the weights again")
             array = np.asarray(lgroup[wname])
             key = f"{lname}/{_keras_role(wname, i, array.ndim)}"
             if key in tensors:
@@ -1467,6 +1488,9 @@ def verify(name_or_path: str | Path) -> dict:
     report["tensors"] = len(flat)
     report["shapes"] = "ok" if not problems else "failed"
     failures += problems
+    nonfinite = _nonfinite_problems(flat)
+    report["finite"] = "ok" if not nonfinite else "failed"
+    failures += nonfinite
 
     if meta.get("tensors_sha256"):
         ok = _tensors_sha256(flat) == meta["tensors_sha256"]

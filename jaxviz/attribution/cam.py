@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..core import Attribution, prepare
+from ..core import Attribution, finite_input, prepare
 from ..taps import default_cam_layer, layer_gradient, layer_names
 from .gradients import guided_backprop
 from .targets import Target, Unit, cotangent, select, target_layer
@@ -61,6 +61,7 @@ def activation_and_gradient(model, variables, x, target: Target, layer: str | No
     return acts[layer], grads[layer], sel_box[0], out
 
 
+@finite_input
 def grad_cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
     """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`."""
     a, da, sel, out = activation_and_gradient(model, variables, x, target, layer, "Grad-CAM")
@@ -87,11 +88,13 @@ def _head_cam(model, variables, x, target, layer, pooling: str, method: str) -> 
     return Attribution(upsample_normalize(jnp.einsum("nhwk,nk->nhw", a, w), x.shape[1:3]), sel.index, out, {})
 
 
+@finite_input
 def cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
     """Zhou et al. 2016: M_c = Σ_k w_k^c A^k for a global-average-pooling → dense head."""
     return _head_cam(model, variables, x, target, layer, "gap", "CAM")
 
 
+@finite_input
 def cam_gmp(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
     """CAM for a global-max-pooling → dense head (seed 004): M_c = Σ_k w_k^c A^k.
 
@@ -101,6 +104,7 @@ def cam_gmp(model, variables, x, target: Target = None, layer: str | None = None
     return _head_cam(model, variables, x, target, layer, "gmp", "CAM-GMP")
 
 
+@finite_input
 def guided_grad_cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
     """Grad-CAM (upsampled) ⊙ guided backprop, `(N, H, W, C)`."""
     g = guided_backprop(model, variables, x, target)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..core import Attribution, prepare
+from ..core import Attribution, finite_input, prepare
 from ..taps import output
 from .cam import activation_and_gradient, cam_layer, upsample_normalize
 from .targets import Target, Unit, score, select, target_layer
 
 
+@finite_input
 def grad_cam_pp(model, variables, x: jax.Array, target: Target = None, layer: str | None = None):
     """Grad-CAM++ (Chattopadhay et al. 2018): weights w_k = Σ_ij α_ij^k ReLU(g_ij^k).
 
@@ -33,12 +34,14 @@ def grad_cam_pp(model, variables, x: jax.Array, target: Target = None, layer: st
     return Attribution(upsample_normalize(jnp.sum(w * a, axis=-1), x.shape[1:3]), sel.index, out, {})
 
 
+@finite_input
 def layer_cam(model, variables, x: jax.Array, target: Target = None, layer: str | None = None):
     """LayerCAM (Jiang et al. 2021): ReLU(Σ_k ReLU(∂y/∂A^k) ⊙ A^k), position by position; any layer."""
     a, g, sel, out = activation_and_gradient(model, variables, x, target, layer, "LayerCAM")
     return Attribution(upsample_normalize(jnp.sum(jnp.maximum(g, 0) * a, axis=-1), x.shape[1:3]), sel.index, out, {})
 
 
+@finite_input
 def score_cam(model, variables, x: jax.Array, target: Target = None, layer: str | None = None, *,
               chunk: int | None = 32):
     """Score-CAM (Wang et al. 2020): ReLU(Σ_k w_k A^k), w_k = the target's score on the input masked by A^k.

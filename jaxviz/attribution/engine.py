@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import as_net, as_variables
+from ..core import as_net, as_variables, check_finite
 from .targets import Top, Unit, check_range
 
 TRACES: collections.Counter = collections.Counter()
@@ -97,6 +97,37 @@ def key_use(method: str) -> tuple[bool, bool]:
     return takes, takes and signature["key"].default is inspect.Parameter.empty
 
 
+def check_options(methods, options: dict) -> None:
+    """Refuse an option no chosen method takes (a typo such as `step=8`), or a value of the wrong type.
+
+    Types follow the defaults: an int default takes an int, a float one a number, a bool one a bool,
+    a str one a string; a `None` default takes anything the method accepts."""
+    from . import METHODS
+
+    for key, value in options.items():
+        takers = [m for m in methods if key in method_options(m)]
+        if not takers:
+            accepted = "; ".join(f"{m}: {', '.join(method_options(m)) or 'none'}" for m in methods)
+            raise ValueError(f"option {key}={value!r}: no chosen method takes '{key}' (options accepted — {accepted})")
+        for m in takers:
+            default = inspect.signature(METHODS[m]).parameters[key].default
+            if not _same_kind(value, default):
+                raise ValueError(f"option {key}={value!r}: {m}'s {key} takes {type(default).__name__} values "
+                                 f"(default {default!r})")
+
+
+def _same_kind(value, default) -> bool:
+    if default is None or default is inspect.Parameter.empty:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
 def split_modes(options: dict) -> tuple[dict, str, str | None]:
     """`options` without the mode options, the checked dtype name and the JAX precision name."""
     opts = dict(options)
@@ -156,6 +187,7 @@ def target_caller(run: Callable, name: str, net, *, needs_key: bool, precision: 
 
     def route(variables, x, target, key):
         variables = as_variables(net, variables)
+        check_finite(x, name)  # NaN in: under jit the maps would stay finite and lie
         if needs_key and key is None:
             raise ValueError(f"{name} draws random samples: pass key=jax.random.key(seed)")
         if target is None or isinstance(target, (Top, Unit)):

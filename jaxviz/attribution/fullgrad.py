@@ -14,11 +14,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..core import FUNCTION, Attribution, LayerError, prepare
+from ..core import Attribution, finite_input, FUNCTION, LayerError, prepare
 from ..taps import modules_of, output
 from .targets import Target, cotangent, select, target_layer
 
 
+@finite_input
 def fullgrad(model, variables, x: jax.Array, target: Target = None) -> Attribution:
     """FullGrad saliency `(N, H, W)` in [0, 1] for the target's value (see `targets.py`).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jax
 
-from ..core import Attribution, prepare
+from ..core import Attribution, finite_input, prepare
 from ..rules import check_applies, deconvnet_relu, guided_relu, on_layers
 from ..taps import output
 from .targets import Target, cotangent, select, target_layer
@@ -26,11 +26,13 @@ def input_gradient(model, variables, x: jax.Array, target: Target = None) -> Att
     return Attribution(g, sel.index, out, {})
 
 
+@finite_input
 def saliency(model, variables, x, target: Target = None) -> Attribution:
     """Simonyan et al. 2014: the plain input gradient (views: `plot.abs_max`, `plot.clamp_max`)."""
     return input_gradient(model, variables, x, target)
 
 
+@finite_input
 def gradient_x_input(model, variables, x, target: Target = None) -> Attribution:
     """Shrikumar et al. 2016: x ⊙ ∂y/∂x."""
     a = input_gradient(model, variables, x, target)
@@ -49,12 +51,14 @@ def with_relu_rule(model, variables, x, rule, layers, what: str):
     return net, variables
 
 
+@finite_input
 def deconvnet(model, variables, x, target: Target = None, layers=None) -> Attribution:
     """Zeiler & Fergus 2014: ReLU backward R_l = (R_{l+1} > 0)·R_{l+1}; max-pool through switches."""
     net, variables = with_relu_rule(model, variables, x, deconvnet_relu, layers, "deconvnet")
     return input_gradient(net, variables, x, target)
 
 
+@finite_input
 def guided_backprop(model, variables, x, target: Target = None, layers=None) -> Attribution:
     """Springenberg et al. 2015: R_l = (f_l > 0)·(R_{l+1} > 0)·R_{l+1}."""
     net, variables = with_relu_rule(model, variables, x, guided_relu, layers, "guided backprop")

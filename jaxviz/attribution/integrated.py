@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import Attribution, prepare
+from ..core import Attribution, finite_input, prepare
 from ..taps import output
 from .smoothgrad import _batched_score_grad, _check_chunk, _chunked_sum, per_image_keys
 from .targets import Target, score, select, target_layer
@@ -20,6 +20,7 @@ BASELINES = ("zeros", "blur", "uniform")
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre")
 
 
+@finite_input
 def integrated_gradients(model, variables, x: jax.Array, target: Target = None, *, steps: int = 50,
                          baseline: str | jax.Array | float = "zeros", key: jax.Array | None = None,
                          method: str = "riemann_trapezoid", blur_sigma: float = 5.0,

@@ -11,11 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import Attribution, prepare
+from ..core import Attribution, finite_input, prepare
 from ..taps import output
 from .targets import Target, Unit, score, select, target_layer
 
 
+@finite_input
 def occlusion(model, variables, x: jax.Array, target: Target = None, *, patch: int | tuple[int, int] = 8,
               stride: int | tuple[int, int] = 4, fill: float | jax.Array = 0.0, chunk: int | None = 64,
               prob: bool = True):

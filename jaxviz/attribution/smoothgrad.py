@@ -17,7 +17,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ..core import Attribution, prepare
+from ..core import Attribution, finite_input, prepare
 from ..taps import output
 from .targets import Selection, Target, score, select, target_layer
 
@@ -33,6 +33,7 @@ def per_image_keys(key: jax.Array, n: int) -> jax.Array:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n))
 
 
+@finite_input
 def smoothgrad(model, variables, x: jax.Array, target: Target = None, *, n: int = 50, level: float = 0.15,
                variant: str = "mean", key: jax.Array, chunk: int | None = None):
     """Input gradient of the target's value averaged over `n` noisy copies of each image.

@@ -22,6 +22,8 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 # Single-channel integer modes with more than 8 bits; Pillow's `convert("RGB")` would clip
 # them to 255 instead of scaling, so they are scaled here by the type's white value.
 _WIDE_INT_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
+# Modes `Image.reduce` averages as they are (palettes and bit images are converted at full size).
+_REDUCIBLE = frozenset({"RGB", "RGBA", "L", "LA", "CMYK", "F"})
 
 
 class ImageError(ValueError):
@@ -32,12 +34,16 @@ class ImageError(ValueError):
         self.path = os.fspath(path)
 
 
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+def load_image(path: str | os.PathLike[str], shorter_side: int | None = None) -> np.ndarray:
     """Load an image file as RGB in [0, 1], upright as a viewer would show it.
 
     Args:
       path: any file Pillow can open (JPEG, PNG, TIFF, GIF, BMP, WebP, ...). Multi-frame
         files give their first frame.
+      shorter_side: the smallest shorter side the caller needs (it resizes afterwards). An image
+        at least twice as large is decoded smaller, never below it: JPEG at a reduced DCT scale
+        (`Image.draft`), other formats box-reduced by an integer factor (`Image.reduce`) before
+        the float conversion — a 64 Mpx photo for a 224 model never becomes a 768 MB float array.
 
     Returns:
       `(H, W, 3)` float32 in [0, 1], with the EXIF orientation applied (so a phone photo
@@ -67,9 +73,14 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
             # is refused either way rather than silently eating memory.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                if shorter_side and min(im.size) >= 2 * shorter_side and im.format == "JPEG":
+                    scale = min(im.size) / shorter_side
+                    im.draft("RGB", (int(im.size[0] / scale) + 1, int(im.size[1] / scale) + 1))
                 im.load()
                 white = _integer_white(im) if im.mode == "I" else None
                 upright = ImageOps.exif_transpose(im)
+                if shorter_side and (k := min(upright.size) // shorter_side) >= 2 and upright.mode in _REDUCIBLE:
+                    upright = upright.reduce(k)
         return _to_rgb(upright, white)
     except MemoryError:
         raise
