@@ -50,6 +50,8 @@ from .data.preprocess import normalize, resize_and_crop
 from .run_identity import (SETTINGS, describe_difference, digest, method_identity, read_settings, run_identity,
                            write_settings)
 from .runlock import run_lock
+from .memory import activation_bytes, default_budget
+from .memory import rows as memory_rows
 from .store import STORE, MapStore, StoreFormat
 
 __all__ = [
@@ -373,6 +375,17 @@ def _model_input(img: np.ndarray, lm, size: int | tuple[int, int] | str | None) 
     return display, x
 
 
+def input_shape(lm, size) -> tuple[int, int, int]:
+    """The `(H, W, C)` the model sees for `size` (for "original": the largest, 1024x1024)."""
+    if size == ORIGINAL:
+        hw = (1024, 1024)
+    elif lm.preprocessing.crop is not None:
+        hw = (lm.preprocessing.crop,) * 2
+    else:
+        hw = _target_hw(lm, size)
+    return (*hw, lm.input_shape[-1])
+
+
 def _target_hw(lm, size) -> tuple[int, int]:
     if size is None:
         return tuple(lm.input_shape[:2])
@@ -548,16 +561,6 @@ class _Item:
     methods: tuple[str, ...]  # the methods still to do for it
 
 
-SAMPLE_ROWS = 256
-"""Images per forward/backward pass of sample-based methods (SmoothGrad, IG) in batch jobs, unless `chunk` is given."""
-
-
-def _default(method: str, option: str):
-    import inspect
-
-    from .attribution import METHODS
-
-    return inspect.signature(METHODS[method]).parameters[option].default
 
 
 class _SameArguments:
@@ -575,7 +578,7 @@ class _SameArguments:
 
 def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
                  options: Mapping[str, Any] | None = None, devices: Sequence | None = None,
-                 dtype: str = "float32") -> dict[str, Callable]:
+                 dtype: str = "float32", memory_budget: int | None = None) -> dict[str, Callable]:
     """Compiled `fn(x_batch, ids[, target]) -> (maps, classes, logits)` per method name, for `run_attribution`.
 
     `target` is bound for every call; a call may pass its own (e.g. each image's ground-truth class
@@ -591,7 +594,10 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     Under that mesh the sample axes of SmoothGrad and IG are sharded too (one image's samples on
     every device), which is what keeps devices busy at small batch sizes.
     `dtype="bfloat16"` runs the model in bfloat16 (maps are returned as float32).
-    SmoothGrad's samples and IG's steps run `SAMPLE_ROWS` images per pass unless `chunk` is given.
+    Memory: each method that takes a `chunk` (SmoothGrad's samples, IG's steps, Score-CAM's masked
+    channels, occlusion's patches) and was not given one runs as many per pass as `memory_budget`
+    bytes allow (`memory.rows`: images per pass from the model's activation sizes; default
+    `memory.default_budget()`, a quarter of this machine's memory).
     Two or more methods of `fused.FUSABLE` (seed 002's saliency, deconvnet, guided backprop,
     Grad-CAM, guided Grad-CAM, ...) share one compiled call per batch: one forward pass and one
     backward walk per rule (`attribution.fused`); each method's function returns its part.
@@ -617,6 +623,9 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     else:
         set_mesh = contextlib.nullcontext
     extra = {} if dtype == "float32" else {"dtype": dtype}
+    budget = memory_budget or default_budget()
+    pass_rows = functools.lru_cache(maxsize=16)(
+        lambda shape: memory_rows(budget, activation_bytes(lm.model, lm.variables, shape)))
     bound = {}
     group = [n for n in dict.fromkeys(names) if n in FUSABLE]
     if len(group) >= 2:  # one forward pass, one backward walk per rule, for all of them
@@ -637,12 +646,12 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
             continue
         accepted = method_options(name)
         given = {k: v for k, v in (options or {}).items() if k in accepted}
-        auto_chunk = "chunk" in accepted and "chunk" not in given and _default(name, "chunk") is None
+        auto_chunk = "chunk" in accepted and "chunk" not in given
 
         def run(x, ids, per_call_target=None, name=name, given=given, auto_chunk=auto_chunk):
-            # Sample-based methods default to all samples in one pass: at batch 64 that is 3 200 VGG
-            # passes at once. Batch jobs bound memory to SAMPLE_ROWS images per pass instead.
-            chunk = {"chunk": max(1, SAMPLE_ROWS // x.shape[0])} if auto_chunk else {}
+            # SmoothGrad's default is all samples in one pass: at batch 64 that is 3 200 VGG passes
+            # at once. Batch jobs hold as many images per pass as the memory budget allows instead.
+            chunk = {"chunk": max(1, pass_rows(x.shape[1:]) // x.shape[0])} if auto_chunk else {}
             fn = compiled(name, lm.model, **given, **chunk, **extra)
             t = target if per_call_target is None else per_call_target
             with set_mesh():

@@ -51,7 +51,7 @@ def _size(text: str) -> int | str:
 
 # `attribute` flags that define a job: with --resume the job comes from RUN_DIR/config.json instead
 _JOB_FLAGS = ("model", "weights", "method", "target", "layer", "opt", "batch_size", "size", "seed", "outputs",
-              "store_dtype", "store_downsample", "devices", "dtype", "out")  # --distributed & co. say where it runs
+              "store_dtype", "store_downsample", "devices", "dtype", "memory_budget", "out")  # --distributed & co. say where it runs
 
 
 def _absolute(spec: str) -> str:
@@ -91,7 +91,7 @@ def _attribute(args) -> int:
             model=args.model, weights=weights, target=args.target, options=options, batch_size=args.batch_size,
             size=args.size, seed=args.seed, outputs=outputs, store_dtype=args.store_dtype,
             store_downsample=args.store_downsample, devices=args.devices, dtype=args.dtype,
-            distributed=args.distributed)
+            distributed=args.distributed, memory_budget=args.memory_budget)
         out = args.out
     if args.compile_cache != "off":
         enable_compilation_cache(args.compile_cache)
@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this process's index, 0..N-1")
     p.add_argument("--compile-cache", default=None, metavar="DIR|off",
                    help="persistent XLA compilation cache (default: ~/.cache/jaxviz/xla, or $JAXVIZ_CACHE_DIR/xla)")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="bytes one forward/backward pass may hold, e.g. 6G (default: a quarter of this machine's "
+                        "memory); sets each method's chunk and, if need be, lowers the batch size")
     p.add_argument("--retry-failed", action="store_true", help="try again images that failed in an earlier run")
     p.add_argument("--allow-failures", action="store_true",
                    help="exit 0 even when some images failed (they are logged in errors.jsonl); default: exit 1")

@@ -21,7 +21,9 @@ from typing import Any
 
 import jax
 
-from .batch import CONFIG, RunSummary, bind_methods, discover_images, run_attribution
+from .batch import CONFIG, RunSummary, bind_methods, discover_images, input_shape, run_attribution
+from .memory import activation_bytes, default_budget, parse_bytes
+from .memory import rows as memory_rows
 from .store import StoreFormat
 
 __all__ = ["CONFIG", "AttributeJob", "default_cache_dir", "enable_compilation_cache", "load_job", "resolve_devices",
@@ -49,6 +51,7 @@ class AttributeJob:
     devices: str | int | None = None  # None: the default device; "all" or N: shard the batch over local devices
     dtype: str = "float32"
     distributed: bool = False
+    memory_budget: str | int | None = None  # bytes a pass may hold ("6G"); None: a quarter of this machine's memory
 
     @classmethod
     def from_json(cls, data: dict, where: str = "config") -> AttributeJob:
@@ -148,7 +151,14 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
     images = discover_images(job.inputs, exclude=[out], log=log)
     lm = load(job.model, job.weights)
     target = parse_target(job.target, lm.labels)
-    bound = bind_methods(lm, methods, target, seed=job.seed, options=job.options, devices=devices, dtype=job.dtype)
+    budget = parse_bytes(job.memory_budget) if job.memory_budget is not None else default_budget()
+    fits = memory_rows(budget, activation_bytes(lm.model, lm.variables, input_shape(lm, job.size)))
+    if batch_size > fits:  # the batch alone would not fit: every pass holds at least the batch
+        log(f"batch size {batch_size} lowered to {fits}: {fits} images of {lm.name} fill the memory budget of "
+            f"{budget / 2**30:.1f} GiB (--memory-budget)")
+        batch_size = fits
+    bound = bind_methods(lm, methods, target, seed=job.seed, options=job.options, devices=devices, dtype=job.dtype,
+                         memory_budget=budget)
     return run_attribution(lm, images, bound, out, target=target, batch_size=batch_size, size=job.size,
                            progress=progress, log=log, retry_failed=retry_failed, outputs=job.outputs,
                            store_format=fmt, process=process, config=dataclasses.asdict(job))

@@ -6,8 +6,8 @@ method's definition. Each record in `results.jsonl` carries the digest of those 
 (`"settings": "3f2a..."`) and `out/settings.json` maps each digest to the settings in full, so a rerun
 with other settings is refused with the setting that differs:
 
-    >>> identity = method_identity("smoothgrad", options={"n": 50}, seed=0, dtype="float32")
-    >>> digest(run_identity(lm, size=None, target=None) | identity)
+    settings = run_identity(lm, size=None, target_json=None) | method_identity("smoothgrad", {"n": 50}, seed=0)
+    digest(settings)        # what each smoothgrad record of that run carries
 
 Settings that change how a run goes but not its maps (batch size, workers, outputs, chunk sizes,
 devices) are not part of it.

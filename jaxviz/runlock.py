@@ -32,9 +32,6 @@ class RunLockedError(ValueError):
     """Another process holds the output folder."""
 
 
-_HELD: dict[str, list] = {}  # lock path → [fd, depth]: run_job locks, then run_attribution locks again
-
-
 def _holders(out: Path) -> str:
     """`PID 123 on host since 12:00:01` for every lock file in `out` that names a holder."""
     found = []
@@ -54,14 +51,8 @@ def _open_lock(path: Path) -> int:
 
 @contextlib.contextmanager
 def _flock(path: Path, mode: int, out: Path, write_holder: bool) -> Iterator[None]:
-    key = str(path)
-    if key in _HELD:  # this process already holds it (a nested call)
-        _HELD[key][1] += 1
-        try:
-            yield
-        finally:
-            _HELD[key][1] -= 1
-        return
+    """Hold `path` locked (`mode`). Each call opens the file anew, so two runs in one process (two
+    threads) also exclude each other: `flock` locks belong to the open file, not the process."""
     fd = _open_lock(path)
     try:
         fcntl.flock(fd, mode | fcntl.LOCK_NB)
@@ -74,10 +65,8 @@ def _flock(path: Path, mode: int, out: Path, write_holder: bool) -> Iterator[Non
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}\n"
                       .encode(), 0)
-        _HELD[key] = [fd, 1]
         yield
     finally:
-        _HELD.pop(key, None)
         if write_holder:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)

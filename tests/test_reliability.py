@@ -634,3 +634,61 @@ def test_a_huge_image_is_decoded_at_the_size_the_model_needs(tmp_path, fmt):
     small = load_image(path, shorter_side=64)
     assert min(small.shape[:2]) >= 64 and small.shape[1] / small.shape[0] == pytest.approx(w / h, rel=0.02)
     assert abs(float(small.mean()) - ramp.mean() / 255) < 0.01  # the same picture, smaller
+
+
+def test_two_runs_in_one_process_exclude_each_other_too(tmp_path):
+    with run_lock(tmp_path):
+        with pytest.raises(RunLockedError, match=f"PID {os.getpid()}"):
+            with run_lock(tmp_path):
+                pass
+    with run_lock(tmp_path):  # released
+        pass
+
+
+# --------------------------------------------------------------------------- 12. one memory budget
+
+
+@pytest.mark.parametrize("text, n", [("6G", 6 * 2**30), ("512M", 512 * 2**20), ("1.5GiB", 3 * 2**29), ("800", 800)])
+def test_memory_budget_sizes(text, n):
+    from jaxviz.memory import parse_bytes
+
+    assert parse_bytes(text) == n
+    with pytest.raises(ValueError, match="give a size such as 6G"):
+        parse_bytes("lots")
+
+
+@pytest.mark.parametrize("name, options", [("guided_backprop", {}), ("smoothgrad", {"n": 4, "chunk": 4}),
+                                           ("integrated_gradients", {"steps": 4, "chunk": 4}),
+                                           ("score_cam", {"chunk": 4})])
+def test_a_pass_holds_at_most_the_budgeted_bytes_per_image(lm, name, options):
+    """XLA's own accounting of the compiled pass: temp bytes per image row <= PASS_FACTOR x module outputs."""
+    from jaxviz.attribution.engine import compiled
+    from jaxviz.memory import PASS_FACTOR, activation_bytes
+
+    shape = (64, 64, 3)
+    per_image = activation_bytes(lm.model, lm.variables, shape)
+    x = np.zeros((2, *shape), np.float32)
+    keys = jax.random.split(jax.random.key(0), 2)
+    temp = compiled(name, lm.model, **options).lower(lm.variables, x, None, keys).compile().memory_analysis()
+    rows = 2 * options.get("chunk", 1)
+    assert temp.temp_size_in_bytes / rows <= PASS_FACTOR * per_image
+
+
+def test_chunks_and_batch_size_follow_the_memory_budget(tmp_path, lm, folder, monkeypatch):
+    from jaxviz.attribution import engine
+    from jaxviz.job import AttributeJob, run_job
+    from jaxviz.memory import activation_bytes
+
+    per_image = activation_bytes(lm.model, lm.variables, (SIZE, SIZE, 3))
+    seen = []
+    real = engine.compiled
+    monkeypatch.setattr(engine, "compiled", lambda name, model, **kw: seen.append((name, kw.get("chunk"))) or
+                        real(name, model, **kw))
+    logged = []
+    job = AttributeJob(inputs=_files(folder, 4), methods=["smoothgrad", "score_cam"], options={"n": 4}, batch_size=4,
+                       size=SIZE, outputs=["npy"], memory_budget=int(3.5 * per_image))
+    s = run_job(job, tmp_path / "r", progress=False, log=logged.append)
+    assert s.done == 4
+    assert any("batch size 4 lowered to 3" in line for line in logged)
+    # 3 images a pass: the batch of 3 one sample (channel) at a time, then the last image 3 at a time
+    assert set(seen) == {("smoothgrad", 1), ("score_cam", 1), ("smoothgrad", 3), ("score_cam", 3)}
