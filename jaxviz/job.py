@@ -30,7 +30,6 @@ __all__ = ["CONFIG", "AttributeJob", "default_cache_dir", "enable_compilation_ca
            "run_job"]
 
 
-
 @dataclasses.dataclass
 class AttributeJob:
     """Everything `jaxviz attribute` needs; JSON-serializable (see `jaxviz attribute --help` for each field)."""
@@ -122,9 +121,8 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
     cluster's environment (SLURM, Kubernetes, TPU pods). It is not saved: each process of a resumed
     run says again which process it is."""
     from .attribution import METHODS, parse_target
-    from .models.loading import load
-
     from .attribution.engine import check_options
+    from .models.loading import load
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -153,6 +151,8 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
     target = parse_target(job.target, lm.labels)
     budget = parse_bytes(job.memory_budget) if job.memory_budget is not None else default_budget()
     fits = memory_rows(budget, activation_bytes(lm.model, lm.variables, input_shape(lm, job.size)))
+    if devices:  # keep a multiple of the device count
+        fits = max(len(devices), fits - fits % len(devices))
     if batch_size > fits:  # the batch alone would not fit: every pass holds at least the batch
         log(f"batch size {batch_size} lowered to {fits}: {fits} images of {lm.name} fill the memory budget of "
             f"{budget / 2**30:.1f} GiB (--memory-budget)")
