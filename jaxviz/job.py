@@ -76,6 +76,19 @@ def load_job(run_dir: str | os.PathLike[str]) -> AttributeJob:
     return AttributeJob.from_json(data, str(path))
 
 
+def _applicable(methods: list[str], lm, log) -> list[str]:
+    """`--method all` without the CAM methods a model's declared head rules out (VGG: flatten → dense)."""
+    from .attribution.cam import HEAD_METHODS, declared_head
+    from .core import as_net
+
+    head = declared_head(as_net(lm.model))
+    skipped = [m for m in methods if m in HEAD_METHODS and head not in (None, HEAD_METHODS[m])]
+    if skipped:
+        log(f"--method all: {', '.join(skipped)} skipped: {lm.name} has a {head!r} head, not one global pool "
+            f"and one dense layer")
+    return [m for m in methods if m not in skipped]
+
+
 def resolve_devices(devices: str | int | None) -> list | None:
     """`None` → None (default device); "all" → every local device; N (or "N") → the first N."""
     if devices is None:
@@ -148,6 +161,8 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
     fmt = StoreFormat(job.store_dtype, job.store_downsample)
     images = discover_images(job.inputs, exclude=[out], log=log)
     lm = load(job.model, job.weights)
+    if job.methods == ["all"]:
+        methods = _applicable(methods, lm, log)
     target = parse_target(job.target, lm.labels)
     budget = parse_bytes(job.memory_budget) if job.memory_budget is not None else default_budget()
     fits = memory_rows(budget, activation_bytes(lm.model, lm.variables, input_shape(lm, job.size)))

@@ -692,3 +692,17 @@ def test_chunks_and_batch_size_follow_the_memory_budget(tmp_path, lm, folder, mo
     assert any("batch size 4 lowered to 3" in line for line in logged)
     # 3 images a pass: the batch of 3 one sample (channel) at a time, then the last image 3 at a time
     assert set(seen) == {("smoothgrad", 1), ("score_cam", 1), ("smoothgrad", 3), ("score_cam", 3)}
+
+
+def test_method_all_skips_the_cam_methods_a_models_head_rules_out():
+    """`--method all` on a flatten → dense head (MiniVGG, VGG) runs every method but CAM / CAM-GMP, and
+    says so; on a GAP head (ShapesNet) it keeps CAM."""
+    from jaxviz.attribution import METHODS
+    from jaxviz.job import _applicable
+    from jaxviz.models.loading import load
+
+    said = []
+    kept = _applicable(list(METHODS), load("minivgg", random_init=True), said.append)
+    assert kept == [m for m in METHODS if m not in ("cam", "cam_gmp")]
+    assert "cam, cam_gmp skipped" in said[0]
+    assert "cam" in _applicable(list(METHODS), load("shapesnet", random_init=True), said.append)

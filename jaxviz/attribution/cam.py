@@ -69,10 +69,19 @@ def grad_cam(model, variables, x, target: Target = None, layer: str | None = Non
     return Attribution(upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3]), sel.index, out, {})
 
 
+HEAD_METHODS = {"cam": "gap", "cam_gmp": "gmp"}
+"""The methods that need a model's head to be one global pool (of this kind) and one dense layer."""
+
+
+def declared_head(net) -> str | None:
+    """The kind of head a model declares (`head` attribute or method: "gap", "gmp", "other"), or None."""
+    head = getattr(net.source, "head", None)
+    return head() if callable(head) else head
+
+
 def check_head(net, pooling: str, method: str) -> None:
     """Refuse CAM / CAM-GMP for a model that declares (`head()`) another kind of head."""
-    head = getattr(net.source, "head", None)
-    head = head() if callable(head) else head
+    head = declared_head(net)
     if head is not None and head != pooling:
         hint = {"gmp": "use cam_gmp", "gap": "use cam"}.get(head, "use grad_cam")
         raise ValueError(f"{method} needs a global-{'average' if pooling == 'gap' else 'max'}-pooling head "
