@@ -46,7 +46,7 @@ from tqdm import tqdm
 from . import plot
 from .atomic import save_npy, write_text
 from .data.images import load_image, save_image
-from .data.preprocess import normalize, resize_and_crop
+from .data.preprocess import input_bounds, normalize, resize_and_crop
 from .run_identity import (SETTINGS, describe_difference, digest, method_identity, read_settings, run_identity,
                            write_settings)
 from .runlock import run_lock
@@ -646,6 +646,8 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
             continue
         accepted = method_options(name)
         given = {k: v for k, v in (options or {}).items() if k in accepted}
+        if name == "lrp" and given.get("composite") == "epsilon_gamma_box":  # the box: black and white
+            given = {**input_bounds(lm.preprocessing), **given}
         auto_chunk = "chunk" in accepted and "chunk" not in given
 
         def run(x, ids, per_call_target=None, name=name, given=given, auto_chunk=auto_chunk):

@@ -24,6 +24,7 @@ from .gradients import (
     saliency,
 )
 from .integrated import integrated_gradients
+from .lrp import lrp
 from .occlusion import occlusion
 from .smoothgrad import smoothgrad
 from .targets import Top, Unit, parse_target, resolve_target
@@ -46,9 +47,10 @@ METHODS = {
     "layer_cam": layer_cam,
     "occlusion": occlusion,
     "fullgrad": fullgrad,
+    "lrp": lrp,
 }
 
 __all__ = ["BUNDLE_002", "FUSABLE", "METHODS", "Attribution", "Top", "Unit", "cam", "cam_gmp", "deconvnet", "fullgrad",
            "fused_compiled", "grad_cam", "grad_cam_pp", "gradient_x_input", "guided_backprop", "guided_grad_cam",
-           "input_gradient", "integrated_gradients", "layer_cam", "occlusion", "parse_target",
+           "input_gradient", "integrated_gradients", "layer_cam", "lrp", "occlusion", "parse_target",
            "resolve_target", "saliency", "score_cam", "smoothgrad"]

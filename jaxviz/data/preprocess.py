@@ -167,6 +167,14 @@ def normalize(img, pp: Preprocessing):
     return (x - _channels(pp.mean, x)) / _channels(pp.std, x)
 
 
+def input_bounds(pp: Preprocessing) -> dict[str, tuple[float, ...]]:
+    """`{"low": ..., "high": ...}`: the model-space values of black and white, one per channel (the
+    box of LRP's z^B rule, `epsilon_gamma_box`)."""
+    low, high = (tuple(float(v) for v in normalize(np.full((1, 1, 3), c, np.float32), pp).reshape(-1))
+                 for c in (0.0, 1.0))
+    return {"low": low, "high": high}
+
+
 def denormalize(x, pp: Preprocessing):
     """Model space → display space, the exact inverse of `normalize`; no clipping.
 

@@ -55,8 +55,12 @@ def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
             m[i, lo:hi] = 1.0 / (hi - lo)
         return m
 
-    ph, pw = bins(x.shape[1], out_hw[0]), bins(x.shape[2], out_hw[1])
-    return jnp.einsum("ih,nhwc,jw->nijc", ph, x, pw)
+    # One product with the (out cells × in cells) bin matrix: a single fixed linear map, which LRP's
+    # norm rule treats as one pool (as zennit treats torch's AdaptiveAvgPool2d).
+    n, h, w, c = x.shape
+    bins2d = np.kron(bins(h, out_hw[0]), bins(w, out_hw[1]))
+    pooled = jnp.einsum("pq,nqc->npc", bins2d.astype(x.dtype), x.reshape(n, h * w, c))
+    return pooled.reshape(n, *out_hw, c)
 
 
 

@@ -6,7 +6,7 @@
     custom = composite({Where(lambda s: s.path.startswith("layer4")): my_rule})
 
 A `Site` is one matched operation of the traced program: its kind ("relu", "conv", "dense",
-"max_pool", "add"), the module path it runs in (`layer4.2`; "" outside any module), and its
+"pool", "max_pool", "add"), the module path it runs in (`layer4.2`; "" outside any module), and its
 position among the operations of that kind (0 = the first). The first matcher that accepts a site
 gives its rule; unmatched sites keep the model's own VJP. Composites chain with `+` (the left one
 wins). Everything here is a frozen value, so equal composites share one compilation.
@@ -21,17 +21,19 @@ from typing import Any, NamedTuple
 
 
 class Site(NamedTuple):
-    """One operation a rule may replace."""
+    """One operation a rule may replace. `layer` numbers the linear layers (conv and dense together)
+    in program order; -1 for other kinds."""
 
     kind: str
     path: str
     index: int
     primitive: str
+    layer: int = -1
 
 
 @dataclass(frozen=True)
 class Kind:
-    """Every site of one kind ("relu", "conv", "dense", "max_pool", "add")."""
+    """Every site of one kind ("relu", "conv", "dense", "pool", "max_pool", "add")."""
 
     kind: str
 
@@ -63,6 +65,20 @@ class First:
 
     def __call__(self, site: Site) -> bool:
         return site.kind == self.kind and site.index == self.n
+
+
+@dataclass(frozen=True)
+class FirstLayer:
+    """The `n`-th linear layer (conv or dense, counted together) in program order — zennit's "first
+    layer" — or, with `kind`, the `n`-th of that kind."""
+
+    n: int = 0
+    kind: str | None = None
+
+    def __call__(self, site: Site) -> bool:
+        if self.kind is not None:
+            return site.kind == self.kind and site.index == self.n
+        return site.layer == self.n
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,7 @@ def _matcher(key) -> Callable[[Site], bool]:
     if isinstance(key, str):
         return Kind(key)
     if callable(key):
-        return key if isinstance(key, Kind | Path | First | Where) else Where(key)
+        return key if isinstance(key, Kind | Path | First | FirstLayer | Where) else Where(key)
     raise TypeError(f"a composite key is a kind name, Path, First, Where or a predicate; got {key!r}")
 
 
