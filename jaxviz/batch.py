@@ -25,6 +25,7 @@ import errno
 import functools
 import glob
 import hashlib
+import inspect
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -649,13 +651,21 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
         if name == "lrp" and given.get("composite") == "epsilon_gamma_box":  # the box: black and white
             given = {**input_bounds(lm.preprocessing), **given}
         auto_chunk = "chunk" in accepted and "chunk" not in given
+        # XLA:CPU unrolls sample chunks (its loops run ~5x slower) and then holds all of them at once:
+        # there the batch is split on the host instead, each part all its samples in one pass.
+        samples = _samples(name, given) if auto_chunk and jax.default_backend() == "cpu" else None
 
-        def run(x, ids, per_call_target=None, name=name, given=given, auto_chunk=auto_chunk):
+        def run(x, ids, per_call_target=None, name=name, given=given, auto_chunk=auto_chunk, samples=samples):
             # SmoothGrad's default is all samples in one pass: at batch 64 that is 3 200 VGG passes
             # at once. Batch jobs hold as many images per pass as the memory budget allows instead.
-            chunk = {"chunk": max(1, pass_rows(x.shape[1:]) // x.shape[0])} if auto_chunk else {}
-            fn = compiled(name, lm.model, **given, **chunk, **extra)
             t = target if per_call_target is None else per_call_target
+            n, rows = x.shape[0], pass_rows(x.shape[1:])
+            if samples is not None and rows // samples < n:
+                k = max(1, rows // samples)
+                parts = [run(x[s:s + k], ids[s:s + k], _target_rows(t, s, s + k, n)) for s in range(0, n, k)]
+                return tuple(jnp.concatenate(p) for p in zip(*parts))
+            chunk = {"chunk": samples or max(1, rows // n)} if auto_chunk else {}
+            fn = compiled(name, lm.model, **given, **chunk, **extra)
             with set_mesh():
                 return fn(params, place(x), t, image_keys(place(ids)))[:3]
 
@@ -663,6 +673,24 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     for name, fn in bound.items():  # what makes each method's maps what they are (see `run_identity`)
         fn.settings = method_identity(name, given_options, seed=seed, dtype=dtype)
     return bound
+
+
+_SAMPLE_OPTION = {"smoothgrad": "n", "smoothgrad_squared": "n", "vargrad": "n", "integrated_gradients": "steps"}
+
+
+def _samples(name: str, given: dict) -> int | None:
+    """Samples per image of a method whose chunks XLA:CPU unrolls (SmoothGrad's n, IG's steps), else None."""
+    from .attribution import METHODS
+
+    option = _SAMPLE_OPTION.get(name)
+    if option is None:
+        return None
+    return int(given.get(option, inspect.signature(METHODS[name]).parameters[option].default))
+
+
+def _target_rows(t, start: int, stop: int, n: int):
+    """Rows `start:stop` of a per-image target (an array of `n`); any other target as it is."""
+    return t[start:stop] if getattr(t, "ndim", 0) >= 1 and t.shape[0] == n else t
 
 
 def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mapping[str, Callable],

@@ -706,3 +706,24 @@ def test_method_all_skips_the_cam_methods_a_models_head_rules_out():
     assert kept == [m for m in METHODS if m not in ("cam", "cam_gmp")]
     assert "cam, cam_gmp skipped" in said[0]
     assert "cam" in _applicable(list(METHODS), load("shapesnet", random_init=True), said.append)
+
+
+def test_sample_methods_split_the_batch_to_fit_the_budget_on_cpu():
+    """SmoothGrad / IG on CPU: XLA unrolls their sample chunks and then holds them all (49.5 GB asked on
+    VGG16 at batch 16), so a batch job splits the batch on the host to fit the budget — same maps."""
+    import jax
+
+    from jaxviz.batch import bind_methods
+    from jaxviz.memory import activation_bytes
+    from jaxviz.models.loading import load
+
+    lm = load("shapesnet", random_init=True)
+    x = jax.random.normal(jax.random.key(0), (4, *lm.input_shape))
+    ids = jax.numpy.arange(4)
+    per = activation_bytes(lm.model, lm.variables, lm.input_shape)
+    opts = {"n": 4, "steps": 4}
+    for name in ("smoothgrad", "integrated_gradients"):
+        small = bind_methods(lm, [name], None, options=opts, memory_budget=8 * per)[name](x, ids)  # 2 images a pass
+        whole = bind_methods(lm, [name], None, options=opts, memory_budget=10**12)[name](x, ids)
+        np.testing.assert_allclose(np.asarray(small[0]), np.asarray(whole[0]), rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(np.asarray(small[1]), np.asarray(whole[1]))
