@@ -111,7 +111,7 @@ def run(net: Net, variables, x: jax.Array, capture: Iterable[str] | str = (),
     from .rules.transform import apply_rules
 
     program = functools.partial(_program, net, capture)
-    return apply_rules(program, net.rules)(variables, x, perturb, replace)
+    return apply_rules(program, net.rules, constants_are_params=net.kind == FUNCTION)(variables, x, perturb, replace)
 
 
 def _program(net, capture, variables, x, perturb, replace):

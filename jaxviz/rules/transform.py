@@ -43,14 +43,16 @@ CONST, PARAM, DATA = 0, 1, 2
 """Where a value comes from: closed-over constants, the parameters, or the data (the strongest wins)."""
 
 
-def apply_rules(fn, composite: Composite, params_argnums: tuple[int, ...] = (0,)):
+def apply_rules(fn, composite: Composite, params_argnums: tuple[int, ...] = (0,), constants_are_params: bool = False):
     """`fn(*args)` with `composite`'s rules in place of the VJPs of the sites they match; the
-    arguments at `params_argnums` are the parameters, the others the data."""
+    arguments at `params_argnums` are the parameters, the others the data; closed-over arrays are
+    parameters too with `constants_are_params` (a plain function with its weights built in)."""
 
     @functools.wraps(fn)
     def rewritten(*args):
         closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        flat = _eval(closed.jaxpr, closed.consts, *_leaves(args, params_argnums), composite, "", {}, None)
+        flat = _eval(closed.jaxpr, closed.consts, *_leaves(args, params_argnums), composite, "", {}, None,
+                     PARAM if constants_are_params else CONST)
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat)
 
     return rewritten
@@ -188,7 +190,7 @@ def _bind(eqn, invals) -> list:
 
 
 def _eval(jaxpr, consts, args, arg_origins, composite: Composite | None, outer: str, counts: dict,
-          found: list | None):
+          found: list | None, const_origin: int = CONST):
     env: dict = {}
     origin: dict = {}
 
@@ -196,7 +198,7 @@ def _eval(jaxpr, consts, args, arg_origins, composite: Composite | None, outer: 
         return v.val if isinstance(v, jcore.Literal) else env[v]
 
     for v, val in zip(jaxpr.constvars, consts):
-        env[v], origin[v] = val, CONST
+        env[v], origin[v] = val, const_origin
     for v, val, o in zip(jaxpr.invars, args, arg_origins):
         env[v], origin[v] = val, o
     wanted = composite.kinds if composite is not None else frozenset()
@@ -245,7 +247,7 @@ def _eval(jaxpr, consts, args, arg_origins, composite: Composite | None, outer: 
             inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
             closed = inner if isinstance(inner, jcore.ClosedJaxpr) else None
             outvals = _eval(closed.jaxpr if closed else inner, closed.consts if closed else (), invals, origins,
-                            composite, path, counts, found)
+                            composite, path, counts, found, const_origin)
         if outvals is None:
             outvals = _bind(eqn, invals)
         for v, val in zip(eqn.outvars, outvals):
