@@ -660,11 +660,12 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
             # at once. Batch jobs hold as many images per pass as the memory budget allows instead.
             t = target if per_call_target is None else per_call_target
             n, rows = x.shape[0], pass_rows(x.shape[1:])
-            if samples is not None and rows // samples < n:
-                k = max(1, rows // samples)
+            k = max(1, rows // samples) if samples is not None else n
+            if k < n:  # parts of k images, each all its samples in one pass (or, k = 1, `rows` at a time)
                 parts = [run(x[s:s + k], ids[s:s + k], _target_rows(t, s, s + k, n)) for s in range(0, n, k)]
                 return tuple(jnp.concatenate(p) for p in zip(*parts))
-            chunk = {"chunk": samples or max(1, rows // n)} if auto_chunk else {}
+            fits = samples is not None and n * samples <= rows
+            chunk = {"chunk": samples if fits else max(1, rows // n)} if auto_chunk else {}
             fn = compiled(name, lm.model, **given, **chunk, **extra)
             with set_mesh():
                 return fn(params, place(x), t, image_keys(place(ids)))[:3]
