@@ -30,7 +30,7 @@ import numpy as np
 from jaxviz.atomic import write_text
 from jaxviz.attribution import METHODS
 from jaxviz.attribution.engine import compiled, method_options
-from jaxviz.data.preprocess import normalize
+from jaxviz.data.preprocess import input_bounds, normalize
 from jaxviz.data.shapes import generate
 from jaxviz.metrics import sanity
 from jaxviz.models.loading import load
@@ -54,7 +54,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="experiments/runs/sanity_checks", help="output folder")
     ap.add_argument("--n", type=int, default=24, help="shapes images")
     ap.add_argument("--seed", type=int, default=0, help="seed of the images, fresh weights and noise")
-    ap.add_argument("--methods", nargs="*", default=list(METHODS), help="method names (default: all)")
+    ap.add_argument("--methods", nargs="*", default=list(METHODS),
+                    help="method names or variants, e.g. lrp:epsilon_gamma_box (default: all)")
     ap.add_argument("--smoothgrad-n", type=int, default=16, help="noise samples of the SmoothGrad family")
     ap.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps")
     ap.add_argument("--batch-size", type=int, default=24)
@@ -68,7 +69,8 @@ def main(argv=None) -> None:
     lm = load()
     batch = generate(args.n, size=lm.input_shape[0], seed=args.seed)
     x = normalize(batch.images, lm.preprocessing)
-    options = {"n": args.smoothgrad_n, "steps": args.ig_steps}
+    # low/high: the input's black and white, the box bounds of LRP's epsilon_gamma_box (lrp:epsilon_gamma_box)
+    options = {"n": args.smoothgrad_n, "steps": args.ig_steps, **input_bounds(lm.preprocessing)}
     names, skipped = applicable(lm, args.methods, x, options)
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")

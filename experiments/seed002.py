@@ -6,7 +6,8 @@
 Copy this file and edit `get_config()` for your own study. Keys (defaults in
 `jaxviz.evaluation.experiment.DEFAULTS`):
 
-- methods: any `jaxviz.attribution.METHODS` names; seed 002 used Backpropagation (`saliency`),
+- methods: any `jaxviz.attribution.METHODS` names, or variants `NAME:OPTION=VALUE` (e.g.
+  `lrp:epsilon_gamma_box`, `grad_cam:layer=relu3_2`; see `seed002_lrp.py`); seed 002 used Backpropagation (`saliency`),
   Deconvolution (`deconvnet`), Guided Backpropagation, Grad-CAM and Guided Grad-CAM.
 - models: architectures or weights names for `jaxviz.load` (`shapesnet`, `minivgg`; seed 002's
   `alexnet`, `resnet152`, `squeezenet1_0`, `vgg19` once ported with `jaxviz weights port`), `.safetensors`

@@ -7,7 +7,8 @@ command picks up where a killed run stopped (and does nothing at all when it had
 A run directory `out/` holds:
 
     out/<method>/<stem>.npy   raw map, float32: (H, W, C) gradient methods, (H, W) CAM family
-    out/<method>/<stem>.png   its view: CAMs as a heatmap over the input, gradients grayscale
+    out/<method>/<stem>.png   its view: CAMs as a heatmap over the input, gradients grayscale, LRP
+                              relevance red (+) / blue (−)
     out/results.jsonl         one JSON line per (image, method) done; the resume ledger
     out/errors.jsonl          one JSON line per image (or image and method) that failed
     out/summary.json          the `RunSummary` of the latest run
@@ -604,7 +605,7 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     Grad-CAM, guided Grad-CAM, ...) share one compiled call per batch: one forward pass and one
     backward walk per rule (`attribution.fused`); each method's function returns its part.
     """
-    from .attribution.engine import compiled, method_options
+    from .attribution.engine import compiled, method_options, variant
     from .attribution.fused import FUSABLE, fused_compiled
 
     key = jax.random.key(seed)
@@ -646,16 +647,17 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     for name in names:
         if name in bound:
             continue
-        accepted = method_options(name)
-        given = {k: v for k, v in (options or {}).items() if k in accepted}
-        if name == "lrp" and given.get("composite") == "epsilon_gamma_box":  # the box: black and white
+        method, fixed = variant(name)  # e.g. lrp:epsilon_gamma_box: its own options over the shared ones
+        accepted = method_options(method)
+        given = {**{k: v for k, v in (options or {}).items() if k in accepted}, **fixed}
+        if method == "lrp" and given.get("composite") == "epsilon_gamma_box":  # the box: black and white
             given = {**input_bounds(lm.preprocessing), **given}
         auto_chunk = "chunk" in accepted and "chunk" not in given
         # XLA:CPU unrolls sample chunks (its loops run ~5x slower) and then holds all of them at once:
         # there the batch is split on the host instead, each part all its samples in one pass.
-        samples = _samples(name, given) if auto_chunk and jax.default_backend() == "cpu" else None
+        samples = _samples(method, given) if auto_chunk and jax.default_backend() == "cpu" else None
 
-        def run(x, ids, per_call_target=None, name=name, given=given, auto_chunk=auto_chunk, samples=samples):
+        def run(x, ids, per_call_target=None, name=method, given=given, auto_chunk=auto_chunk, samples=samples):
             # SmoothGrad's default is all samples in one pass: at batch 64 that is 3 200 VGG passes
             # at once. Batch jobs hold as many images per pass as the memory budget allows instead.
             t = target if per_call_target is None else per_call_target
@@ -1065,7 +1067,8 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
                 continue
             files = {k: f"{method}/{item.stem}.{k}" for k in ("npy", "png") if k in kinds}
             if files:
-                jobs.append(pool.submit(_write_files, out, files, maps[i].astype(np.float32), display))
+                jobs.append(pool.submit(_write_files, out, files, maps[i].astype(np.float32), display,
+                                        method.partition(":")[0] in plot.SIGNED_VIEWS))
             record = _record(item, method, int(classes[i]), logits[i], files, seconds, context)
             rows[method].append((i, {**record, "input_hw": list(x.shape[:2])}))
     if "store" in kinds:
@@ -1080,11 +1083,11 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
     return now, len(batch)
 
 
-def _write_files(out: Path, files: dict, m: np.ndarray, display: np.ndarray | None) -> None:
+def _write_files(out: Path, files: dict, m: np.ndarray, display: np.ndarray | None, signed: bool) -> None:
     if "npy" in files:
         save_npy(out / files["npy"], m)
     if "png" in files:
-        save_image(out / files["png"], plot.view(m[None], display[None])[0])
+        save_image(out / files["png"], plot.view(m[None], display[None], signed=signed)[0])
 
 
 def _record(item: _Item, method: str, cls: int, logits: np.ndarray, files: dict, seconds: float,

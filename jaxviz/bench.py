@@ -10,7 +10,9 @@ call's time minus the median call is reported as "compile s"), then up to `repea
 with `block_until_ready`; the median gives images/s. When torch and Captum import, the same batch
 runs through Captum's equivalent on the `torch_peer.to_torch` twin of the model in this process
 (for the bundle: Captum's five separate calls Saliency, Deconvolution, GuidedBackprop,
-LayerGradCam, GuidedGradCam), timed the same way, on `cuda` when torch sees a GPU.
+LayerGradCam, GuidedGradCam; for `lrp`: zennit's composite of the same name with its canonizer —
+the row's captum_* fields then hold zennit's figures), timed the same way, on `cuda` when torch
+sees a GPU.
 
 Per case it also records: XLA's FLOP count of the compiled program (`engine.program_cost`) and
 the achieved FLOP/s against the device's limit (`device_limits`: on CPU the measured sgemm rate
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import importlib.metadata
 import os
 import platform
 import statistics
@@ -220,12 +223,57 @@ def captum_method(method: str, peer, layer, options: dict) -> Callable | None:
         return lambda x, t: ig.attribute(x, baselines=0.0, target=t, n_steps=options["steps"],
                                          method="riemann_trapezoid",
                                          internal_batch_size=options["chunk"] * x.shape[0])
+    if method == "lrp":
+        return zennit_lrp(peer, options)
     if method == "occlusion":
         occ = ca.Occlusion(lambda z: torch.softmax(peer(z), dim=-1))
         p, s = options["patch"], options["stride"]
         return lambda x, t: occ.attribute(x, sliding_window_shapes=(x.shape[1], p, p), strides=(x.shape[1], s, s),
                                           baselines=0.0, target=t, perturbations_per_eval=options["chunk"])
     return None
+
+
+ZENNIT_COMPOSITES = {"epsilon_plus": "EpsilonPlus", "epsilon_plus_flat": "EpsilonPlusFlat",
+                     "epsilon_gamma_box": "EpsilonGammaBox", "epsilon_alpha2_beta1": "EpsilonAlpha2Beta1",
+                     "epsilon_alpha2_beta1_flat": "EpsilonAlpha2Beta1Flat"}
+
+
+def zennit_lrp(peer, options: dict, exact_norm: bool = False) -> Callable:
+    """zennit's LRP (`pip install zennit`) of our `lrp` options on a torchvision model: its composite of
+    the same name with its canonizer for the layout (ResNet's or VGG's), relevance from the one-hot
+    target. Registered per call (zennit's hooks and merged BatchNorms are undone on exit).
+
+    zennit's BatchNorm merge leaves each BatchNorm as `x / √(1 + ε)`, not the identity; `exact_norm`
+    sets their ε to 0 while merged (the exact merge, as ours), for comparing values."""
+    import torch
+    import zennit.composites as zc
+    import zennit.torchvision as ztv
+    from zennit.attribution import Gradient
+
+    name = options.get("composite", "epsilon_plus_flat")
+    resnet = any(type(m).__name__ in ("Bottleneck", "BasicBlock") for m in peer.modules())
+    canonizer = ztv.ResNetCanonizer if resnet else ztv.VGGCanonizer
+
+    def lrp(x, t):
+        box = {}
+        if name == "epsilon_gamma_box":
+            box = {"low": torch.full_like(x, options["low"]), "high": torch.full_like(x, options["high"])}
+        composite = getattr(zc, ZENNIT_COMPOSITES[name])(canonizers=[canonizer()], **box)
+        def onehot(out):
+            return torch.nn.functional.one_hot(torch.as_tensor(t), out.shape[1]).to(out.dtype)
+
+        norms = [m for m in peer.modules() if isinstance(m, torch.nn.BatchNorm2d)] if exact_norm else []
+        eps = [m.eps for m in norms]
+        try:
+            with Gradient(peer, composite) as attributor:
+                for m in norms:
+                    m.eps = 0.0
+                return attributor(x.detach().requires_grad_(), onehot)[1]
+        finally:
+            for m, e in zip(norms, eps):
+                m.eps = e
+
+    return lrp
 
 
 def gradcam_lib_method(method: str, peer, layer, options: dict) -> Callable | None:
@@ -401,6 +449,16 @@ def _torch_info() -> dict | None:
     except Exception as e:  # noqa: BLE001 - optional; any import failure means "not there"
         info["grad_cam_lib"] = None
         info["grad_cam_lib_missing"] = f"{type(e).__name__}: {e}"[:200]
+    try:  # the reference of `lrp` cases (it imports torchvision: ours first, on CPU torch)
+        from .torchvision_peer import import_torchvision
+
+        import_torchvision()
+        import zennit  # noqa: F401
+
+        info["zennit"] = importlib.metadata.version("zennit")
+    except Exception as e:  # noqa: BLE001 - optional, as above
+        info["zennit"] = None
+        info["zennit_missing"] = f"{type(e).__name__}: {e}"[:200]
     return info
 
 
@@ -816,6 +874,9 @@ def markdown(result: dict) -> str:
                         f"{m['torch_matmul_tf32']}" if m.get("torch_gpu") else ""))
         lines.append("- pytorch-grad-cam: " + ("timed on grad_cam cases (column grad-cam img/s)"
                                                if m.get("grad_cam_lib") else "not installed, skipped"))
+        if any(r["method"] == "lrp" for r in result["rows"]):
+            lines.append(f"- lrp rows: the captum column is zennit {m.get('zennit') or '(not installed)'} — its "
+                         "composite of the same name, ResNet/VGG canonizer, registered per call")
     lim = result.get("limits")
     if lim:
         rates = ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in lim.items() if isinstance(v, float))

@@ -60,10 +60,28 @@ def default_view(maps: np.ndarray) -> np.ndarray:
     return np.clip(maps / np.where(top > 0, top, 1.0), 0, 1)
 
 
-def view(maps: np.ndarray, images: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+SIGNED_VIEWS = frozenset({"lrp"})
+"""Methods whose maps are relevance with a sign that matters: `view(..., signed=True)` in batch jobs."""
+
+
+def relevance_view(maps: np.ndarray, q: float = 99.0) -> np.ndarray:
+    """LRP's usual look, `(N, H, W, 3)` in [0, 1]: channels summed, scaled by the q-th percentile of
+    |R|, positive relevance red, negative blue, zero white (matplotlib's `bwr`)."""
+    from matplotlib import colormaps
+
+    maps = np.asarray(maps, np.float32)
+    summed = maps.sum(-1) if maps.ndim == 4 else maps
+    return colormaps["bwr"](0.5 + 0.5 * signed_normalize(summed, q))[..., :3].astype(np.float32)
+
+
+def view(maps: np.ndarray, images: np.ndarray, alpha: float = 0.4, cmap: str = "jet",
+         signed: bool = False) -> np.ndarray:
     """What a person looks at, per image: CAM-like `(N, H, W)` maps as a heatmap over `images`
-    `(N, H, W, 3)` in [0, 1] (seed 000 blends at 0.4); gradient maps `(N, H, W, C)` as grayscale."""
+    `(N, H, W, 3)` in [0, 1] (seed 000 blends at 0.4); gradient maps `(N, H, W, C)` as grayscale;
+    with `signed` (LRP), `relevance_view`."""
     maps = np.asarray(maps)
+    if signed:
+        return relevance_view(maps)
     if maps.ndim == 3:
         return np.stack([overlay(img, m, alpha, cmap) for img, m in zip(images, default_view(maps))])
     return default_view(maps)

@@ -56,8 +56,10 @@ def method_identity(method: str, options: Mapping[str, Any] | None = None, *, se
                     dtype: str = "float32") -> dict:
     """A method's part of the identity: its options with their defaults filled in, seed, dtype, version."""
     from .attribution import METHODS
-    from .attribution.engine import key_use
+    from .attribution.engine import key_use, variant
 
+    method, fixed = variant(method)  # a variant's own options (lrp:epsilon_gamma_box) over the shared ones
+    options = {**(options or {}), **fixed}
     params = inspect.signature(METHODS[method]).parameters
     full = {name: p.default for name, p in params.items()
             if name not in ("model", "variables", "x", "target", "key") and name not in _NOT_IDENTITY

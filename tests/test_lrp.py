@@ -226,34 +226,54 @@ def zoo(request):
 
 @pytest.mark.parametrize("name", ZENNIT)
 def test_composite_equals_zennit_in_float64(zoo, name):
-    import torch
-    import zennit.composites as zc
-    import zennit.torchvision as ztv
-    from zennit.attribution import Gradient
-
+    from jaxviz.bench import zennit_lrp
     from jaxviz.torch_peer import nchw_to_nhwc, nhwc_to_nchw
 
     arch, model, v, peer = zoo
     x = np.random.default_rng(5).standard_normal((2, SIZE, SIZE, 3))
     targets = [1, 3]
-    cls = {"epsilon_plus": zc.EpsilonPlus, "epsilon_plus_flat": zc.EpsilonPlusFlat,
-           "epsilon_gamma_box": zc.EpsilonGammaBox, "epsilon_alpha2_beta1": zc.EpsilonAlpha2Beta1,
-           "epsilon_alpha2_beta1_flat": zc.EpsilonAlpha2Beta1Flat}[name]
-    box = {"low": torch.full((1, 3, SIZE, SIZE), LOW, dtype=torch.float64),
-           "high": torch.full((1, 3, SIZE, SIZE), HIGH, dtype=torch.float64)} if name == "epsilon_gamma_box" else {}
-    canonizer = ztv.ResNetCanonizer() if arch.startswith("resnet") else ztv.VGGCanonizer()
-    xt = nhwc_to_nchw(x).to(torch.float64).requires_grad_()
-    norms = [m for m in peer.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    with Gradient(peer, cls(canonizers=[canonizer], **box)) as attributor:
-        for m in norms:  # merged: see the module docstring
-            m.eps = 0.0
-        _, rel = attributor(xt, torch.eye(1000, dtype=torch.float64)[targets])
-    for m in norms:
-        m.eps = 1e-5
-    want = nchw_to_nhwc(rel.detach())
+    options = {"composite": name, "low": LOW, "high": HIGH}
+    want = nchw_to_nhwc(zennit_lrp(peer, options, exact_norm=True)(nhwc_to_nchw(x).double(), targets).detach())
     with jax.enable_x64(True):
         v64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), v)
-        got = np.asarray(lrp(model, v64, jnp.asarray(x), jnp.asarray(targets), composite=name, low=LOW,
-                             high=HIGH).maps)
+        got = np.asarray(lrp(model, v64, jnp.asarray(x), jnp.asarray(targets), **options).maps)
     assert np.abs(want).max() > 0
     assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max(), np.abs(got - want).max() / np.abs(want).max()
+    assert all(m.eps == 1e-5 for m in peer.modules() if hasattr(m, "running_var"))  # zennit's merge undone
+
+
+def test_a_study_holds_lrp_composites_as_method_variants():
+    """`lrp:epsilon_gamma_box` in a batch job or a study's methods is lrp with that composite (box bounds
+    from the model's preprocessing) beside plain `lrp`; a variant's unknown option is refused by name."""
+    from jaxviz.batch import bind_methods
+    from jaxviz.data.preprocess import input_bounds
+    from jaxviz.evaluation.experiment import validate_config
+    from jaxviz.models.loading import load
+
+    lm = load("shapesnet", random_init=True)
+    x = jax.random.normal(jax.random.key(1), (2, *lm.input_shape))
+    ids = jnp.arange(2)
+    fns = bind_methods(lm, ["lrp", "lrp:epsilon_gamma_box", "lrp:composite=epsilon_plus,epsilon=0.1"])
+    box = lrp(lm.model, lm.variables, x, None, composite="epsilon_gamma_box", **input_bounds(lm.preprocessing))
+    np.testing.assert_allclose(np.asarray(fns["lrp:epsilon_gamma_box"](x, ids)[0]), np.asarray(box.maps), rtol=1e-5,
+                               atol=1e-8)
+    plus = lrp(lm.model, lm.variables, x, None, composite="epsilon_plus", epsilon=0.1)
+    np.testing.assert_allclose(np.asarray(fns["lrp:composite=epsilon_plus,epsilon=0.1"](x, ids)[0]),
+                               np.asarray(plus.maps), rtol=1e-5, atol=1e-8)
+    assert not np.allclose(np.asarray(fns["lrp"](x, ids)[0]), np.asarray(box.maps))
+    assert fns["lrp:epsilon_gamma_box"].settings["options"]["composite"] == "epsilon_gamma_box"
+    assert validate_config({"methods": ["saliency", "lrp:epsilon_gamma_box"]})["methods"][1] == "lrp:epsilon_gamma_box"
+    with pytest.raises(ValueError, match="no chosen method takes 'gama'.*lrp: composite"):
+        validate_config({"methods": ["lrp:gama=0.5"]})
+
+
+def test_relevance_view_is_red_for_positive_blue_for_negative_white_for_zero():
+    from jaxviz.plot import SIGNED_VIEWS, relevance_view
+
+    r = np.zeros((1, 1, 3, 3), np.float32)
+    r[0, 0, 0], r[0, 0, 1] = 2.0, -2.0  # channels are summed: +6, −6, 0
+    rgb = relevance_view(r)[0, 0]
+    assert rgb[0, 0] > 0.45 and rgb[0, 1:].max() < 0.05  # red
+    assert rgb[1, 2] > 0.45 and rgb[1, :2].max() < 0.05  # blue
+    np.testing.assert_allclose(rgb[2], 1.0, atol=0.02)  # white
+    assert "lrp" in SIGNED_VIEWS

@@ -26,6 +26,7 @@ import collections
 import contextlib
 import functools
 import inspect
+import json
 from collections.abc import Callable
 
 import jax
@@ -58,9 +59,11 @@ def compiled(method: str, model, /, **options) -> Callable:
     """
     from . import METHODS
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    return _compiled(method, METHODS[method], as_net(model), hashable_options(options))
+    method, fixed = variant(method)
+    return _compiled(method, METHODS[method], as_net(model), hashable_options({**options, **fixed}))
+
+
+SHORTHAND = {"lrp": "composite"}
 
 
 def hashable_options(options: dict) -> tuple:
@@ -78,13 +81,41 @@ def _mode_name(v):
         return v
 
 
-def method_options(method: str) -> tuple[str, ...]:
-    """The keyword options a method takes (besides model, variables, x, target, key)."""
+def variant(spec: str) -> tuple[str, dict]:
+    """`(method, options)` of a method name or of a variant of one, `NAME:OPTION=VALUE[,OPTION=VALUE...]`
+    — e.g. `lrp:epsilon_gamma_box` (a bare value is LRP's composite), `grad_cam:layer=relu4_2`,
+    `smoothgrad:n=8,level=0.2` — so one study can hold a method under several settings. Values are
+    read as JSON when they can be (numbers, booleans), else as strings; a variant's options override
+    the study's shared ones. Unknown methods and options raise ValueError naming the accepted ones."""
     from . import METHODS
 
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
-    return tuple(p for p in inspect.signature(METHODS[method]).parameters
+    name, sep, rest = spec.partition(":")
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    fixed = {}
+    for item in rest.split(",") if sep else []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            if name not in SHORTHAND or not item:
+                raise ValueError(f"method {spec!r}: write {name}:OPTION=VALUE (options: "
+                                 f"{', '.join(method_options(name)) or 'none'})")
+            key, value = SHORTHAND[name], item
+        try:
+            fixed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fixed[key] = value
+    check_options([name], fixed)
+    return name, fixed
+
+
+def method_options(method: str) -> tuple[str, ...]:
+    """The keyword options a method (or a `variant` of one) takes (besides model, variables, x, target, key)."""
+    from . import METHODS
+
+    name = method.partition(":")[0]
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return tuple(p for p in inspect.signature(METHODS[name]).parameters
                  if p not in ("model", "variables", "x", "target", "key"))
 
 
@@ -92,7 +123,7 @@ def key_use(method: str) -> tuple[bool, bool]:
     """(takes a `key`, requires one) for a method."""
     from . import METHODS
 
-    signature = inspect.signature(METHODS[method]).parameters
+    signature = inspect.signature(METHODS[method.partition(":")[0]]).parameters
     takes = "key" in signature
     return takes, takes and signature["key"].default is inspect.Parameter.empty
 
@@ -110,7 +141,7 @@ def check_options(methods, options: dict) -> None:
             accepted = "; ".join(f"{m}: {', '.join(method_options(m)) or 'none'}" for m in methods)
             raise ValueError(f"option {key}={value!r}: no chosen method takes '{key}' (options accepted — {accepted})")
         for m in takers:
-            default = inspect.signature(METHODS[m]).parameters[key].default
+            default = inspect.signature(METHODS[m.partition(":")[0]]).parameters[key].default
             if not _same_kind(value, default):
                 raise ValueError(f"option {key}={value!r}: {m}'s {key} takes {type(default).__name__} values "
                                  f"(default {default!r})")

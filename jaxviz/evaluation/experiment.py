@@ -112,6 +112,7 @@ def load_config(path: str | os.PathLike[str]) -> dict:
 def validate_config(config: dict) -> dict:
     """`config` over `DEFAULTS`, checked; unknown keys and bad values raise ValueError naming them."""
     from ..attribution import METHODS
+    from ..attribution.engine import variant
 
     unknown = sorted(set(config) - set(DEFAULTS))
     if unknown:
@@ -119,9 +120,13 @@ def validate_config(config: dict) -> dict:
     c = copy.deepcopy(DEFAULTS)
     c.update(copy.deepcopy(config))
     c["methods"], c["models"], c["sizes"] = list(c["methods"]), list(c["models"]), list(c["sizes"])
-    bad = [m for m in c["methods"] if m not in METHODS]
-    if bad or not c["methods"]:
-        raise ValueError(f"config methods {bad or '[]'} unknown; known: {', '.join(METHODS)}")
+    if not c["methods"]:
+        raise ValueError(f"config methods is empty; known: {', '.join(METHODS)}")
+    for m in c["methods"]:
+        try:
+            variant(m)  # a name, or a variant such as lrp:epsilon_gamma_box
+        except ValueError as e:
+            raise ValueError(f"config methods: {e}") from None
     if not c["models"]:
         raise ValueError("config models is empty: name at least one (e.g. 'shapesnet')")
     for s in c["sizes"]:

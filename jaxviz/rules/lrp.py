@@ -280,8 +280,5 @@ def _bound(v):
     return tuple(float(a) for a in v) if isinstance(v, list | tuple) or getattr(v, "ndim", 0) else float(v)
 
 
-RULES = {"epsilon": Epsilon, "zplus": ZPlus, "gamma": Gamma, "alpha_beta": AlphaBeta, "zbox": ZBox, "flat": Flat,
-         "wsquare": WSquare, "norm": Norm}
-
-__all__ = ["COMPOSITES", "RULES", "AlphaBeta", "Epsilon", "Flat", "FunctionRule", "Gamma", "Layer", "LinearRule",
+__all__ = ["COMPOSITES", "AlphaBeta", "Epsilon", "Flat", "FunctionRule", "Gamma", "Layer", "LinearRule",
            "Norm", "WSquare", "ZBox", "ZPlus", "linear_rule", "lrp_composite", "pass_relu", "stabilize"]
