@@ -606,11 +606,11 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     backward walk per rule (`attribution.fused`); each method's function returns its part.
     """
     from .attribution.engine import compiled, method_options, variant
-    from .attribution.fused import FUSABLE, fused_compiled
+    from .attribution.fused import FUSABLE, SHARES_FORWARD, fused_compiled
 
     key = jax.random.key(seed)
     image_keys = jax.jit(jax.vmap(lambda i: jax.random.fold_in(key, i)))
-    params, place = lm.variables, (lambda a: a)
+    params = lm.variables
     given_options = dict(options or {})
     if devices is not None and len(devices) > 1:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -625,6 +625,9 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
         set_mesh = functools.partial(jax.set_mesh, mesh)  # lets sample axes (SmoothGrad, IG) shard too
     else:
         set_mesh = contextlib.nullcontext
+
+        def place(a):
+            return a
     extra = {} if dtype == "float32" else {"dtype": dtype}
     budget = memory_budget or default_budget()
     pass_rows = functools.lru_cache(maxsize=16)(
@@ -632,9 +635,10 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     bound = {}
     group = [n for n in dict.fromkeys(names) if n in FUSABLE]
     if len(group) >= 2:  # one forward pass, one backward walk per rule, for all of them
+        group += [n for n in dict.fromkeys(names) if n in SHARES_FORWARD]
         accepted = {o for n in group for o in method_options(n)}
-        fused = fused_compiled(group, lm.model, **{k: v for k, v in (options or {}).items() if k in accepted},
-                               **extra)
+        fused = fused_compiled(group, lm.model, **_with_box(lm, {k: v for k, v in (options or {}).items()
+                                                                 if k in accepted}), **extra)
 
         def run_fused(x, ids, t):
             with set_mesh():
@@ -650,8 +654,7 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
         method, fixed = variant(name)  # e.g. lrp:epsilon_gamma_box: its own options over the shared ones
         accepted = method_options(method)
         given = {**{k: v for k, v in (options or {}).items() if k in accepted}, **fixed}
-        if method == "lrp" and given.get("composite") == "epsilon_gamma_box":  # the box: black and white
-            given = {**input_bounds(lm.preprocessing), **given}
+        given = _with_box(lm, given)
         auto_chunk = "chunk" in accepted and "chunk" not in given
         # XLA:CPU unrolls sample chunks (its loops run ~5x slower) and then holds all of them at once:
         # there the batch is split on the host instead, each part all its samples in one pass.
@@ -676,6 +679,13 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
     for name, fn in bound.items():  # what makes each method's maps what they are (see `run_identity`)
         fn.settings = method_identity(name, given_options, seed=seed, dtype=dtype)
     return bound
+
+
+def _with_box(lm, options: dict) -> dict:
+    """LRP's epsilon_gamma_box gets its box from the model's preprocessing (black and white) unless given."""
+    if options.get("composite") == "epsilon_gamma_box":
+        return {**input_bounds(lm.preprocessing), **options}
+    return options
 
 
 _SAMPLE_OPTION = {"smoothgrad": "n", "smoothgrad_squared": "n", "vargrad": "n", "integrated_gradients": "steps"}

@@ -277,3 +277,62 @@ def test_relevance_view_is_red_for_positive_blue_for_negative_white_for_zero():
     assert rgb[1, 2] > 0.45 and rgb[1, :2].max() < 0.05  # blue
     np.testing.assert_allclose(rgb[2], 1.0, atol=0.02)  # white
     assert "lrp" in SIGNED_VIEWS
+
+
+def test_batch_jobs_run_lrp_in_the_fused_call_with_the_bundle():
+    """Beside two fusable methods, `lrp` runs inside their fused call (one forward pass for all: XLA's
+    CSE), with the box of epsilon_gamma_box from the preprocessing; its maps are lrp's own."""
+    from jaxviz.attribution import fused
+    from jaxviz.batch import bind_methods
+    from jaxviz.data.preprocess import input_bounds
+    from jaxviz.models.loading import load
+
+    lm = load("shapesnet", random_init=True)
+    x = jax.random.normal(jax.random.key(2), (2, *lm.input_shape))
+    before = sum(n for (names, _), n in fused.TRACES.items() if "lrp" in names)
+    fns = bind_methods(lm, ["saliency", "guided_backprop", "lrp"], options={"composite": "epsilon_gamma_box"})
+    got = fns["lrp"](x, jnp.arange(2))[0]
+    assert sum(n for (names, _), n in fused.TRACES.items() if "lrp" in names) == before + 1
+    want = lrp(lm.model, lm.variables, x, None, composite="epsilon_gamma_box", **input_bounds(lm.preprocessing))
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want.maps), rtol=1e-5, atol=1e-8)
+
+
+def test_tanh_passes_relevance_and_lenet_equals_zennit():
+    """LeNet-5's tanh and a sigmoid are "activation" sites: relevance passes through them (zennit's
+    Pass), so LRP-0 on a bias-free tanh/sigmoid net conserves it; LeNet-5 under epsilon_plus equals zennit
+    on its torch twin in float64."""
+    from jaxviz.bench import random_params
+    from jaxviz.models import build
+    class Squash(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.tanh(nn.Dense(6, use_bias=False)(x.reshape(len(x), -1)))
+            return nn.Dense(3, use_bias=False)(jax.nn.sigmoid(nn.Dense(5, use_bias=False)(x)))
+
+    x = jax.random.normal(jax.random.key(3), (4, 2, 2, 1))
+    net = Squash()
+    v = net.init(jax.random.key(4), x)
+    lrp0 = Composite(((Kind("dense"), L.Epsilon(0.0)), (Kind("activation"), L.Pass()), (Kind("relu"), L.pass_relu)))
+    maps = lrp(net, v, x, 1, composite=lrp0).maps
+    np.testing.assert_allclose(np.asarray(maps.sum(axis=(1, 2, 3))), 1.0, rtol=1e-4)
+
+    torch = pytest.importorskip("torch")
+    from jaxviz.torch_peer import nchw_to_nhwc, nhwc_to_nchw, to_torch
+    from jaxviz.torchvision_peer import import_torchvision
+
+    import_torchvision()
+    pytest.importorskip("zennit")
+    import zennit.composites as zc
+    from zennit.attribution import Gradient
+
+    model = build("lenet5")
+    v = random_params(model, (28, 28, 1), seed=1)
+    peer = to_torch(model, v["params"]).double()
+    x = np.random.default_rng(6).standard_normal((2, 28, 28, 1))
+    with Gradient(peer, zc.EpsilonPlus()) as attributor:
+        _, rel = attributor(nhwc_to_nchw(x).double().requires_grad_(), torch.eye(10, dtype=torch.float64)[[2, 7]])
+    want = nchw_to_nhwc(rel.detach())
+    with jax.enable_x64(True):
+        v64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), v)
+        got = np.asarray(lrp(model, v64, jnp.asarray(x), jnp.asarray([2, 7]), composite="epsilon_plus").maps)
+    assert np.abs(got - want).max() <= 1e-9 * np.abs(want).max(), np.abs(got - want).max() / np.abs(want).max()

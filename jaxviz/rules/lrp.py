@@ -248,6 +248,25 @@ class Norm:
 pass_relu = relu_rule(lambda x, g: g, "pass")
 """ReLU rule that passes the relevance through unchanged (zennit's `Pass` for activations)."""
 
+
+@dataclass(frozen=True)
+class Pass:
+    """tanh and sigmoid sites (kind "activation"): the model's own activation forward, the relevance
+    passed through unchanged (zennit's `Pass`)."""
+
+    kinds = ("activation",)
+
+    def apply(self, site, forward, x):
+        @jax.custom_vjp
+        def act(x):
+            return forward(x)
+
+        act.defvjp(lambda x: (forward(x), None), lambda _, g: (g,))
+        return act(x)
+
+
+pass_activation = Pass()
+
 COMPOSITES = ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1",
               "epsilon_alpha2_beta1_flat")
 
@@ -256,8 +275,9 @@ def lrp_composite(name: str, *, epsilon: float = 1e-6, gamma: float = 0.25, stab
                   low=None, high=None, residual: bool = True) -> Composite:
     """zennit's composite `name` with its defaults: dense layers ε, convolutions z⁺ / γ / α2β1, the first
     linear layer flat (`*_flat`) or the first convolution z^B (`epsilon_gamma_box`, which needs the
-    input bounds `low`/`high`); ReLUs pass, pools and (with `residual`, zennit's ResNet canonizer) residual
-    sums norm, max-pools their gradient. BatchNorm after a conv/dense is always merged into it."""
+    input bounds `low`/`high`); ReLUs, tanh and sigmoids pass, pools and (with `residual`, zennit's ResNet
+    canonizer) residual sums norm, max-pools their gradient. BatchNorm after a conv/dense is always merged
+    into it."""
     if name not in COMPOSITES:
         raise ValueError(f"unknown LRP composite {name!r}; known: {', '.join(COMPOSITES)}")
     conv = {"epsilon_plus": ZPlus(stabilizer), "epsilon_plus_flat": ZPlus(stabilizer),
@@ -271,7 +291,8 @@ def lrp_composite(name: str, *, epsilon: float = 1e-6, gamma: float = 0.25, stab
                              "black and white, per channel: jaxviz.data.preprocess.input_bounds(preprocessing))")
         first = [(FirstLayer(kind="conv"), ZBox(_bound(low), _bound(high), stabilizer))]
     norm = Norm(stabilizer)
-    base = [(Kind("relu"), pass_relu), (Kind("pool"), norm)] + ([(Kind("add"), norm)] if residual else [])
+    base = [(Kind("relu"), pass_relu), (Kind("activation"), pass_activation), (Kind("pool"), norm)]
+    base += [(Kind("add"), norm)] if residual else []
     pairs = first + base + [(Kind("conv"), conv), (Kind("dense"), Epsilon(epsilon))]
     return Composite(tuple(pairs), name)
 
@@ -281,4 +302,5 @@ def _bound(v):
 
 
 __all__ = ["COMPOSITES", "AlphaBeta", "Epsilon", "Flat", "FunctionRule", "Gamma", "Layer", "LinearRule",
-           "Norm", "WSquare", "ZBox", "ZPlus", "linear_rule", "lrp_composite", "pass_relu", "stabilize"]
+           "Norm", "Pass", "WSquare", "ZBox", "ZPlus", "linear_rule", "lrp_composite", "pass_activation",
+           "pass_relu", "stabilize"]

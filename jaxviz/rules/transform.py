@@ -12,7 +12,9 @@ operation). What counts as a site:
   that does not depend on the input (zennit's BatchNorm canonizer, for any model);
 - "pool": fixed linear maps of the data — sums and means over axes or windows, products with
   constants (an adaptive average pool's bins) — with the scaling after them (a mean's division);
-- "max_pool", "add": max-pooling windows and residual sums (two computed operands of one shape).
+- "max_pool", "add": max-pooling windows and residual sums (two computed operands of one shape);
+- "activation": the other elementwise nonlinearities of the data, `tanh` and the logistic sigmoid
+  (LRP passes relevance through them, as zennit's `Pass`).
 
 Which operand is the data is tracked through the program: the arguments at `params_argnums` (the
 variables) are parameters, the rest data, closed-over constants neither.
@@ -38,6 +40,7 @@ from .composite import Composite, Site
 _INLINE = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat")
 _LINEAR = {"conv_general_dilated": "conv", "dot_general": "dense"}
 _SUMS = ("reduce_sum", "reduce_window_sum")
+_ACTIVATIONS = ("tanh", "logistic")
 _AFFINE = ("add", "sub", "mul", "div")
 CONST, PARAM, DATA = 0, 1, 2
 """Where a value comes from: closed-over constants, the parameters, or the data (the strongest wins)."""
@@ -123,6 +126,8 @@ def _site_kind(eqn, origins: list[int]) -> str | None:
         return "relu"
     if name == "reduce_window_max":
         return "max_pool"
+    if name in _ACTIVATIONS and origins[0] == DATA:
+        return "activation"
     if name == "add":  # a residual sum, not a bias: two computed operands of one shape
         a, b = eqn.invars
         same = origins == [DATA, DATA] and a.aval.shape == b.aval.shape
@@ -230,6 +235,8 @@ def _eval(jaxpr, consts, args, arg_origins, composite: Composite | None, outer: 
             rule = composite.rule_for(site) if composite is not None else None
             if rule is not None and kind == "relu":
                 outvals = [rule.apply(site, invals[_relu_input(eqn)] if name == "max" else invals[0])]
+            elif rule is not None and kind == "activation":
+                outvals = [rule.apply(site, lambda a, eqn=eqn: _bind(eqn, [a])[0], invals[0])]
             elif rule is not None and kind == "max_pool":
                 outvals = [rule.apply(site, lambda *a, eqn=eqn: _bind(eqn, a)[0], _window(eqn), *invals)]
             elif rule is not None and kind == "add":
