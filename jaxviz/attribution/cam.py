@@ -84,8 +84,10 @@ def check_head(net, pooling: str, method: str) -> None:
     head = declared_head(net)
     if head is not None and head != pooling:
         hint = {"gmp": "use cam_gmp", "gap": "use cam"}.get(head, "use grad_cam")
+        has = {"gap": "a global-average-pooling head", "gmp": "a global-max-pooling head"}.get(
+            head, "a head without global pooling (flatten → dense)")
         raise ValueError(f"{method} needs a global-{'average' if pooling == 'gap' else 'max'}-pooling head "
-                         f"followed by one dense layer; {net.name} has a {head!r} head: {hint}")
+                         f"followed by one dense layer; {net.name} has {has}: {hint}")
 
 
 def _head_cam(model, variables, x, target, layer, pooling: str, method: str) -> Attribution:
