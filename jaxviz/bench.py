@@ -466,7 +466,7 @@ def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, re
         captum: bool | None = None, out: str | Path | None = "bench", pass_images: int = 64, seed: int = 0,
         torch_threads: int | None = None, log: Callable[[str], None] | None = None,
         time_budget_s: float | None = None, case_budget_s: float | None = None,
-        deviation: bool | Sequence[str] | None = True, limits: bool = True) -> dict:
+        deviation: bool | Sequence[str] | None = True, limits: bool = True, paired: int = 0) -> dict:
     """Time every case; write `bench.json` and `bench.md` under `out` (None: write nothing).
 
     Args:
@@ -486,12 +486,17 @@ def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, re
         `DEVIATION_METHODS`, also for None; False: none), right after the first case of that model
         and method.
       limits: measure the device's matmul rate for the "% of limit" column.
+      paired: after both sides were timed, this many more rounds of one jaxviz call and one Captum
+        call back to back (the order alternating), so both sides see the same moment of a shared
+        machine (where other work moves single timings by ±15%); `paired_speedup` is the median of
+        the rounds' Captum / jaxviz time ratios.
 
     Returns `{"machine", "config", "limits", "rows", "deviation", "skipped", "markdown"}`; a row has
     model, size, method, batch, dtype, options, jaxviz_ips, jaxviz_s (median), jaxviz_best_s,
     compile_s, flops (per call), tflops (achieved), limit_fraction, xla_bytes (XLA's plan:
     temporaries + arguments + outputs), jaxviz_mem_bytes / captum_mem_bytes (GPU allocators' peak;
     on CPU the rise in resident memory), captum_ips, captum_s, captum_best_s, speedup,
+    paired_speedup and paired_rounds (with `paired`),
     gradcam_lib_ips, device, and `error` / `captum_error` / `gradcam_lib_error` when a side failed
     or was skipped (the run goes on).
     """
@@ -523,13 +528,14 @@ def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, re
             return run(cases, smoothgrad_n=smoothgrad_n, ig_steps=ig_steps, repeats=repeats, captum=True, out=out,
                        pass_images=pass_images, seed=seed, torch_threads=None, log=log,
                        time_budget_s=time_budget_s, case_budget_s=case_budget_s, deviation=deviation,
-                       limits=limits)
+                       limits=limits, paired=paired)
         finally:
             torch.set_num_threads(before)
 
     start = time.perf_counter()
     machine = _machine(tinfo if captum else None)
-    config = {"smoothgrad_n": smoothgrad_n, "ig_steps": ig_steps, "repeats": repeats, "pass_images": pass_images,
+    config = {"smoothgrad_n": smoothgrad_n, "ig_steps": ig_steps, "repeats": repeats, "paired": paired,
+              "pass_images": pass_images,
               "seed": seed, "captum": bool(captum), "time_budget_s": time_budget_s, "case_budget_s": case_budget_s,
               "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     result = {"machine": machine, "config": config, "limits": None, "rows": [], "deviation": [], "skipped": []}
@@ -549,7 +555,7 @@ def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, re
         opts = method_options(case.method, case.size, case.batch, smoothgrad_n=smoothgrad_n, ig_steps=ig_steps,
                               pass_images=pass_images)
         row = _run_case(case, state, result, captum=captum, tinfo=tinfo, repeats=repeats, remaining=remaining,
-                        case_budget_s=case_budget_s, opts=opts)
+                        case_budget_s=case_budget_s, opts=opts, paired=paired)
         result["rows"].append(row)
         _write(result, out)
         if log:
@@ -592,7 +598,7 @@ def _skip_reason(state: _State, case: Case, side: str, repeats: int, left: float
 
 
 def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, repeats: int, remaining,
-              case_budget_s, opts: dict) -> dict:
+              case_budget_s, opts: dict, paired: int = 0) -> dict:
     from .attribution.engine import program_cost
 
     shape = (case.size, case.size, DEFAULT_INPUT[case.model][2])
@@ -605,7 +611,7 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
     row = {**asdict(case), "options": opts, "jaxviz_ips": None, "jaxviz_s": None, "compile_s": None,
            "captum_ips": None, "captum_s": None, "speedup": None, "flops": None, "tflops": None,
            "limit_fraction": None, "xla_bytes": None, "jaxviz_mem_bytes": None, "captum_mem_bytes": None,
-           "gradcam_lib_ips": None, "device": device}
+           "gradcam_lib_ips": None, "paired_speedup": None, "paired_rounds": 0, "device": device}
     skip = {side: _skip_reason(state, case, side, repeats, remaining()) for side in ("jaxviz", "captum")}
     if captum and case.dtype != "float32":
         skip["captum"] = "compared in float32 only"
@@ -615,6 +621,7 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
             row["captum_error"] = skip["captum"]
         return row
     x_np = np.random.default_rng([0, case.batch, case.size]).standard_normal((case.batch, *shape), dtype=np.float32)
+    ours = theirs = None  # each side's timed call, once it ran
     if skip["jaxviz"]:
         row["error"] = skip["jaxviz"]
     else:
@@ -624,6 +631,7 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
             mem = RssPeak() if jax.default_backend() == "cpu" else None  # no sampling thread beside a GPU
             first, times = _time(lambda: fn(params, x, targets, key=state.key), repeats, jax.block_until_ready,
                                  case_budget_s, mem)
+            ours = lambda: jax.block_until_ready(fn(params, x, targets, key=state.key))  # noqa: E731
             med = statistics.median(times)
             row.update(jaxviz_s=med, jaxviz_best_s=min(times), jaxviz_ips=case.batch / med,
                        compile_s=max(first - med, 0.0), timed_calls=len(times))
@@ -646,14 +654,35 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
         if skip["captum"]:
             row["captum_error"] = skip["captum"]
         else:
-            _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, tinfo["torch_device"],
-                           case_budget_s, "captum", captum_method)
+            theirs = _run_torch(case, model, params, opts, x_np, targets, repeats, state, row,
+                                tinfo["torch_device"], case_budget_s, "captum", captum_method)
             if case.method == "grad_cam" and tinfo.get("grad_cam_lib"):
                 _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, tinfo["torch_device"],
                            case_budget_s, "gradcam_lib", gradcam_lib_method)
     if row["jaxviz_ips"] and row["captum_ips"]:
         row["speedup"] = row["jaxviz_ips"] / row["captum_ips"]
+    if paired and ours and theirs:
+        row["paired_speedup"], row["paired_rounds"] = _paired(ours, theirs, paired, case_budget_s)
     return row
+
+
+def _paired(ours: Callable[[], object], theirs: Callable[[], object], rounds: int,
+            budget_s: float | None = None) -> tuple[float, int]:
+    """Median over `rounds` of (their seconds / our seconds), one call each back to back, who goes
+    first alternating; stops early (after one round) once the rounds took `budget_s`."""
+    ratios, spent = [], 0.0
+    for i in range(rounds):
+        secs = {}
+        for side, call in ((("ours", ours), ("theirs", theirs)) if i % 2 == 0 else
+                           (("theirs", theirs), ("ours", ours))):
+            t0 = time.perf_counter()
+            call()
+            secs[side] = time.perf_counter() - t0
+        ratios.append(secs["theirs"] / secs["ours"])
+        spent += sum(secs.values())
+        if budget_s is not None and spent >= budget_s:
+            break
+    return statistics.median(ratios), len(ratios)
 
 
 def _error(e: Exception) -> str:
@@ -677,6 +706,7 @@ def _unrolled_flops(case: Case, model, params, x, targets, opts: dict, key, flop
 
 
 def _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, device, budget, side, make):
+    """Time one torch side of a case into `row`; its timed call (synchronised), or None if it failed."""
     import torch
 
     from .torch_peer import nhwc_to_nchw
@@ -688,7 +718,7 @@ def _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, de
         fn = make(case.method, peer, torch_layer(peer, model, params, opts.get("layer"), x_np.shape[1:]), opts)
         if fn is None:
             row[f"{side}_error"] = f"no {side} equivalent of {case.method}"
-            return
+            return None
         xt = nhwc_to_nchw(x_np, device=device)
         t = targets.tolist()
 
@@ -707,8 +737,10 @@ def _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, de
         if side == "captum":
             row["captum_mem_bytes"] = torch.cuda.max_memory_allocated() if device == "cuda" else mem.rise
         state.estimates[(case.model, case.size, case.method, case.dtype, side)] = (case.batch, med)
+        return lambda: sync(fn(xt, t))
     except Exception as e:  # noqa: BLE001 - Captum running out of memory is a finding, not a crash
         row[f"{side}_error"] = _error(e)
+        return None
     finally:
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -893,16 +925,21 @@ def markdown(result: dict) -> str:
               "while they total under 0.25 s)"
               + (f" (a side stops after {c['case_budget_s']} s of timed calls)" if c.get("case_budget_s") else "")
               + "; compile s = first call − median call; speed-up = jaxviz / captum"
+              + (f"; paired = median captum/jaxviz time ratio of {c['paired']} rounds of one call each, back "
+                 "to back, who goes first alternating" if c.get("paired") else "")
               + (f"; run time {m['total_s']:.0f} s" if m.get("total_s") else ""), "",
-              "| model | size | method | batch | jaxviz img/s | captum img/s | speed-up | compile s | device |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| model | size | method | batch | jaxviz img/s | captum img/s | speed-up | compile s | device |"
+              + (" paired speed-up |" if c.get("paired") else ""),
+              "|---|---|---|---|---|---|---|---|---|" + ("---|" if c.get("paired") else "")]
     rows = sorted(result["rows"], key=lambda r: (r["model"], r["size"], r.get("dtype", "float32") != "float32",
                                                  r["method"], r["batch"]))
     for r in rows:
         speed = f"{r['speedup']:.2f}x" if r["speedup"] else "–"
         lines.append(f"| {r['model']} | {r['size']}x{r['size']} | {_label(r)} | {r['batch']} | "
                      f"{_fmt(r['jaxviz_ips'])} | {_fmt(r['captum_ips'])} | {speed} | {_fmt(r['compile_s'])} | "
-                     f"{r['device']} |")
+                     f"{r['device']} |"
+                     + (f" {r['paired_speedup']:.2f}x |" if r.get("paired_speedup") else " – |" if c.get("paired")
+                        else ""))
     if any(r.get("flops") for r in rows):
         mem = "RSS rise MiB" if cpu else "peak MiB"
         lines += ["", "Efficiency and memory (GFLOP from XLA's cost analysis of the compiled program; % of the "

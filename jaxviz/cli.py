@@ -196,7 +196,8 @@ def _bench(args) -> None:
                             captum=False if args.no_captum else None, out=args.out,
                             pass_images=args.pass_images, torch_threads=args.torch_threads,
                             time_budget_s=args.time_budget, case_budget_s=args.case_budget,
-                            deviation=False if args.no_deviation else None, log=None if args.quiet else print)
+                            deviation=False if args.no_deviation else None, paired=args.paired,
+                            log=None if args.quiet else print)
     print(result["markdown"])
     print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
 
@@ -320,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoothgrad-n", type=int, help="SmoothGrad samples (default 50; 8 with --quick)")
     p.add_argument("--ig-steps", type=int, help="Integrated Gradients steps (default 50; 8 with --quick)")
     p.add_argument("--repeats", type=int, help="timed calls per case (default 5; 3 with --quick)")
+    p.add_argument("--paired", type=int, metavar="N", help="after timing both sides, N rounds of one jaxviz and "
+                   "one Captum call back to back; their median time ratio is the 'paired speed-up' (default 0)")
     p.add_argument("--pass-images", type=int, default=64, help="images per forward/backward pass (default 64)")
     p.add_argument("--no-captum", action="store_true", help="skip the Captum comparison")
     p.add_argument("--torch-threads", type=int, help="torch.set_num_threads for Captum (default: torch's own)")

@@ -1,6 +1,7 @@
 """The benchmark runner's output structure (not its timings: no test here measures speed)."""
 
 import json
+import time
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +45,32 @@ def test_run_tiny_case(tmp_path):
     table = [line for line in md.splitlines() if line.startswith("| shapesnet | 32x32")]
     assert len(table) == 1 and table[0].split("|")[3].strip() == "saliency"
     assert result["markdown"] == md and result["rows"] == data["rows"]
+
+
+def test_paired_rounds_give_the_time_ratio_and_alternate_who_goes_first():
+    order = []
+
+    def side(name, seconds):
+        def call():
+            order.append(name)
+            time.sleep(seconds)
+        return call
+
+    ratio, rounds = bench._paired(side("ours", 0.01), side("theirs", 0.03), 4)
+    assert rounds == 4 and 2.0 < ratio < 4.0
+    assert order == ["ours", "theirs", "theirs", "ours"] * 2
+    assert bench._paired(side("ours", 0.01), side("theirs", 0.01), 10, budget_s=0.001)[1] == 1
+
+
+@pytest.mark.skipif(not _has_captum(), reason="needs torch and captum")
+def test_paired_speed_up_is_in_the_row_and_the_table(tmp_path):
+    result = bench.run([bench.Case("shapesnet", 32, "saliency", 2)], repeats=1, paired=3, out=None,
+                       deviation=False, limits=False)
+    (row,) = result["rows"]
+    assert row["paired_rounds"] == 3 and row["paired_speedup"] > 0
+    assert result["config"]["paired"] == 3
+    assert "paired speed-up |" in result["markdown"]
+    assert f"| {row['paired_speedup']:.2f}x |" in result["markdown"]
 
 
 def test_run_without_captum():
