@@ -61,7 +61,7 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
         maps, _, logits = jax.block_until_ready(result[:3])
         timings[method] = round(time.perf_counter() - t0, 3)
         maps = np.asarray(maps)
-        views = plot.view(maps, images)
+        views = plot.view(maps, images, signed=method in plot.SIGNED_VIEWS)
         panels[method] = views
         (out / method).mkdir(exist_ok=True)
         for name, m, v in zip(names, maps, views):

@@ -61,7 +61,7 @@ def default_view(maps: np.ndarray) -> np.ndarray:
 
 
 SIGNED_VIEWS = frozenset({"lrp"})
-"""Methods whose maps are relevance with a sign that matters: `view(..., signed=True)` in batch jobs."""
+"""Methods whose maps are relevance with a sign that matters: `view(..., signed=True)` in batch jobs and the demo."""
 
 
 def relevance_view(maps: np.ndarray, q: float = 99.0) -> np.ndarray:

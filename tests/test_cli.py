@@ -22,6 +22,9 @@ def test_demo_writes_every_method(tmp_path, capsys):
         assert len(npys) == 3 and len(list((out / method).glob("*.png"))) == 3
         m = np.load(npys[0])
         assert m.shape[:2] == (64, 64) and np.isfinite(m).all() and np.abs(m).max() > 0
+    lrp_png = np.asarray(Image.open(sorted((out / "lrp").glob("*.png"))[0]).convert("RGB"), np.int32)
+    corner = lrp_png[:4, :4].reshape(-1, 3)  # no relevance in the background: white, as batch jobs draw LRP
+    assert (corner > 240).all()
     grid = Image.open(out / "comparison.png")
     assert grid.width > grid.height  # 8 columns, 3 rows
     assert not list(out.rglob("*.tmp"))
