@@ -387,23 +387,24 @@ def _jax_peak_bytes() -> int | None:
 
 # --- timing ------------------------------------------------------------------------------------
 
-def _time(fn: Callable[[], object], repeats: int, sync: Callable[[object], object],
-          budget_s: float | None = None, during: contextlib.AbstractContextManager | None = None,
+def _time(call: Callable[[], object], repeats: int, budget_s: float | None = None,
+          during: contextlib.AbstractContextManager | None = None,
           min_total_s: float = 0.25, max_calls: int = 50) -> tuple[float, list[float]]:
-    """First call's seconds and the seconds of the timed calls after it, each synchronised by `sync`.
+    """First call's seconds and the seconds of the timed calls after it; `call` returns once its
+    work is done (synchronised).
 
     Runs `repeats` timed calls — more (up to `max_calls`) while they total under `min_total_s`, so
     millisecond calls get a stable median — and stops early (after at least one) once they took
     `budget_s`. The timed calls (not the first, which compiles) run inside the context `during`.
     """
     t0 = time.perf_counter()
-    sync(fn())
+    call()
     first = time.perf_counter() - t0
     times = []
     with during or contextlib.nullcontext():
         while len(times) < repeats or (sum(times) < min_total_s and len(times) < max_calls):
             t0 = time.perf_counter()
-            sync(fn())
+            call()
             times.append(time.perf_counter() - t0)
             if budget_s is not None and sum(times) >= budget_s:
                 break
@@ -629,9 +630,8 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
             fn = jaxviz_method(case.method, model, opts, case.dtype)
             x = jax.device_put(x_np)
             mem = RssPeak() if jax.default_backend() == "cpu" else None  # no sampling thread beside a GPU
-            first, times = _time(lambda: fn(params, x, targets, key=state.key), repeats, jax.block_until_ready,
-                                 case_budget_s, mem)
             ours = lambda: jax.block_until_ready(fn(params, x, targets, key=state.key))  # noqa: E731
+            first, times = _time(ours, repeats, case_budget_s, mem)
             med = statistics.median(times)
             row.update(jaxviz_s=med, jaxviz_best_s=min(times), jaxviz_ips=case.batch / med,
                        compile_s=max(first - med, 0.0), timed_calls=len(times))
@@ -670,11 +670,10 @@ def _paired(ours: Callable[[], object], theirs: Callable[[], object], rounds: in
             budget_s: float | None = None) -> tuple[float, int]:
     """Median over `rounds` of (their seconds / our seconds), one call each back to back, who goes
     first alternating; stops early (after one round) once the rounds took `budget_s`."""
-    ratios, spent = [], 0.0
+    ratios, spent, order = [], 0.0, [("ours", ours), ("theirs", theirs)]
     for i in range(rounds):
         secs = {}
-        for side, call in ((("ours", ours), ("theirs", theirs)) if i % 2 == 0 else
-                           (("theirs", theirs), ("ours", ours))):
+        for side, call in order if i % 2 == 0 else order[::-1]:
             t0 = time.perf_counter()
             call()
             secs[side] = time.perf_counter() - t0
@@ -722,7 +721,8 @@ def _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, de
         xt = nhwc_to_nchw(x_np, device=device)
         t = targets.tolist()
 
-        def sync(r):
+        def call():
+            r = fn(xt, t)
             if device == "cuda":
                 torch.cuda.synchronize()
             return r
@@ -731,13 +731,13 @@ def _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, de
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         mem = RssPeak() if device == "cpu" else None
-        _, times = _time(lambda: fn(xt, t), repeats, sync, budget, mem)
+        _, times = _time(call, repeats, budget, mem)
         med = statistics.median(times)
         row.update({f"{side}_s": med, f"{side}_best_s": min(times), f"{side}_ips": case.batch / med})
         if side == "captum":
             row["captum_mem_bytes"] = torch.cuda.max_memory_allocated() if device == "cuda" else mem.rise
         state.estimates[(case.model, case.size, case.method, case.dtype, side)] = (case.batch, med)
-        return lambda: sync(fn(xt, t))
+        return call
     except Exception as e:  # noqa: BLE001 - Captum running out of memory is a finding, not a crash
         row[f"{side}_error"] = _error(e)
         return None
