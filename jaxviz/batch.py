@@ -62,9 +62,13 @@ __all__ = [
     "RunSummary",
     "assign_stems",
     "bind_methods",
+    "class_fields",
     "common_root",
     "discover_images",
+    "display_geometry",
     "output_stem",
+    "read_jsonl",
+    "resize_image",
     "run_attribution",
 ]
 
@@ -367,15 +371,25 @@ def _model_input(img: np.ndarray, lm, size: int | tuple[int, int] | str | None) 
     """
     pp = lm.preprocessing
     if size == ORIGINAL:
-        display = _resize(img, original_hw(*img.shape[:2]))
+        display = resize_image(img, original_hw(*img.shape[:2]))
     elif pp.crop is not None:
         display = resize_and_crop(img, pp.resize, pp.crop)
     else:
-        display = _resize(img, _target_hw(lm, size))
+        display = resize_image(img, _target_hw(lm, size))
     x = normalize(display, pp)
     if lm.input_shape[-1] == 1:  # LeNet-style grayscale models
         x = x.mean(-1, keepdims=True)
     return display, x
+
+
+def display_geometry(lm, size) -> dict:
+    """What a record says of how its image became the model input (besides `input_hw`):
+    `{"resize_crop": [resize, crop]}` where the preset resized and center-cropped, else nothing
+    (the whole image stretched to `input_hw`). `jaxviz report` redraws inputs this way."""
+    pp = lm.preprocessing
+    if size == ORIGINAL or pp.crop is None:
+        return {}
+    return {"resize_crop": [pp.resize, pp.crop]}
 
 
 def input_shape(lm, size) -> tuple[int, int, int]:
@@ -398,7 +412,7 @@ def _target_hw(lm, size) -> tuple[int, int]:
     return (int(h), int(w))
 
 
-def _resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+def resize_image(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of `(H, W, 3)` float32 to `hw`, per channel in float ("F") mode."""
     img = np.asarray(img, np.float32)
     if img.shape[:2] == hw:
@@ -437,7 +451,7 @@ def _drop_partial_line(path: Path) -> None:
             os.fsync(f.fileno())
 
 
-def _read_jsonl(path: Path) -> Iterator[dict]:
+def read_jsonl(path: Path) -> Iterator[dict]:
     """Records of a JSONL file; lines that are not JSON objects (a torn write) are skipped."""
     if not path.exists():
         return
@@ -482,7 +496,7 @@ def _read_ledger(out: Path, wanted: set[str], identity: _Identity) -> _Ledger:
     exists = functools.lru_cache(maxsize=4096)(lambda rel: (out / rel).is_file())  # store chunks hold many maps
     known, checked = read_settings(out), set()
     for path in sorted(out.glob(RESULTS_GLOB)):
-        for r in _read_jsonl(path):
+        for r in read_jsonl(path):
             try:
                 image, method, stem, files = r["resolved"], r["method"], r["stem"], r["files"]
             except KeyError:
@@ -497,7 +511,7 @@ def _read_ledger(out: Path, wanted: set[str], identity: _Identity) -> _Ledger:
             if image in wanted and all(exists(f) for f in files.values()) and (chunk is None or exists(chunk)):
                 ledger.done.add((image, method))
     for path in sorted(out.glob(ERRORS_GLOB)):
-        for r in _read_jsonl(path):
+        for r in read_jsonl(path):
             if "resolved" in r:
                 ledger.failed[r["resolved"]].add(r.get("method"))
     return ledger
@@ -799,7 +813,8 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
         if items:
             workers = workers or max(1, min(8, os.cpu_count() or 1))
             context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size,
-                           outputs=outputs, store=store, settings=identity.digests)
+                           outputs=outputs, store=store, settings=identity.digests,
+                           geometry=display_geometry(lm, size))
             with ThreadPoolExecutor(workers) as pool, \
                     open(results_path, "a", encoding="utf-8") as results, \
                     open(errors_path, "a", encoding="utf-8") as errors, \
@@ -1080,7 +1095,7 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
                 jobs.append(pool.submit(_write_files, out, files, maps[i].astype(np.float32), display,
                                         method.partition(":")[0] in plot.SIGNED_VIEWS))
             record = _record(item, method, int(classes[i]), logits[i], files, seconds, context)
-            rows[method].append((i, {**record, "input_hw": list(x.shape[:2])}))
+            rows[method].append((i, {**record, **context["geometry"], "input_hw": list(x.shape[:2])}))
     if "store" in kinds:
         chunks = {m: pool.submit(context["store"].append, m, outputs[m][0][[i for i, _ in rs]])
                   for m, rs in rows.items()}
@@ -1107,15 +1122,23 @@ def _record(item: _Item, method: str, cls: int, logits: np.ndarray, files: dict,
     record = {"image": str(item.path), "resolved": item.resolved, "stem": item.stem, "model": lm.name,
               "method": method, "target": context["target"]}
     if z.ndim == 1 and z.shape[0] == len(lm.labels):  # class target: logits
-        p = np.exp(z - z.max())
-        record.update({"class": cls, "class_name": lm.labels.name(cls), "logit": float(z[cls]),
-                       "probability": float(p[cls] / p.sum())})
+        record.update(class_fields(z, cls, lm.labels.name))
     else:  # unit target: the channel's activation at its position, or its maximum
         unit = context["target"]["unit"]
         value = z[..., cls] if unit["y"] is None else z[unit["y"], unit["x"], cls]
         record.update({"channel": cls, "activation": float(np.max(value))})
     record.update({"files": files, "settings": context["settings"][method], "seconds": round(seconds, 6)})
     return record
+
+
+def class_fields(logits: np.ndarray, cls: int, name: Callable[[int], str]) -> dict:
+    """A record's class part: the explained class, its logit and softmax probability, and the predicted
+    (top-1) class; `name` gives a class index's label."""
+    z = np.asarray(logits, np.float64)
+    p = np.exp(z - z.max())
+    top = int(z.argmax())
+    return {"class": int(cls), "class_name": name(int(cls)), "logit": float(z[cls]),
+            "probability": float(p[cls] / p.sum()), "predicted": top, "predicted_name": name(top)}
 
 
 def _postfix(done: int, failed: list, t0: float) -> dict:

@@ -19,7 +19,7 @@ def _demo(args) -> None:
     summary = run_demo(args.out, n=args.n, seed=args.seed, methods=args.method, model=args.model)
     print(f"demo: {summary['images']} images x {len(summary['methods'])} methods with {summary['model']} "
           f"(accuracy on these images {summary['accuracy']:.0%}) in {time.perf_counter() - t0:.1f}s")
-    print(f"wrote {args.out}/ (comparison figure: {summary['comparison']})")
+    print(f"wrote {args.out}/ (comparison figure: {summary['comparison']}; browse it: {summary['explorer']})")
 
 
 def parse_assignments(items: list[str] | None, flag: str = "--opt", example: str = "n=25") -> dict:

@@ -4,7 +4,8 @@ Uses a shipped model (the embedded default on freshly generated shapes images, o
 digits with `model="lenet5"`); methods that do not apply (CAM without a GAP head, ReLU rules on a
 tanh net) are listed in the summary as not applicable. Writes
 per-image inputs, raw maps (`.npy`) and views (`.png`) per method, a comparison figure
-(rows = images, columns = methods) and `summary.json`.
+(rows = images, columns = methods), `results.jsonl` in the batch runner's format (one record per image and
+method) with the explorer of `jaxviz report` in `explorer/`, and `summary.json`.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from . import plot
 from .atomic import save_npy, write_text
 from .attribution import METHODS
 from .attribution.engine import compiled
+from .batch import RESULTS, class_fields
 from .data.datasets import default_dataset
 from .data.images import save_image
 from .data.preprocess import normalize
+from .explorer import build_explorer
 from .models.loading import load
 
 DEMO_SEED = 424_242  # far from the training and test seeds of experiments/train_shapesnet.py
@@ -48,7 +51,7 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
     for name, img in zip(names, images):
         save_image(out / "images" / f"{name}.png", img)
 
-    panels, timings, skipped, predictions = {}, {}, {}, None
+    panels, timings, skipped, predictions, records = {}, {}, {}, None, []
     target = np.asarray(data.labels)  # explain the true class of each image
     key = jax.random.key(seed)
     for method in tqdm(methods, desc="methods", disable=not progress):
@@ -64,9 +67,14 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
         views = plot.view(maps, images, signed=method in plot.SIGNED_VIEWS)
         panels[method] = views
         (out / method).mkdir(exist_ok=True)
-        for name, m, v in zip(names, maps, views):
+        for name, m, v, z, t in zip(names, maps, views, np.asarray(logits), target):
             save_npy(out / method / f"{name}.npy", m)
             save_image(out / method / f"{name}.png", v)
+            image = str((out / "images" / f"{name}.png").resolve())
+            records.append({"image": image, "resolved": image, "stem": name, "model": lm.name, "method": method,
+                            "target": "label", **class_fields(z, int(t), lm.labels.name),
+                            "files": {"npy": f"{method}/{name}.npy", "png": f"{method}/{name}.png"},
+                            "input_hw": list(m.shape[:2])})
         if predictions is None:
             predictions = np.asarray(logits).argmax(-1)
 
@@ -81,5 +89,7 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
         "seconds_per_method_incl_compile": timings,
         "comparison": str(out / "comparison.png"),
     }
+    write_text(out / RESULTS, "".join(json.dumps(r) + "\n" for r in records))
+    summary["explorer"] = str(build_explorer(out, out / "explorer", progress=progress))
     write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary

@@ -87,6 +87,21 @@ def view(maps: np.ndarray, images: np.ndarray, alpha: float = 0.4, cmap: str = "
     return default_view(maps)
 
 
+def colors(maps: np.ndarray, cmap: str = "jet", signed: bool = False) -> np.ndarray:
+    """The maps alone in colour, `(N, H, W, 3)` in [0, 1], for drawing over the image at an opacity of
+    one's choice (`jaxviz report`): CAM-like `(N, H, W)` maps through `cmap`, gradient maps
+    `(N, H, W, C)` as grayscale, with `signed` relevance red/white/blue (`relevance_view`)."""
+    from matplotlib import colormaps
+
+    maps = np.asarray(maps)
+    if signed:
+        return relevance_view(maps)
+    gray = default_view(maps)
+    if maps.ndim == 3:
+        return colormaps[cmap](gray)[..., :3].astype(np.float32)
+    return np.repeat(gray[..., None], 3, -1)
+
+
 def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
     """Blend a `(H, W)` heatmap in [0, 1] over an `(H, W, 3)` image in [0, 1] (seed 000: alpha 0.4)."""
     from matplotlib import colormaps

@@ -29,7 +29,7 @@ import numpy as np
 
 from .atomic import save_npy
 
-__all__ = ["MapStore", "StoreFormat", "downsample", "read_maps"]
+__all__ = ["MapReader", "MapStore", "StoreFormat", "downsample", "read_maps"]
 
 STORE = "store"
 _CHUNK = re.compile(r"(\d{8})\.npy")
@@ -104,7 +104,7 @@ def _chunks(folder: Path, prefix: str) -> list[Path]:
     return [p for p in folder.iterdir() if p.name.startswith(prefix) and _CHUNK.fullmatch(p.name[len(prefix):])]
 
 
-class _Maps:
+class MapReader:
     """Loads maps of records from chunks, keeping recently used chunks memory-mapped."""
 
     def __init__(self, out: Path):
@@ -127,12 +127,12 @@ def read_maps(out: str | os.PathLike[str], method: str,
 
     Works for maps in the store and for per-image `.npy` files alike.
     """
-    from .batch import RESULTS_GLOB, _read_jsonl
+    from .batch import RESULTS_GLOB, read_jsonl
 
     out = Path(out)
     latest: dict[str, dict] = {}
     for path in sorted(out.glob(RESULTS_GLOB)):
-        for r in _read_jsonl(path):
+        for r in read_jsonl(path):
             if r.get("method") == method and (where is None or where(r)):
                 latest[r.get("resolved", r.get("image"))] = r
-    return list(latest.values()), _Maps(out)
+    return list(latest.values()), MapReader(out)

@@ -29,6 +29,11 @@ def test_demo_writes_every_method(tmp_path, capsys):
     assert grid.width > grid.height  # 8 columns, 3 rows
     assert not list(out.rglob("*.tmp"))
     assert "comparison figure" in capsys.readouterr().out
+    # the batch runner's ledger, so `jaxviz report` browses the demo: one row per image, one column per method
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3 * len(summary["methods"])
+    assert {r["class_name"] for r in records} == {p["label"] for p in summary["predictions"]}
+    assert (out / "explorer" / "index.html").is_file() and len(list((out / "explorer" / "thumbs").iterdir())) == 1 + len(summary["methods"])
 
 
 def test_demo_unknown_method_is_a_clear_error(tmp_path, capsys):

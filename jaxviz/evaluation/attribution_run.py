@@ -1,7 +1,7 @@
 """Score the maps of a `jaxviz attribute` run against ground-truth masks (`jaxviz evaluate OUT ...`).
 
-`jaxviz attribute` writes `out/results.jsonl` (fields image, stem, model, method, class,
-class_name, files {npy, png} relative to `out`). `evaluate_attribution_run(out, masks=... | coco=...)`
+`jaxviz attribute` writes `out/results.jsonl` (`results.p<i>.jsonl` per process; fields image, stem,
+model, method, class, class_name, and files {npy, png} relative to `out` or the map's place in the store). `evaluate_attribution_run(out, masks=... | coco=...)`
 reads each map, finds the object's mask, brings it to the map's geometry and writes
 
     out/evaluation.jsonl          one line per (image, method): P, E, E_total, pointing, mask source
@@ -30,12 +30,14 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import write_text
+from ..batch import RESULTS, RESULTS_GLOB, read_jsonl
 from ..data.preprocess import get_preprocessing, resize_and_crop
+from ..store import MapReader
 from .datasets import _load_coco, coco_category_table, coco_mask
 
 __all__ = ["evaluate_attribution_run", "mask_to_map"]
 
-RESULTS, OUTPUT = "results.jsonl", "evaluation.jsonl"
+OUTPUT = "evaluation.jsonl"
 
 
 def mask_to_map(mask: np.ndarray, hw: tuple[int, int], preprocessing: str = "stretch") -> np.ndarray:
@@ -56,17 +58,15 @@ def mask_to_map(mask: np.ndarray, hw: tuple[int, int], preprocessing: str = "str
 
 
 def _read_results(out: Path) -> list[dict]:
-    path = out / RESULTS
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: point `jaxviz evaluate` at the --out folder of `jaxviz attribute`")
+    """The latest record per (image, method) of every process's ledger (a torn last line is skipped)."""
+    ledgers = sorted(out.glob(RESULTS_GLOB))
+    if not ledgers:
+        raise FileNotFoundError(f"{out / RESULTS} not found: point `jaxviz evaluate` at the --out folder of `jaxviz attribute`")
     latest: dict[tuple, dict] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            r = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line
-        if isinstance(r, dict) and "files" in r and "class" in r:
-            latest[(r.get("resolved", r["image"]), r["method"])] = r
+    for path in ledgers:
+        for r in read_jsonl(path):
+            if ("files" in r or "store" in r) and "class" in r:
+                latest[(r.get("resolved", r["image"]), r["method"])] = r
     return list(latest.values())
 
 
@@ -131,19 +131,19 @@ def evaluate_attribution_run(out: str | os.PathLike[str], *, masks: str | os.Pat
     if masks is not None and not Path(masks).is_dir():
         raise FileNotFoundError(f"masks folder {masks} not found")
     find = functools.partial(_folder_mask, Path(masks)) if masks is not None else _CocoMasks(Path(coco))
-    records, skipped = [], []
+    records, skipped, read = [], [], MapReader(out)
     for r in tqdm(results, unit="map", desc="evaluate", disable=not progress):
         mask = find(r)
         if mask is None or isinstance(mask, str):
             skipped.append((r["image"], r["method"], mask or "no mask PNG for it"))
             continue
-        m = np.load(out / r["files"]["npy"])
+        m = read(r)
         mk = mask_to_map(mask, m.shape[:2], preprocessing)[None]
         e = energy_concentration(m[None], mk, dilation=dilation)
         hit = pointing_game(m[None], mk, tolerance=tolerance)
-        records.append({"image": r["image"], "stem": r.get("stem"), "model": r["model"], "method": r["method"],
-                        "class": r["class"], "class_name": r.get("class_name"), "P": float(e.P[0]),
-                        "E": float(e.E[0]), "E_total": float(e.E_total[0]), "pointing": bool(hit[0])})
+        records.append({"image": r["image"], "resolved": r.get("resolved", r["image"]), "stem": r.get("stem"),
+                        "model": r["model"], "method": r["method"], "class": r["class"], "class_name": r.get("class_name"),
+                        "P": float(e.P[0]), "E": float(e.E[0]), "E_total": float(e.E_total[0]), "pointing": bool(hit[0])})
     write_text(out / OUTPUT, "".join(json.dumps(x, sort_keys=True) + "\n" for x in records))
     tables = {}
     if records:

@@ -2,6 +2,7 @@
 
     jaxviz experiment run experiments/seed002.py --out runs/seed002
     jaxviz report runs/seed002
+    jaxviz report out/ --compare out_bf16/                   # explorer of `jaxviz attribute` runs
     jaxviz evaluate out/ --masks masks/                      # maps of `jaxviz attribute --out out/`
     jaxviz evaluate out/ --coco instances_val2017.json --preprocessing torchvision
     jaxviz evaluate --model shapesnet --model minivgg --n 50 --out runs/quick   # a model on data
@@ -55,8 +56,20 @@ def register(subparsers) -> None:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_experiment_run)
 
-    p = subparsers.add_parser("report", help="(re)build the tables, charts and report.html of an experiment run")
-    p.add_argument("run_dir", help="the experiment's --out folder")
+    p = subparsers.add_parser(
+        "report", help="browse an attribution run (a static explorer site), or rebuild an experiment's report.html",
+        description="On a `jaxviz attribute` run folder: write a static explorer (images × methods, filters, "
+                    "detail view; opens from disk) to --out, default RUN_DIR/explorer; a rebuild draws only new "
+                    "pages. On an experiment run folder: rebuild its tables, charts and report.html.")
+    p.add_argument("run_dir", help="an attribution run's --out folder, or an experiment's")
+    p.add_argument("--compare", action="append", default=[], metavar="RUN_DIR",
+                   help="another attribution run to show beside it, matched by image (repeatable)")
+    p.add_argument("--out", help="explorer folder (default RUN_DIR/explorer)")
+    p.add_argument("--methods", help="comma list of the method columns (default: all of each run)")
+    p.add_argument("--thumb", type=int, default=64, help="grid thumbnail side in pixels (64)")
+    p.add_argument("--detail", type=int, default=224, help="largest detail-view tile side in pixels (224)")
+    p.add_argument("--workers", type=int, help="processes drawing thumbnails (default: the CPU count)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_report)
 
 
@@ -117,11 +130,23 @@ def _run(config: dict, out: str, *, report: bool, quiet: bool) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from ..report import write_report
-    from .summary import write_summaries
+    from ..batch import RESULTS_GLOB
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} not found")
-    write_summaries(run_dir)
-    print(f"wrote {write_report(run_dir)}")
+    if not any(run_dir.glob(RESULTS_GLOB)) and (run_dir / "records.jsonl").is_file():
+        from ..report import write_report
+        from .summary import write_summaries
+
+        if args.compare:
+            raise ValueError(f"--compare works on attribution runs; {run_dir} is an experiment run")
+        write_summaries(run_dir)
+        print(f"wrote {write_report(run_dir)}")
+        return
+    from ..explorer import build_explorer
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    index = build_explorer([run_dir, *args.compare], args.out, methods=methods, thumb=args.thumb, detail=args.detail,
+                           workers=args.workers, progress=not args.quiet)
+    print(f"wrote {index} (open it in a browser; the folder can be copied or served as it is)")
