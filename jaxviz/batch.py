@@ -59,6 +59,7 @@ from .store import STORE, MapStore, StoreFormat
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "Engine",
     "RunSummary",
     "assign_stems",
     "bind_methods",
@@ -66,6 +67,7 @@ __all__ = [
     "common_root",
     "discover_images",
     "display_geometry",
+    "local_engine",
     "output_stem",
     "read_jsonl",
     "resize_image",
@@ -726,7 +728,7 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
                     log: Callable[[str], Any] = print, retry_failed: bool = False,
                     workers: int | None = None, outputs: Iterable[str] = ("npy", "png"),
                     store_format: StoreFormat = StoreFormat(), process: tuple[int, int] = (0, 1),
-                    config: Mapping[str, Any] | None = None) -> RunSummary:
+                    config: Mapping[str, Any] | None = None, engine: Engine | None = None) -> RunSummary:
     """Run every method on every image in batches, writing maps, views and a resumable ledger.
 
     Args:
@@ -755,6 +757,10 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
         ledgers, so a rerun with any process count resumes.
       config: the job, written to `out/config.json` (by process 0) once the folder is known to hold
         nothing that conflicts with this run (what `--resume` reads).
+      engine: where the images are decoded and the methods run (an `Engine`; default `local_engine`:
+        this process, loader threads ahead of the device). This process always plans, names and writes:
+        e.g. `jaxviz.integrations.ray.RayEngine` computes on a Ray cluster's actors and the run folder
+        is the same.
 
     The run holds `out` (`runlock.run_lock`): another run on the same folder is refused, except the
     other processes of one multi-process run. Each record carries the digest of the settings that
@@ -813,7 +819,7 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
         if items:
             workers = workers or max(1, min(8, os.cpu_count() or 1))
             context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size,
-                           outputs=outputs, store=store, settings=identity.digests,
+                           outputs=outputs, store=store, settings=identity.digests, size=size, workers=workers,
                            geometry=display_geometry(lm, size))
             with ThreadPoolExecutor(workers) as pool, \
                     open(results_path, "a", encoding="utf-8") as results, \
@@ -832,9 +838,9 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
                     fail(item, reason)
                     bar.update(1)
 
-                loaded = _load_all(pool, items, lm, size, window=2 * batch_size + workers, on_error=on_load_error,
-                                   display="png" in outputs)
-                for written in _compute(pool, _batches(loaded, batch_size), context, results, fail):
+                t_last = time.perf_counter()
+                for entries, computed in (engine or local_engine)(pool, items, context, on_load_error):
+                    t_last, written = _finish(pool, entries, computed, context, results, fail, t_last)
                     done += written
                     bar.update(written)
                     bar.set_postfix(_postfix(done, failed, t0), refresh=False)
@@ -1060,28 +1066,46 @@ def _launch(batch: list, methods: Mapping[str, Callable], batch_size: int):
     return {name: fn(x, ids) for name, fn in methods.items() if name in needed}
 
 
-def _compute(pool, batches: Iterator[list], context: dict, results, fail) -> Iterator[int]:
-    """Run batches with one in flight while the previous one is written; yields images written."""
-    pending, t_last = None, time.perf_counter()
-    for batch in batches:
-        launched = (batch, _launch(batch, context["methods"], context["batch_size"]))
-        previous, pending = pending, launched
-        if previous is not None:
-            t_last, n = _finish(pool, *previous, context, results, fail, t_last)
-            yield n
+Engine = Callable[[ThreadPoolExecutor, list[_Item], dict, Callable[[_Item, str], None]],
+                  Iterator[tuple[list[tuple[_Item, np.ndarray | None, tuple[int, int]]], dict]]]
+"""Where a run computes: `engine(pool, items, context, on_load_error)` yields `(entries, computed)` per batch,
+`entries` the batch's `(item, display image or None, input (h, w))` and `computed` method → `(maps, classes,
+logits)` rows in the order of `entries` (arrays, NumPy or JAX). An image that does not load is reported to
+`on_load_error(item, reason)` instead. `context` holds the run's `lm`, `methods`, `batch_size`, `size`,
+`outputs` and `workers`. The runner writes what is yielded (`_finish`)."""
+
+
+def local_engine(pool: ThreadPoolExecutor, items: list[_Item], context: dict,
+                 on_load_error: Callable[[_Item, str], None]) -> Iterator[tuple[list, dict]]:
+    """This process: images decoded in `pool`'s threads ahead of the device, one batch in flight while the
+    previous one is written (each batch is launched before the previous one is yielded)."""
+    batch_size = context["batch_size"]
+    loaded = _load_all(pool, items, context["lm"], context["size"], window=2 * batch_size + context["workers"],
+                       on_error=on_load_error, display="png" in context["outputs"])
+    pending = None
+    for batch in _batches(loaded, batch_size):
+        launched = _entries(batch), _launch(batch, context["methods"], batch_size)
+        if pending is not None:
+            yield pending
+        pending = launched
     if pending is not None:
-        _, n = _finish(pool, *pending, context, results, fail, t_last)
-        yield n
+        yield pending
+
+
+def _entries(batch: list) -> list[tuple[_Item, np.ndarray | None, tuple[int, int]]]:
+    """A loaded batch's `(item, display, input (h, w))`, what the writer needs once the inputs are launched."""
+    return [(item, display, tuple(x.shape[:2])) for item, display, x in batch]
 
 
 def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_last: float):
-    """Wait for a batch, write its files in the pool, then append its ledger lines durably."""
+    """Wait for a batch (`Engine`'s entries and computed maps), write its files in the pool, then append its
+    ledger lines durably."""
     outputs = {name: tuple(np.asarray(a) for a in value) for name, value in launched.items()}
     now = time.perf_counter()
     seconds = (now - t_last) / len(batch)
     kinds, out = context["outputs"], context["out"]
     jobs, rows = [], collections.defaultdict(list)  # method → [(batch row, record)]
-    for i, (item, display, x) in enumerate(batch):
+    for i, (item, display, input_hw) in enumerate(batch):
         for method in item.methods:
             maps, classes, logits = outputs[method][:3]
             if not np.all(np.isfinite(maps[i])):
@@ -1095,7 +1119,7 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
                 jobs.append(pool.submit(_write_files, out, files, maps[i].astype(np.float32), display,
                                         method.partition(":")[0] in plot.SIGNED_VIEWS))
             record = _record(item, method, int(classes[i]), logits[i], files, seconds, context)
-            rows[method].append((i, {**record, **context["geometry"], "input_hw": list(x.shape[:2])}))
+            rows[method].append((i, {**record, **context["geometry"], "input_hw": list(input_hw)}))
     if "store" in kinds:
         chunks = {m: pool.submit(context["store"].append, m, outputs[m][0][[i for i, _ in rs]])
                   for m, rs in rows.items()}

@@ -101,7 +101,7 @@ def _attribute(args) -> int:
         raise ValueError("--coordinator, --num-processes and --process-id launch a --distributed run: "
                          "add --distributed")
     s = run_job(job, out, progress=not args.quiet, retry_failed=args.retry_failed,
-                cluster=cluster if job.distributed else None)
+                cluster=cluster if job.distributed else None, engine=_engine(args, job))
     print(f"attribute: {s.done} images done, {s.skipped_existing} already done, {s.skipped_failed} failed before, "
           f"{len(s.failed)} failed in {s.seconds:.1f}s ({s.images_per_second:.1f} images/s); "
           f"results in {out}/results.jsonl")
@@ -117,6 +117,20 @@ def _attribute(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _engine(args, job):
+    """The `Engine` of `--engine` (None: this process)."""
+    ray_flags = {"--ray-address": args.ray_address, "--workers": args.workers, "--gpus-per-worker": args.gpus_per_worker}
+    if args.engine == "local":
+        given = [flag for flag, value in ray_flags.items() if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} go with --engine ray")
+        return None
+    from .integrations.ray import RayEngine, compile_cache_path
+
+    return RayEngine(job, workers=args.workers or 2, gpus_per_worker=args.gpus_per_worker or 0,
+                     address=args.ray_address, compile_cache=compile_cache_path(args.compile_cache))
 
 
 def _inspect(args) -> None:
@@ -249,6 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-processes", type=int, metavar="N",
                    help="with --distributed: how many processes run the job")
     p.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this process's index, 0..N-1")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="where batches are computed: this process (default) or a pool of Ray actors "
+                        "(pip install 'jaxviz-cnn[ray]'); this process writes the run folder either way")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --engine ray: the cluster (auto, ray://HOST:10001; default: a new local Ray instance)")
+    p.add_argument("--workers", type=int, metavar="N", help="with --engine ray: actors, each one model (default: 2)")
+    p.add_argument("--gpus-per-worker", type=float, metavar="G",
+                   help="with --engine ray: GPUs per actor (default 0: CPU actors; more than 1 shards each batch)")
     p.add_argument("--compile-cache", default=None, metavar="DIR|off",
                    help="persistent XLA compilation cache (default: ~/.cache/jaxviz/xla, or $JAXVIZ_CACHE_DIR/xla)")
     p.add_argument("--memory-budget", metavar="SIZE",

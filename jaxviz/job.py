@@ -21,13 +21,13 @@ from typing import Any
 
 import jax
 
-from .batch import CONFIG, RunSummary, bind_methods, discover_images, input_shape, run_attribution
+from .batch import CONFIG, Engine, RunSummary, bind_methods, discover_images, input_shape, run_attribution
 from .memory import activation_bytes, default_budget, parse_bytes
 from .memory import rows as memory_rows
 from .store import StoreFormat
 
-__all__ = ["CONFIG", "AttributeJob", "default_cache_dir", "enable_compilation_cache", "load_job", "resolve_devices",
-           "run_job"]
+__all__ = ["CONFIG", "AttributeJob", "bind_job", "default_cache_dir", "enable_compilation_cache", "load_job",
+           "memory_budget", "resolve_devices", "run_job"]
 
 
 @dataclasses.dataclass
@@ -124,16 +124,35 @@ def enable_compilation_cache(path: str | os.PathLike[str] | None = None) -> Path
     return path
 
 
+def memory_budget(job: AttributeJob) -> int:
+    """The bytes one pass of `job` may hold: its `memory_budget`, else a quarter of this machine's memory."""
+    return parse_bytes(job.memory_budget) if job.memory_budget is not None else default_budget()
+
+
+def bind_job(job: AttributeJob, lm, methods: list[str], devices: list | None = None):
+    """`(target, compiled methods)` of `job` on the loaded model `lm`: what the runner calls on each batch
+    (the same on every machine that runs the job: this process, or each worker of `--engine ray`)."""
+    from .attribution import parse_target
+
+    target = parse_target(job.target, lm.labels)
+    return target, bind_methods(lm, methods, target, seed=job.seed, options=job.options, devices=devices,
+                                dtype=job.dtype, memory_budget=memory_budget(job))
+
+
 def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = True,
             log: Callable[[str], Any] = print, retry_failed: bool = False,
-            cluster: dict[str, Any] | None = None) -> RunSummary:
+            cluster: dict[str, Any] | None = None, engine: Engine | None = None) -> RunSummary:
     """Save `job` in `out/config.json` and run it (resuming whatever `out` already holds).
 
     `cluster` (`coordinator_address`, `num_processes`, `process_id`, any of them) goes to
     `jax.distributed.initialize` for a `distributed` job; what is not given JAX detects from the
     cluster's environment (SLURM, Kubernetes, TPU pods). It is not saved: each process of a resumed
-    run says again which process it is."""
-    from .attribution import METHODS, parse_target
+    run says again which process it is.
+
+    `engine` computes the batches elsewhere (e.g. `jaxviz.integrations.ray.RayEngine(job)`); this
+    process still plans, names and writes the run, so the folder is the same whichever engine ran
+    it (and a run may be resumed with another)."""
+    from .attribution import METHODS
     from .attribution.engine import check_options
     from .models.loading import load
 
@@ -149,6 +168,9 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
         raise ValueError(f"--size {job.size!r}: give a number of pixels (at least 8) or 'original'")
     if job.batch_size < 1:
         raise ValueError(f"--batch-size {job.batch_size}: give at least 1")
+    if engine is not None and (job.distributed or job.devices is not None):
+        raise ValueError("--distributed and --devices say where this process computes; with another engine "
+                         "(--engine ray) each worker uses its own devices (--gpus-per-worker): drop them")
     process = (0, 1)
     if job.distributed:
         jax.distributed.initialize(**{k: v for k, v in (cluster or {}).items() if v is not None})
@@ -163,8 +185,7 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
     lm = load(job.model, job.weights)
     if job.methods == ["all"]:
         methods = _applicable(methods, lm, log)
-    target = parse_target(job.target, lm.labels)
-    budget = parse_bytes(job.memory_budget) if job.memory_budget is not None else default_budget()
+    budget = memory_budget(job)
     fits = memory_rows(budget, activation_bytes(lm.model, lm.variables, input_shape(lm, job.size)))
     if devices:  # keep a multiple of the device count
         fits = max(len(devices), fits - fits % len(devices))
@@ -172,8 +193,7 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
         log(f"batch size {batch_size} lowered to {fits}: {fits} images of {lm.name} fill the memory budget of "
             f"{budget / 2**30:.1f} GiB (--memory-budget)")
         batch_size = fits
-    bound = bind_methods(lm, methods, target, seed=job.seed, options=job.options, devices=devices, dtype=job.dtype,
-                         memory_budget=budget)
+    target, bound = bind_job(job, lm, methods, devices)
     return run_attribution(lm, images, bound, out, target=target, batch_size=batch_size, size=job.size,
                            progress=progress, log=log, retry_failed=retry_failed, outputs=job.outputs,
-                           store_format=fmt, process=process, config=dataclasses.asdict(job))
+                           store_format=fmt, process=process, config=dataclasses.asdict(job), engine=engine)

@@ -275,6 +275,8 @@ def test_resume_from_another_directory_finds_the_same_inputs(tmp_path, folder, c
     (["--method", "integrated_gradients", "--opt", "step=8"], "no chosen method takes 'step'"),
     (["--size", "0"], "--size '0': give a number of pixels"),
     (["--size", "-5"], "--size '-5': give a number of pixels"),
+    (["--workers", "4"], "--workers go with --engine ray"),
+    (["--engine", "ray", "--devices", "all"], "with another engine (--engine ray) each worker uses its own devices"),
 ])
 def test_bad_arguments_are_one_line_errors_before_any_work(tmp_path, folder, capsys, argv, message):
     out = tmp_path / "run"
