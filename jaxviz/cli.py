@@ -127,10 +127,10 @@ def _engine(args, job):
         if given:
             raise ValueError(f"{', '.join(given)} go with --engine ray")
         return None
-    from .integrations.ray import RayEngine, compile_cache_path
+    from .integrations.ray import RayEngine
 
     return RayEngine(job, workers=args.workers or 2, gpus_per_worker=args.gpus_per_worker or 0,
-                     address=args.ray_address, compile_cache=compile_cache_path(args.compile_cache))
+                     address=args.ray_address, compile_cache=args.compile_cache)
 
 
 def _inspect(args) -> None:

@@ -31,7 +31,6 @@ import pickle
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -50,7 +49,7 @@ class Attributor:
         from ..job import AttributeJob, bind_job, enable_compilation_cache, resolve_devices
         from ..models.loading import load
 
-        if spec["compile_cache"] is not None:
+        if spec["compile_cache"] != "off":  # a folder, or None: this worker's default cache folder
             enable_compilation_cache(spec["compile_cache"])
         job = AttributeJob.from_json(spec["job"])
         self.lm = load(job.model, job.weights)
@@ -88,7 +87,8 @@ class RayEngine:
       cpus_per_worker: CPUs reserved per actor.
       address: a Ray cluster to connect to ("auto", "ray://host:10001", ...); None: the running Ray instance
         of this process, else a new local one (stopped at the end).
-      compile_cache: the persistent XLA cache folder each actor uses (None: none).
+      compile_cache: the persistent XLA cache folder each actor uses (None: each machine's default folder,
+        `job.default_cache_dir()`; "off": none), as `--compile-cache`.
     """
 
     job: object
@@ -151,11 +151,3 @@ class RayEngine:
                     yield ([(by_stem[entries[i][0]], *entries[i][1:]) for i in fresh],
                            {m: tuple(a[fresh] for a in value) for m, value in outputs.items()})
 
-
-def compile_cache_path(setting: str | None) -> str | None:
-    """The compilation cache folder actors use for the command line's `--compile-cache` (None for "off")."""
-    from ..job import default_cache_dir
-
-    if setting == "off":
-        return None
-    return str(Path(setting) if setting is not None else default_cache_dir())
