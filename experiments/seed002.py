@@ -23,6 +23,17 @@ Copy this file and edit `get_config()` for your own study. Keys (defaults in
 - seed: per-image noise of sample-based methods; method_options: e.g. {"layer": "relu3_2"}.
 - deletion_steps: > 0 adds deletion and insertion AUC (RISE) to every record; costs 2·(steps + 1)
   forward passes per map, so it is off here (16 is a reasonable value).
+- channels: a pixel's energy, "energy" = Σ_c I_c² (seed 002's summed squares, default) or "sum" =
+  (Σ_c I_c)² (signed channels summed first).
+- targets / class_table: for ImageNet models on COCO, "category" explains the one ImageNet class named for
+  the category (seed 002; `class_table` None = the shipped table, or your dict / .tsv / .json), "best" the
+  best-scoring class that depicts it.
+- method_options {"cam_norm": "minmax"}: Grad-CAM scaled as seed 002's code does it (− min, ÷ max).
+- save_maps: keep every map as .npy and grayscale .png; chart_formats: ["png", "svg"] (also "pdf",
+  "eps"); exp_json: also write seed 002's exp.json (records grouped by size).
+
+`--set KEY=VALUE` overrides any key on the command line (`--set channels=sum`).
+Seed 002's own protocol (COCO train2017, its four ImageNet CNNs) is `seed002_coco.py`.
 
 The default (shapes benchmark, the two shapes models, 100 images × 5 methods × 2 models × 2 sizes =
 2000 records) took 3 min 17 s on the shared 2-core CPU (see docs/readme_evaluation.md).
@@ -43,4 +54,10 @@ def get_config() -> dict:
         "method_options": {},
         "examples": 4,
         "deletion_steps": 0,
+        "channels": "energy",
+        "targets": "category",
+        "class_table": None,
+        "save_maps": False,
+        "chart_formats": ["png", "svg"],
+        "exp_json": False,
     }

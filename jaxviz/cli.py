@@ -194,7 +194,8 @@ def _weights(args) -> None:
             print(f"{e['name']:<22} {e.get('arch', '?'):<8} {e.get('source', ''):<12} {mark}")
         print(f"(folder: {W.weights_dir()})")
     elif args.action == "fetch":
-        print(f"wrote {W.fetch(args.name, force=args.force)}")
+        for name in args.name:
+            print(f"wrote {W.fetch(name, force=args.force)}")
     elif args.action == "port":
         print(f"wrote {W.port(args.file, args.arch, out=args.out, name=args.name)}")
     elif args.action == "verify":
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = p.add_subparsers(dest="action", required=True)
     wsub.add_parser("list", help="known weights and which are present")
     q = wsub.add_parser("fetch", help="download known weights (needs a network) and port them")
-    q.add_argument("name")
+    q.add_argument("name", nargs="+", help="one or more names of `jaxviz weights list`")
     q.add_argument("--force", action="store_true", help="download again even if present")
     q = wsub.add_parser("port", help="convert a file you have (torchvision .pth, safetensors, Keras .h5, "
                                      ".weights.h5 or .keras, a KerasHub preset folder)")

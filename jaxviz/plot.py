@@ -144,11 +144,21 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
-    """Write `fig` as PNG atomically and close it."""
+FIGURE_FORMATS = ("png", "svg", "pdf", "eps")
+"""What `save_figure` writes: raster PNG and matplotlib's vector formats (seed 002 wrote PNG and EPS)."""
+
+
+def save_figure(fig, path: str | Path, dpi: int = 100, formats: Sequence[str] = ("png",)) -> Path:
+    """Write `fig` atomically as `path` (PNG) and, for each other of `formats`, beside it with that
+    suffix (`bar.svg`, `bar.eps`); close it. Returns the PNG's path."""
+    bad = [f for f in formats if f not in FIGURE_FORMATS]
+    if bad:
+        raise ValueError(f"figure formats {bad} unknown; use {', '.join(FIGURE_FORMATS)}")
+    path = Path(path)
     try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, format="png")
+        for fmt in dict.fromkeys(["png", *formats]):
+            with atomic_path(path.with_suffix(f".{fmt}")) as tmp:
+                fig.savefig(tmp, dpi=dpi, format=fmt)
     finally:
         pyplot().close(fig)
-    return Path(path)
+    return path

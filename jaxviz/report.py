@@ -89,7 +89,7 @@ def compare_with_seed002(method_rows: list[dict]) -> tuple[list[dict], bool | No
 def write_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write `run_dir/report.html` from the run's config, records, tables and figures."""
     from .evaluation.experiment import CONFIG, EXAMPLES, SUMMARY, read_records
-    from .evaluation.summary import TABLES, summarize
+    from .evaluation.summary import all_tables
 
     run_dir = Path(run_dir)
     records = read_records(run_dir)
@@ -97,7 +97,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
         raise ValueError(f"{run_dir} has no records: run `jaxviz experiment run CONFIG --out {run_dir}` first")
     config = _read_json(run_dir / CONFIG)
     summary = _read_json(run_dir / SUMMARY)
-    tables = {name: summarize(records, by) for name, by in TABLES.items()}
+    tables = all_tables(records)
     comparison, same = compare_with_seed002(tables["method"])
     title = f"Experiment {config.get('name', run_dir.name)}"
 
@@ -107,11 +107,7 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     parts.append(f"<p>{len(records)} records · methods: {_e(', '.join(dict.fromkeys(r['method'] for r in records)))}"
                  f" · models: {_e(', '.join(models))} · sizes: {_e(', '.join(dict.fromkeys(r['size'] for r in records)))}"
                  + (f" · last run {_e(summary.get('seconds'))} s" if summary else "") + "</p>")
-    parts.append("<p class='note'>P = E / E_total: the share of a map's energy (squared channel-summed values) "
-                 "inside the object's mask dilated by " + _e(config.get("dilation", "?")) + " of its size "
-                 "(seed 002, eq. 5.1–5.3). pointing = pointing-game hit rate. uniform_P = the P of a uniform map "
-                 "(the dilated mask's share of the image): the chance level. accuracy = share of records whose "
-                 "model predicted the target. Target: the ground-truth class.</p>")
+    parts.append("<h2 id='definitions'>Definitions used</h2>" + _definitions(config, records))
 
     parts.append("<h2 id='seed002'>Seed 002 and this run</h2>")
     if comparison:
@@ -119,13 +115,21 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
                    False: "The ranking of the methods differs from seed 002's.", None: ""}[same]
         parts.append(_table(comparison, caption="mean P per method: seed 002 (COCO, ImageNet CNNs) vs this run"))
         parts.append(f"<p>{_e(verdict)}</p>")
+        parts.append("<p class='note'>Seed 002's numbers: COCO train2017 objects (6 categories × 30 images), "
+                     "alexnet, resnet152, squeezenet1_0 and vgg19 with ImageNet weights, original size and 224×224, "
+                     "pixel energy Σ_c I_c², the ImageNet class named for each category, Grad-CAM scaled min–max. "
+                     "This run's choices are listed under Definitions used.</p>")
     else:
         parts.append("<p class='note'>No method of seed 002's study in this run.</p>")
     parts.append(_figure(run_dir, "figures/bar_method.png", "mean P per method, all models and sizes"))
+    for size in dict.fromkeys(r["size"] for r in records):
+        parts.append(_figure(run_dir, f"figures/models_{size}.png",
+                             f"one image, a row per model, a column per method (seed 002 fig. 7.8), size {size}"))
 
     parts.append("<h2 id='tables'>Tables</h2>")
     for name, caption in (("method", "per method"), ("method_model", "method × model"),
-                          ("method_size", "method × size"), ("method_model_size", "method × model × size")):
+                          ("method_size", "method × size"), ("method_model_size", "method × model × size"),
+                          ("method_category", "method × category (seed 002's charts are per class)")):
         parts.append(f"<h3>{_e(caption)}</h3>" + _table(tables[name]))
         parts.append(f"<p class='note'>Also as <a href='tables/{name}.md'>Markdown</a> and "
                      f"<a href='tables/{name}.csv'>CSV</a>.</p>")
@@ -134,6 +138,12 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     for size in dict.fromkeys(r["size"] for r in records):
         parts.append(_figure(run_dir, f"figures/bar_method_model_{size}.png", f"mean P per method and model, size {size}"))
     parts.append(_figure(run_dir, "figures/bar_method_size.png", "mean P per method and size"))
+    parts.append(_figure(run_dir, "figures/bar_method_category.png", "mean P per method and category"))
+    vector = sorted(p.relative_to(run_dir).as_posix() for fmt in ("svg", "pdf", "eps")
+                    for p in (run_dir / "figures").glob(f"*.{fmt}"))
+    if vector:
+        parts.append("<p class='note'>Vector files: " + ", ".join(
+            f"<a href='{_e(v)}'>{_e(Path(v).name)}</a>" for v in vector) + ".</p>")
 
     parts.append("<h2 id='examples'>Examples</h2>")
     for meta_path in sorted((run_dir / EXAMPLES).glob("*.json")):
@@ -150,6 +160,37 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     path = run_dir / "report.html"
     write_text(path, "\n".join(p for p in parts if p))
     return path
+
+
+_CHANNELS = {"energy": "|I(x, y)|² = Σ_c I(x, y, c)², every value squared (seed 002's summed squares, the energy "
+                       "of a discrete signal)",
+             "sum": "|I(x, y)|² = (Σ_c I(x, y, c))², the channels summed with sign first (opposite signs cancel)"}
+_TARGETS = {"category": "the one ImageNet class named for the object's category (seed 002; the class column of "
+                        "coco_to_imagenet.tsv or the config's class_table); a model with a class of that name "
+                        "explains it",
+            "best": "the candidate class the model scores highest among all that depict the category "
+                    "(e.g. any of 118 dog breeds); a model with a class of that name explains it"}
+_CAM_NORMS = {"max": "ReLU, bilinear upsampling, ÷ max", "minmax": "ReLU, bilinear upsampling, − min, ÷ max "
+              "(seed 002's code, after kazuto1011/grad-cam-pytorch)"}
+
+
+def _definitions(config: dict, records: list[dict]) -> str:
+    """The scoring and target choices of this run, from its records (and config where records lack them)."""
+    used = lambda field, default: list(dict.fromkeys(str(r.get(field, default)) for r in records))
+    channels = used("channels", "sum")  # records written before the field existed summed channels
+    targets = used("target_rule", "best")
+    norms = list(dict.fromkeys(str(r["cam_norm"]) for r in records if "cam_norm" in r))
+    items = [f"P = E / E_total (seed 002, eq. 5.1–5.3): the share of the map's energy inside the object's mask "
+             f"dilated by {_e(config.get('dilation', '?'))} of its size.",
+             "Pixel energy: " + "; ".join(f"<b>{_e(c)}</b>: {_e(_CHANNELS.get(c, c))}" for c in channels) + ".",
+             "Target: " + "; ".join(f"<b>{_e(t)}</b>: {_e(_TARGETS.get(t, t))}" for t in targets) + "."]
+    if norms:
+        items.append("Grad-CAM scaling: " + "; ".join(f"<b>{_e(n)}</b>: {_e(_CAM_NORMS.get(n, n))}" for n in norms)
+                     + ". Guided Grad-CAM multiplies guided backprop by that map.")
+    items.append("pointing = pointing-game hit rate (the pixel of highest energy within the tolerance of the mask). "
+                 "uniform_P = the P of a uniform map (the dilated mask's share of the image): the chance level. "
+                 "accuracy = share of records whose model predicted the target.")
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
 def _read_json(path: Path) -> dict:

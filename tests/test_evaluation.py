@@ -11,7 +11,9 @@ from jaxviz.data.labels import Labels, imagenet_labels
 from jaxviz.evaluation import (
     class_candidates,
     coco_category_table,
+    coco_class_table,
     coco_samples,
+    load_class_table,
     resize_sample,
     shapes_benchmark,
 )
@@ -110,18 +112,37 @@ def test_coco_category_filter_per_category_and_errors(tmp_path):
         coco_samples(tmp_path, ann, categories=["star"])[0].load()
 
 
-def test_category_mapping():
+def test_category_mapping(tmp_path):
     table = coco_category_table()
     labels = imagenet_labels()
     assert class_candidates("traffic light", labels) == (920,) and labels.name(920) == "traffic light"
-    dogs = class_candidates("dog", labels)
+    # seed 002's rule (default): the one class named for the category; "best": every class that depicts it
+    assert class_candidates("dog", labels) == (207,) and labels.name(207) == "golden retriever"
+    dogs = class_candidates("dog", labels, "best")
     assert len(dogs) == 118 and labels.name(dogs[0]) == "Chihuahua"
-    assert class_candidates("zebra", labels) == (340,)
+    one = coco_class_table()
+    assert set(one) == set(table) and all(one[c] in table[c] for c in table)
+    assert class_candidates("zebra", labels) == (340,) == class_candidates("zebra", labels, "best")
     assert class_candidates("person", labels) == ()            # no ImageNet class for people
     assert all(0 <= i < 1000 for v in table.values() for i in v) and len(table) >= 50
     shapes_labels = Labels.from_names(shapes.CLASSES)
     assert class_candidates("star", shapes_labels) == (shapes.CLASSES.index("star"),)
     assert class_candidates("traffic light", shapes_labels) == ()  # only ImageNet models use the table
+    # a user's table: by index or by name, as a dict, a two-column TSV or JSON
+    (tmp_path / "t.tsv").write_text("# mine\ndog\tbeagle\ncat\t283\n")
+    (tmp_path / "t.json").write_text('{"dog": "beagle", "cat": 283}')
+    for spec in ({"dog": "beagle", "cat": 283}, tmp_path / "t.tsv", tmp_path / "t.json"):
+        mine = load_class_table(spec)
+        assert class_candidates("dog", labels, table=mine) == (162,) and class_candidates("cat", labels, table=mine) == (283,)
+        assert class_candidates("elephant", labels, table=mine) == ()   # not in the user's table
+    assert load_class_table(None) == one
+    with pytest.raises(ValueError, match="'dog' -> 'wolfhound x'"):
+        class_candidates("dog", labels, table={"dog": "wolfhound x"})
+    with pytest.raises(ValueError, match="targets must be one of category, best"):
+        class_candidates("dog", labels, "first")
+    (tmp_path / "bad.tsv").write_text("dog beagle\n")
+    with pytest.raises(ValueError, match="bad.tsv line 1"):
+        load_class_table(tmp_path / "bad.tsv")
 
 
 def test_shapes_benchmark_is_reproducible_and_masks_match():

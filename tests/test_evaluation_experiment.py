@@ -113,3 +113,35 @@ def test_cli_evaluate_model_on_shapes_and_user_errors(tmp_path, monkeypatch, cap
     bad.write_text(json.dumps({"methods": ["saliency"], "colour": "red"}))
     assert jaxviz.cli.main(["experiment", "run", str(bad)]) == 2
     assert "unknown config keys ['colour']" in capsys.readouterr().err
+
+
+def test_channel_reduction_and_overrides_from_the_command_line(tmp_path, capsys):
+    """`evaluate --channels sum` and `experiment run --set channels=sum` score the same maps as the
+    default run, by the other reduction: E_total moves from Σ I² to Σ (Σ_c I)², maps unchanged."""
+    import jaxviz.cli
+
+    base = ["--model", "shapesnet", "--n", "3", "--size", "32", "--methods", "saliency", "--quiet"]
+    assert jaxviz.cli.main(["evaluate", *base, "--out", str(tmp_path / "energy")]) == 0
+    assert jaxviz.cli.main(["evaluate", *base, "--channels", "sum", "--out", str(tmp_path / "sum")]) == 0
+    energy, summed = read_records(tmp_path / "energy"), read_records(tmp_path / "sum")
+    assert [r["channels"] for r in energy + summed] == ["energy"] * 3 + ["sum"] * 3
+    assert all(r["target_rule"] == "category" for r in energy)
+    assert all(a["E_total"] != b["E_total"] for a, b in zip(energy, summed))
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"models": ["shapesnet"], "methods": ["saliency"], "sizes": ["original"],
+                                  "data": {"source": "shapes", "n": 4, "size": 32, "seed": 0}}))
+    argv = ["experiment", "run", str(config), "--set", "channels=sum", "--set", "data.n=3", "--quiet",
+            "--out", str(tmp_path / "set")]
+    assert jaxviz.cli.main(argv) == 0
+    assert [r["E_total"] for r in read_records(tmp_path / "set")] == [r["E_total"] for r in summed]
+    saved = json.loads((tmp_path / "set" / "config.json").read_text())
+    assert saved["channels"] == "sum" and saved["data"]["n"] == 3
+    capsys.readouterr()
+    for bad, message in ((["--set", "channels=l2"], "config channels must be one of energy, sum"),
+                         (["--set", "nonsense"], "write KEY=VALUE"),
+                         (["--set", "models.x=1"], "config 'models' is not a section"),
+                         (["--set", "chart_formats=[\"gif\"]"], "chart_formats: ['gif'] unknown")):
+        assert jaxviz.cli.main(["experiment", "run", str(config), *bad, "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert jaxviz.cli.main(["evaluate", str(tmp_path), "--masks", str(tmp_path), "--cam-norm", "minmax"]) == 2
+    assert "go with --model" in capsys.readouterr().err

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxviz.attribution import METHODS, Top, Unit
+from jaxviz.attribution.cam import upsample_normalize
 from jaxviz.attribution.engine import compiled, program_cost
 from jaxviz.attribution.fused import (
     BUNDLE_002,
@@ -90,6 +91,24 @@ def test_equals_one_by_one_tiny_vgg_with_options():
     x = jax.random.normal(jax.random.key(9), (2, 64, 64, 3))
     names = ["saliency", "guided_backprop", "grad_cam", "guided_grad_cam", "deconvnet"]
     _check_equal(model, params, x, [3, 5], names, layer="relu4_1", layers="features")
+
+
+def test_cam_norm_minmax_is_seed002s_scaling_fused_and_alone(shapes_he):
+    """cam_norm="minmax" (seed 002: − min, then ÷ max) is the "max" map rescaled to span [0, 1]."""
+    model, params = shapes_he
+    x = jax.random.normal(jax.random.key(3), (3, 32, 32, 3))
+    fused = _check_equal(model, params, x, [1, 4, 7], ["grad_cam", "guided_grad_cam", "guided_backprop"],
+                         cam_norm="minmax")
+    _close(fused["guided_grad_cam"].maps, np.asarray(fused["guided_backprop"].maps)
+           * np.asarray(fused["grad_cam"].maps)[..., None])
+    # the scaling itself, on a CAM that is positive everywhere (a random net's CAM touches 0 after ReLU)
+    cam = 0.5 + jax.random.uniform(jax.random.key(1), (2, 4, 5))
+    by_max = np.asarray(upsample_normalize(cam, (16, 20)), np.float64)
+    lo = by_max.min(axis=(1, 2), keepdims=True)
+    assert (lo > 0.2).all()
+    _close(upsample_normalize(cam, (16, 20), "minmax"), (by_max - lo) / (1 - lo))
+    with pytest.raises(ValueError, match="cam_norm must be one of max, minmax"):
+        METHODS["grad_cam"](model, params, x, 1, cam_norm="min")
 
 
 def test_other_methods_run_in_the_same_call(shapes_he):

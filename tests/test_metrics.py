@@ -9,6 +9,7 @@ from scipy.stats import spearmanr
 
 from jaxviz.attribution.gradients import input_gradient
 from jaxviz.metrics import (
+    CHANNELS,
     auc,
     cascading_randomization,
     channel_sum,
@@ -18,6 +19,7 @@ from jaxviz.metrics import (
     energy_concentration,
     make_baseline,
     map_maxima,
+    pixel_energy,
     pixel_order,
     plot_randomization_maps,
     plot_similarity_bars,
@@ -53,7 +55,7 @@ def test_map_inside_mask_gives_p_one():
         r = energy_concentration(maps, m, dilation=dilation)
         np.testing.assert_allclose(r.P, [1.0])
         np.testing.assert_allclose(r.E, r.E_total)
-        np.testing.assert_allclose(r.E_total, [36 * (3 * 0.7) ** 2], rtol=1e-6)
+        np.testing.assert_allclose(r.E_total, [36 * 3 * 0.7**2], rtol=1e-6)  # Σ over pixels and channels
 
 
 def test_uniform_map_gives_mask_area_fraction():
@@ -74,16 +76,36 @@ def test_zero_map_gives_p_zero_and_batch_is_per_image():
     np.testing.assert_allclose(r.E_total, [0.0, 1600.0])
 
 
-def test_channels_are_summed_with_sign_before_squaring():
+def test_energy_is_the_summed_squares_of_every_value_by_default():
+    """Seed 002's E_total = Σ_{x,y} |I(x, y)|², |·|² the squared norm over channels, by hand."""
+    m = square_mask()
+    maps = np.zeros((1, 40, 40, 3))
+    maps[0, 0, 0] = (1.0, -1.0, 0.0)       # outside the mask: 1 + 1 + 0 = 2 (not 0)
+    maps[0, 15, 15] = (1.0, 2.0, 0.5)      # inside: 1 + 4 + 0.25 = 5.25
+    maps[0, 39, 20] = (0.0, 0.0, -3.0)     # outside: 9
+    r = energy_concentration(maps, m, dilation=0)
+    np.testing.assert_allclose((r.E, r.E_total, r.P), ([5.25], [16.25], [5.25 / 16.25]))
+    np.testing.assert_allclose(pixel_energy(maps)[0, 0, 0], 2.0)
+    # the pointing game's maximum is the same energy's: the (0, 0, -3) pixel, outside the mask
+    assert map_maxima(maps).tolist() == [[39, 20]]
+    assert not pointing_game(maps, m, tolerance=0)[0]
+
+
+def test_sum_reduction_sums_channels_with_sign_before_squaring():
     m = square_mask()
     maps = np.zeros((1, 40, 40, 3))
     maps[0, 0, 0] = (1.0, -1.0, 0.0)       # outside the mask, cancels: no energy
     maps[0, 15, 15] = (1.0, 2.0, 0.5)      # inside: (3.5)² = 12.25
-    r = energy_concentration(maps, m, dilation=0)
+    r = energy_concentration(maps, m, dilation=0, channels="sum")
     np.testing.assert_allclose((r.P, r.E, r.E_total), ([1.0], [12.25], [12.25]))
     np.testing.assert_allclose(channel_sum(maps)[0, 15, 15], 3.5)
-    e = energy_concentration(maps, m, dilation=0, channels="energy")  # Σ_c |I_c|² instead
-    np.testing.assert_allclose((e.E, e.E_total), ([5.25], [7.25]))
+    assert pointing_game(maps, m, tolerance=0, channels="sum")[0]
+    # a map without channels is the same under both reductions
+    plain = maps.sum(-1)
+    for channels in CHANNELS:
+        np.testing.assert_allclose(energy_concentration(plain, m, dilation=0, channels=channels).E_total, [12.25])
+    with pytest.raises(ValueError, match="channels must be one of energy, sum"):
+        energy_concentration(maps, m, channels="abs")
 
 
 def test_energy_rejects_mismatched_masks():

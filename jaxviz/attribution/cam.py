@@ -1,6 +1,8 @@
 """Class activation maps: CAM (global average or max pooling heads), Grad-CAM, guided Grad-CAM.
 
 Maps are `(N, H, W)`: ReLU'd, bilinearly upsampled to the input size, scaled to [0, 1] per image.
+Grad-CAM and guided Grad-CAM take `cam_norm`: "max" (divided by the maximum, default) or "minmax"
+(the minimum subtracted, then divided by the maximum: seed 002's code, after kazuto1011/grad-cam-pytorch).
 `layer` is a module path or alias (`layer4`, `relu5_3`); None is the model's CAM layer
 (`taps.default_cam_layer`: the model's `cam_layer`, else its last spatial layer).
 
@@ -28,9 +30,20 @@ def cam_layer(net, variables, x: jax.Array, layer: str | None) -> str:
     return net.resolve(layer) if layer is not None else default_cam_layer(net, variables, x.shape[1:])
 
 
-def upsample_normalize(m: jax.Array, hw: tuple[int, int]) -> jax.Array:
-    """ReLU, then bilinear upsampling to `hw`, then scaling to [0, 1] per image (the Grad-CAM order)."""
+CAM_NORMS = ("max", "minmax")
+"""How a CAM is scaled to [0, 1] after ReLU and upsampling: ÷ max, or − min then ÷ max (seed 002)."""
+
+
+def upsample_normalize(m: jax.Array, hw: tuple[int, int], cam_norm: str = "max") -> jax.Array:
+    """ReLU, then bilinear upsampling to `hw`, then scaling to [0, 1] per image (the Grad-CAM order).
+
+    `cam_norm="minmax"` subtracts each map's minimum before dividing by its (new) maximum, as seed
+    002's `create` does (`cam - np.min(cam)`, then `cam / np.max(cam)`)."""
+    if cam_norm not in CAM_NORMS:
+        raise ValueError(f"cam_norm must be one of {', '.join(CAM_NORMS)}, got {cam_norm!r}")
     m = jax.image.resize(jnp.maximum(m, 0), (m.shape[0], *hw), "bilinear")
+    if cam_norm == "minmax":
+        m = m - jnp.min(m, axis=(1, 2), keepdims=True)
     return m / (jnp.max(m, axis=(1, 2), keepdims=True) + 1e-12)
 
 
@@ -62,11 +75,12 @@ def activation_and_gradient(model, variables, x, target: Target, layer: str | No
 
 
 @finite_input
-def grad_cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
-    """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`."""
+def grad_cam(model, variables, x, target: Target = None, layer: str | None = None,
+             cam_norm: str = "max") -> Attribution:
+    """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`; `cam_norm` see `CAM_NORMS`."""
     a, da, sel, out = activation_and_gradient(model, variables, x, target, layer, "Grad-CAM")
     alpha = jnp.mean(da, axis=(1, 2), keepdims=True)
-    return Attribution(upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3]), sel.index, out, {})
+    return Attribution(upsample_normalize(jnp.sum(alpha * a, axis=-1), x.shape[1:3], cam_norm), sel.index, out, {})
 
 
 HEAD_METHODS = {"cam": "gap", "cam_gmp": "gmp"}
@@ -116,8 +130,9 @@ def cam_gmp(model, variables, x, target: Target = None, layer: str | None = None
 
 
 @finite_input
-def guided_grad_cam(model, variables, x, target: Target = None, layer: str | None = None) -> Attribution:
-    """Grad-CAM (upsampled) ⊙ guided backprop, `(N, H, W, C)`."""
+def guided_grad_cam(model, variables, x, target: Target = None, layer: str | None = None,
+                    cam_norm: str = "max") -> Attribution:
+    """Grad-CAM (upsampled, scaled per `cam_norm`) ⊙ guided backprop, `(N, H, W, C)`."""
     g = guided_backprop(model, variables, x, target)
-    m = grad_cam(model, variables, x, target if isinstance(target, Unit) else g.index, layer).maps
+    m = grad_cam(model, variables, x, target if isinstance(target, Unit) else g.index, layer, cam_norm).maps
     return g._replace(maps=g.maps * m[..., None])

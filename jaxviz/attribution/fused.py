@@ -154,7 +154,8 @@ def fused_methods(model, variables, x: jax.Array, target, names: Sequence[str], 
     def grad_cam_map(name):
         p = layers[name]
         alpha = jnp.mean(at[p], axis=(1, 2), keepdims=True)
-        return upsample_normalize(jnp.sum(alpha * acts[p], axis=-1), x.shape[1:3])
+        return upsample_normalize(jnp.sum(alpha * acts[p], axis=-1), x.shape[1:3],
+                                  options.get(name, {}).get("cam_norm", "max"))
 
     for name in fusable:
         o = options.get(name, {})

@@ -8,11 +8,14 @@ The metrics themselves live in `jaxviz.metrics`.
 """
 
 from .datasets import (
+                       TARGET_RULES,
                        Sample,
                        class_candidates,
                        coco_category_table,
+                       coco_class_table,
                        coco_mask,
                        coco_samples,
+                       load_class_table,
                        load_samples,
                        resize_sample,
                        shapes_benchmark,
@@ -26,6 +29,6 @@ from .experiment import (
                        validate_config,
 )
 
-__all__ = ["DEFAULTS", "SEED002_METHODS", "Sample", "class_candidates", "coco_category_table", "coco_mask",
-           "coco_samples", "load_config", "load_samples", "read_records", "resize_sample", "run_experiment",
+__all__ = ["DEFAULTS", "SEED002_METHODS", "TARGET_RULES", "Sample", "class_candidates", "coco_category_table",
+           "coco_class_table", "coco_mask", "coco_samples", "load_class_table", "load_config", "load_samples", "read_records", "resize_sample", "run_experiment",
            "shapes_benchmark", "validate_config"]

@@ -4,7 +4,7 @@
 model, method, class, class_name, and files {npy, png} relative to `out` or the map's place in the store). `evaluate_attribution_run(out, masks=... | coco=...)`
 reads each map, finds the object's mask, brings it to the map's geometry and writes
 
-    out/evaluation.jsonl          one line per (image, method): P, E, E_total, pointing, mask source
+    out/evaluation.jsonl          one line per (image, method): P, E, E_total, pointing, channels
     out/evaluation/method.{md,csv}        mean P per method (and method × model)
 
 Masks come from either
@@ -105,7 +105,8 @@ class _CocoMasks:
 
 def evaluate_attribution_run(out: str | os.PathLike[str], *, masks: str | os.PathLike[str] | None = None,
                              coco: str | os.PathLike[str] | None = None, dilation: float = 0.2,
-                             tolerance: float = 15, preprocessing: str = "stretch", progress: bool = True) -> dict:
+                             tolerance: float = 15, preprocessing: str = "stretch", channels: str = "energy",
+                             progress: bool = True) -> dict:
     """Energy concentration and pointing game of every map of an attribution run.
 
     Args:
@@ -114,6 +115,7 @@ def evaluate_attribution_run(out: str | os.PathLike[str], *, masks: str | os.Pat
       dilation: mask dilation, fraction of the object's size (seed 002: 0.2).
       tolerance: pointing-game tolerance in pixels of the map.
       preprocessing: "stretch" or the preset the run used ("torchvision", "caffe"); see module doc.
+      channels: a pixel's energy, "energy" (Σ_c I_c², seed 002) or "sum" ((Σ_c I_c)²); `metrics.CHANNELS`.
 
     Returns:
       `{"records": [...], "skipped": [(image, method, reason)], "tables": {...}}`; also written to
@@ -121,9 +123,11 @@ def evaluate_attribution_run(out: str | os.PathLike[str], *, masks: str | os.Pat
     """
     from tqdm import tqdm
 
-    from ..metrics import energy_concentration, pointing_game
+    from ..metrics import CHANNELS, energy_concentration, pointing_game
     from .summary import format_csv, format_markdown, summarize
 
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be one of {', '.join(CHANNELS)}, got {channels!r}")
     if (masks is None) == (coco is None):
         raise ValueError("give exactly one of masks (a folder of mask PNGs) or coco (an annotation file)")
     out = Path(out)
@@ -139,11 +143,12 @@ def evaluate_attribution_run(out: str | os.PathLike[str], *, masks: str | os.Pat
             continue
         m = read(r)
         mk = mask_to_map(mask, m.shape[:2], preprocessing)[None]
-        e = energy_concentration(m[None], mk, dilation=dilation)
-        hit = pointing_game(m[None], mk, tolerance=tolerance)
+        e = energy_concentration(m[None], mk, dilation=dilation, channels=channels)
+        hit = pointing_game(m[None], mk, tolerance=tolerance, channels=channels)
         records.append({"image": r["image"], "resolved": r.get("resolved", r["image"]), "stem": r.get("stem"),
                         "model": r["model"], "method": r["method"], "class": r["class"], "class_name": r.get("class_name"),
-                        "P": float(e.P[0]), "E": float(e.E[0]), "E_total": float(e.E_total[0]), "pointing": bool(hit[0])})
+                        "P": float(e.P[0]), "E": float(e.E[0]), "E_total": float(e.E_total[0]), "pointing": bool(hit[0]),
+                        "channels": channels})
     write_text(out / OUTPUT, "".join(json.dumps(x, sort_keys=True) + "\n" for x in records))
     tables = {}
     if records:

@@ -1,6 +1,7 @@
 """Sub-commands `jaxviz evaluate`, `jaxviz experiment run` and `jaxviz report` (argument parsing only).
 
     jaxviz experiment run experiments/seed002.py --out runs/seed002
+    jaxviz experiment run experiments/seed002_coco.py --set coco=/data/coco   # seed 002's protocol
     jaxviz report runs/seed002
     jaxviz report out/ --compare out_bf16/                   # explorer of `jaxviz attribute` runs
     jaxviz evaluate out/ --masks masks/                      # maps of `jaxviz attribute --out out/`
@@ -18,7 +19,9 @@ __all__ = ["register"]
 
 def register(subparsers) -> None:
     """Add `evaluate`, `experiment` and `report` to the `jaxviz` parser's sub-commands."""
-    from .datasets import ORIGINAL
+    from ..attribution.cam import CAM_NORMS
+    from ..metrics import CHANNELS
+    from .datasets import ORIGINAL, TARGET_RULES
     from .experiment import SEED002_METHODS
 
     p = subparsers.add_parser(
@@ -32,6 +35,16 @@ def register(subparsers) -> None:
                    help="geometry the run used: stretch (default; centered/unit models) or torchvision/caffe")
     p.add_argument("--dilation", type=float, default=0.2, help="mask dilation, fraction of object size (0.2)")
     p.add_argument("--tolerance", type=float, default=15, help="pointing-game tolerance in pixels (15)")
+    p.add_argument("--channels", choices=CHANNELS, default="energy",
+                   help="a pixel's energy: 'energy' = Σ_c I_c² (seed 002's summed squares, default) or "
+                        "'sum' = (Σ_c I_c)² (signed channels summed first)")
+    p.add_argument("--targets", choices=TARGET_RULES, default="category",
+                   help="ImageNet target of a COCO object (with --model): 'category' = the one class named for "
+                        "it (seed 002, default) or 'best' = the best-scoring class that depicts it")
+    p.add_argument("--class-table", help="category → class table for --targets category (.tsv or .json; "
+                                         "default: the class column of coco_to_imagenet.tsv)")
+    p.add_argument("--cam-norm", choices=CAM_NORMS, help="Grad-CAM scaling (with --model): 'max' (default) or "
+                                                         "'minmax' (seed 002: − min, then ÷ max)")
     p.add_argument("--model", action="append", help="model(s) to evaluate on data (repeat the flag)")
     p.add_argument("--methods", nargs="+", default=list(SEED002_METHODS), help="methods (with --model)")
     p.add_argument("--sizes", nargs="+", default=[ORIGINAL], help="'original' and/or ints (with --model)")
@@ -52,6 +65,10 @@ def register(subparsers) -> None:
                                    "writes records.jsonl, tables, charts and report.html into --out.")
     r.add_argument("config", help="config file, e.g. experiments/seed002.py")
     r.add_argument("--out", help="run folder (default runs/<config name>)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (repeatable): dotted keys reach into sections "
+                        "(data.per_category=5), values are JSON where they parse (sizes='[\"original\", 64]'), "
+                        "else strings; a .py config may read its own keys (seed002_coco.py: coco=DIR)")
     r.add_argument("--no-report", action="store_true", help="skip tables, charts and the HTML report")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_experiment_run)
@@ -84,9 +101,12 @@ def _evaluate(args: argparse.Namespace) -> None:
         from .attribution_run import evaluate_attribution_run
         from .summary import format_markdown
 
+        if args.cam_norm or args.class_table or args.targets != "category":
+            raise ValueError("--targets, --class-table and --cam-norm choose how maps are made: they go with --model "
+                             "(a run's maps and targets are already made)")
         result = evaluate_attribution_run(args.run_out, masks=args.masks, coco=args.coco, dilation=args.dilation,
                                           tolerance=args.tolerance, preprocessing=args.preprocessing,
-                                          progress=not args.quiet)
+                                          channels=args.channels, progress=not args.quiet)
         for image, method, reason in result["skipped"][:20]:
             print(f"skipped {image} ({method}): {reason}")
         if len(result["skipped"]) > 20:
@@ -108,14 +128,16 @@ def _evaluate(args: argparse.Namespace) -> None:
         data = {"source": "shapes", "n": args.n, "size": args.size, "seed": args.seed}
     config = {"name": "evaluate", "models": args.model, "methods": args.methods, "data": data,
               "sizes": [_int_or_original(s) for s in args.sizes], "dilation": args.dilation,
-              "pointing_tolerance": args.tolerance, "seed": args.seed}
+              "pointing_tolerance": args.tolerance, "seed": args.seed, "channels": args.channels,
+              "targets": args.targets, "class_table": args.class_table,
+              "method_options": {"cam_norm": args.cam_norm} if args.cam_norm else {}}
     _run(config, args.out or "runs/evaluate", report=True, quiet=args.quiet)
 
 
 def _experiment_run(args: argparse.Namespace) -> None:
-    from .experiment import load_config
+    from .experiment import load_config, parse_overrides
 
-    config = load_config(args.config)
+    config = load_config(args.config, overrides=parse_overrides(args.set))
     _run(config, args.out or str(Path("runs") / config["name"]), report=not args.no_report, quiet=args.quiet)
 
 

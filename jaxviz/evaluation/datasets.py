@@ -11,9 +11,10 @@ Two sources give the same thing, a list of `Sample`s (seed 002's study needs not
 
 A sample's `category` is a class *name*; `class_candidates` turns it into the model's class
 indices: the model's own class of that name (shapes models, COCO-trained models), else, for an
-ImageNet-1k model, the ImageNet classes listed for the COCO category in `coco_to_imagenet.tsv`
-(seed 002 evaluated ImageNet models on COCO objects). The experiment's target is the candidate
-the model scores highest (see `jaxviz.evaluation.experiment`).
+ImageNet-1k model (seed 002 evaluated ImageNet models on COCO objects), by one of two `TARGET_RULES`:
+"category" (seed 002: the one ImageNet class named for the COCO category, the `class` column of
+`coco_to_imagenet.tsv` or the user's own `class_table`) or "best" (every class that depicts the
+category, the `candidates` column; the experiment then explains the one the model scores highest).
 
 Sizes (seed 002's "original vs 224×224" factor): `resize_sample(image, mask, size)` with
 `size="original"` keeps the image as it is (shapes: the generated size; COCO: the photo's own
@@ -36,10 +37,13 @@ from PIL import Image
 
 from ..data.images import load_image
 
-__all__ = ["Sample", "class_candidates", "coco_category_table", "coco_mask", "coco_samples",
-           "load_samples", "resize_sample", "shapes_benchmark"]
+__all__ = ["TARGET_RULES", "Sample", "class_candidates", "coco_category_table", "coco_class_table", "coco_mask",
+           "coco_samples", "load_class_table", "load_samples", "resize_sample", "shapes_benchmark"]
 
 ORIGINAL = "original"
+TARGET_RULES = ("category", "best")
+"""How an object's category becomes an ImageNet target: the one class named for it (seed 002), or
+the best-scoring of every class that depicts it."""
 
 
 @dataclass(frozen=True)
@@ -186,16 +190,25 @@ def _coco_loader(coco, folder: Path, image_id: int, category_id: int):
 
 
 @functools.lru_cache(maxsize=1)
-def coco_category_table() -> dict[str, tuple[int, ...]]:
-    """COCO category name → ImageNet-1k class indices that depict it (`coco_to_imagenet.tsv`)."""
+def _shipped_table() -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
     text = (resources.files("jaxviz.evaluation") / "coco_to_imagenet.tsv").read_text(encoding="utf-8")
-    table = {}
+    candidates, one = {}, {}
     for line in text.splitlines():
         if not line.strip() or line.startswith("#"):
             continue
-        _, name, spec = line.split("\t")
-        table[name] = tuple(_parse_indices(spec))
-    return table
+        _, name, spec, cls = line.split("\t")
+        candidates[name], one[name] = tuple(_parse_indices(spec)), int(cls)
+    return candidates, one
+
+
+def coco_category_table() -> dict[str, tuple[int, ...]]:
+    """COCO category name → every ImageNet-1k class index that depicts it (`coco_to_imagenet.tsv`)."""
+    return dict(_shipped_table()[0])
+
+
+def coco_class_table() -> dict[str, int]:
+    """COCO category name → the one ImageNet-1k class named for it (the table's `class` column)."""
+    return dict(_shipped_table()[1])
 
 
 def _parse_indices(spec: str) -> list[int]:
@@ -206,19 +219,65 @@ def _parse_indices(spec: str) -> list[int]:
     return out
 
 
-def class_candidates(category: str, labels) -> tuple[int, ...]:
+def load_class_table(spec) -> dict[str, int | str]:
+    """A category → class table: None (the shipped `coco_class_table`), a dict, or a file.
+
+    Values are class indices or class names (looked up in the model's labels when used). Files:
+    `.json` (an object), or a tab-separated table — two columns `category<TAB>class`, or the shipped
+    four-column layout (`coco_id, coco_name, candidates, class`); `#` lines are comments.
+    """
+    if spec is None:
+        return coco_class_table()
+    if isinstance(spec, dict):
+        return {str(k): v for k, v in spec.items()}
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"class_table {path} not found (a .json object or a category<TAB>class .tsv)")
+    if path.suffix == ".json":
+        import json
+
+        table = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(table, dict):
+            raise ValueError(f"class_table {path}: expected a JSON object {{category: class}}")
+        return {str(k): v for k, v in table.items()}
+    table = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) not in (2, 4):
+            raise ValueError(f"class_table {path} line {n}: expected category<TAB>class (or the shipped 4 columns)")
+        name, cls = (cols[0], cols[1]) if len(cols) == 2 else (cols[1], cols[3])
+        table[name.strip()] = int(cls) if cls.strip().isdigit() else cls.strip()
+    return table
+
+
+def class_candidates(category: str, labels, rule: str = "category",
+                     table: dict[str, int | str] | None = None) -> tuple[int, ...]:
     """The model's classes that count as `category`: `()` when the model has none.
 
-    A class of the same name (case-insensitive, `_` as space) wins; otherwise an ImageNet-1k
-    model (1000 classes) gets the `coco_category_table` entry.
+    A class of the same name (case-insensitive, `_` as space) wins under either rule. Otherwise an
+    ImageNet-1k model (1000 classes) gets, with `rule="category"`, the one class `table` gives for
+    the category (default `coco_class_table()`; a class name is looked up in `labels`), and with
+    `rule="best"` every class of `coco_category_table()`.
     """
+    if rule not in TARGET_RULES:
+        raise ValueError(f"targets must be one of {', '.join(TARGET_RULES)}, got {rule!r}")
     try:
         return (labels.index(category),)
     except (ValueError, KeyError):
         pass
-    if len(labels) == 1000:
+    if len(labels) != 1000:
+        return ()
+    if rule == "best":
         return coco_category_table().get(category, ())
-    return ()
+    cls = (coco_class_table() if table is None else table).get(category)
+    if cls is None:
+        return ()
+    try:
+        return (labels.index(cls),)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"class_table: {category!r} -> {cls!r} is not one of the model's classes: {e}") from None
 
 
 # --------------------------------------------------------------------------- size factor

@@ -6,7 +6,10 @@ the mask dilation and a seed. `run_experiment(config, out)` writes into the run 
     out/config.json       the full config (a rerun with a different config is refused)
     out/records.jsonl     one JSON line per (image, model, size, method); appended per batch
                           with flush + fsync, so a killed run loses at most the batch in flight
-    out/examples/         example grids (image, mask, one map per method) per model and size
+    out/examples/         example grids (image, mask, one map per method) per model and size, and
+                          each grid's views (`.npz`) for the figure of one image across models
+    out/maps/             with `save_maps`: each record's raw map (`.npy`) and a grayscale `.png`
+                          (seed 002 keeps both), `maps/<model>/<size>/<method>/<key>.{npy,png}`
     out/summary.json      what the latest run did (counts, seconds)
 
 and then `jaxviz.evaluation.summary.write_summaries` (tables, charts) and `jaxviz.report` (HTML).
@@ -14,15 +17,21 @@ and then `jaxviz.evaluation.summary.write_summaries` (tables, charts) and `jaxvi
 Record fields: `key` (the sample), `image`, `category`, `model`, `size` ("original" or "224"),
 `method`, `class` and `class_name` (the target), `predicted`, `correct`, `hw` (the map's H, W),
 `mask_fraction` (dilated mask area / image area, the P of a uniform map), `P`, `E`, `E_total`
-(seed 002's energy concentration, channels summed) and `pointing` (pointing game hit); with
+(seed 002's energy concentration; `channels` says how a pixel's channels make its energy: "energy",
+Σ_c I_c², seed 002's summed squares, or "sum", (Σ_c I_c)²), `pointing` (pointing game hit, at the
+pixel of highest energy), `target_rule` (below), `cam_norm` for the Grad-CAM methods ("max" or
+seed 002's "minmax"), and `files` with `save_maps`; with
 `deletion_steps` > 0 also `deletion_auc` and `insertion_auc` (RISE, Petsiuk et al. 2018: softmax
 probability of the target as pixels are removed / restored in map order, blurred baseline;
 `jaxviz.metrics.deletion_insertion`). Off by default: it costs 2·(steps + 1) forward passes per map.
 
 Target: the ground-truth class, as in seed 002 — the model's class named like the object's
-category; for ImageNet models on COCO, the candidate ImageNet class (`coco_to_imagenet.tsv`)
-the model scores highest. Objects whose category the model has no class for are skipped (and
-counted). The pointing-game tolerance is given at 224 px and scaled with the image's longer side.
+category; for ImageNet models on COCO, `targets="category"` (default, seed 002) explains the one
+ImageNet class named for the category (`class_table`: None = the `class` column of
+`coco_to_imagenet.tsv`, or a dict / `.tsv` / `.json` of category → class index or name), and
+`targets="best"` the candidate class (`candidates` column, e.g. any of 118 dog breeds) the model
+scores highest. Objects whose category the model has no class for are skipped (and counted).
+The pointing-game tolerance is given at 224 px and scaled with the image's longer side.
 
 Resuming: a rerun reads `records.jsonl` (a torn last line is cut), skips batches whose records
 all exist, and recomputes a partly written batch whole, writing only the missing records. Batch
@@ -36,6 +45,7 @@ one compilation per method, model and input shape); sample-based methods draw pe
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import os
 import runpy
@@ -54,10 +64,12 @@ from ..atomic import write_text
 from ..batch import bind_methods
 from ..core import as_net
 from ..data.preprocess import normalize
-from .datasets import ORIGINAL, Sample, class_candidates, load_samples, resize_sample
+from ..metrics import CHANNELS
+from ..plot import FIGURE_FORMATS
+from .datasets import ORIGINAL, TARGET_RULES, Sample, class_candidates, load_class_table, load_samples, resize_sample
 
-__all__ = ["DEFAULTS", "SEED002_METHODS", "load_config", "read_records", "record_key", "run_experiment",
-           "validate_config"]
+__all__ = ["DEFAULTS", "SEED002_METHODS", "load_config", "parse_overrides", "read_records", "record_key",
+           "run_experiment", "validate_config"]
 
 SEED002_METHODS = ("saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam")
 """Seed 002's five methods: Backpropagation (= saliency), Deconvolution, Guided Backpropagation,
@@ -76,28 +88,54 @@ DEFAULTS: dict[str, Any] = {
     "method_options": {},
     "examples": 4,
     "deletion_steps": 0,
+    "channels": "energy",
+    "targets": "category",
+    "class_table": None,
+    "save_maps": False,
+    "chart_formats": ["png", "svg"],
+    "exp_json": False,
 }
 
-RECORDS, CONFIG, SUMMARY, EXAMPLES = "records.jsonl", "config.json", "summary.json", "examples"
+RECORDS, CONFIG, SUMMARY, EXAMPLES, MAPS = "records.jsonl", "config.json", "summary.json", "examples", "maps"
 _POINTING_REFERENCE = 224  # the pointing tolerance is in pixels of a 224-px image (Zhang et al. 2016)
 
 
 # --------------------------------------------------------------------------- config
 
 
-def load_config(path: str | os.PathLike[str]) -> dict:
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["data.per_category=5", "sizes=[\"original\", 64]"]` → `{"data.per_category": 5, "sizes": [...]}`:
+    values are JSON where they parse, else strings. A malformed item raises ValueError naming it."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set data.per_category=5")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> dict:
     """A config file → validated config dict (missing keys from `DEFAULTS`).
 
     `.py`: a module with `get_config()` returning a dict (big_vision style); `.json`; `.toml`.
+    `overrides` (`parse_overrides`) replace keys after loading, dotted keys inside sections
+    (`data.per_category`); for a `.py` config, an override named like a parameter of its
+    `get_config` (e.g. `coco` of `seed002_coco.py`) is passed to it instead.
     """
     path = Path(path)
+    overrides = dict(overrides or {})
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
     if path.suffix == ".py":
         module = runpy.run_path(str(path))
         if "get_config" not in module:
             raise ValueError(f"{path} has no get_config() function")
-        config = module["get_config"]()
+        params = inspect.signature(module["get_config"]).parameters
+        config = module["get_config"](**{k: overrides.pop(k) for k in list(overrides) if k in params})
     elif path.suffix == ".json":
         config = json.loads(path.read_text(encoding="utf-8"))
     elif path.suffix == ".toml":
@@ -106,7 +144,16 @@ def load_config(path: str | os.PathLike[str]) -> dict:
         config = tomllib.loads(path.read_text(encoding="utf-8"))
     else:
         raise ValueError(f"config {path}: use a .py file with get_config(), .json or .toml")
-    return validate_config(dict(config))
+    config = copy.deepcopy(dict(config))
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            if not isinstance(node.setdefault(part, {}), dict):
+                raise ValueError(f"--set {key}: config {part!r} is not a section")
+            node = node[part]
+        node[leaf] = value
+    return validate_config(config)
 
 
 def validate_config(config: dict) -> dict:
@@ -142,6 +189,18 @@ def validate_config(config: dict) -> dict:
             raise ValueError(f"config {key} must be an integer (batch_size >= 1), got {c[key]!r}")
     if not isinstance(c["method_options"], dict):
         raise ValueError("config method_options must be a dict, e.g. {'layer': 'relu3_2'}")  # noqa: TRY004
+    for key, allowed in (("channels", CHANNELS), ("targets", TARGET_RULES)):
+        if c[key] not in allowed:
+            raise ValueError(f"config {key} must be one of {', '.join(allowed)}, got {c[key]!r}")
+    if c["class_table"] is not None and not isinstance(c["class_table"], (str, dict)):
+        raise ValueError("config class_table must be None, a {category: class} dict or a .tsv/.json path")
+    for key in ("save_maps", "exp_json"):
+        if not isinstance(c[key], bool):
+            raise ValueError(f"config {key} must be true or false, got {c[key]!r}")
+    c["chart_formats"] = list(c["chart_formats"])
+    bad = [f for f in c["chart_formats"] if f not in FIGURE_FORMATS]
+    if bad:
+        raise ValueError(f"config chart_formats: {bad} unknown; use {', '.join(FIGURE_FORMATS)}")
     return c
 
 
@@ -265,7 +324,9 @@ def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool 
 
     t0 = time.perf_counter()
     samples = load_samples(config["data"])
+    table = load_class_table(config["class_table"]) if config["class_table"] is not None else None
     methods = config["methods"]
+    settings = {m: _method_settings(m, config) for m in methods}
     total = len(samples) * len(methods) * len(config["models"]) * len(config["sizes"])
     written, skipped = 0, {}
     with open(records_path, "a", encoding="utf-8") as f, \
@@ -284,8 +345,13 @@ def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool 
                         lm = _load_model(entry)
                         fns = bind_methods(lm, methods, seed=config["seed"], options=config["method_options"])
                         logits_fn = jax.jit(lambda v, x, lm=lm: as_net(lm.model)(v, x))
-                    rows, maps_by_method, inputs, x = _compute_batch(lm, fns, logits_fn, batch, size, pad_to, skipped)
+                    rows, maps_by_method, inputs, x = _compute_batch(lm, fns, logits_fn, batch, size, pad_to, skipped,
+                                                                     config["targets"], table)
                     new, dilated = _score_batch(rows, maps_by_method, x, todo, config, model, size, lm, logits_fn)
+                    for rec in new:
+                        rec.update(settings[rec["method"]])
+                    if config["save_maps"]:
+                        _save_maps(out, new, rows, maps_by_method)
                     if want_example and rows:
                         _write_example(example_path, inputs, rows, dilated, maps_by_method,
                                        config["examples"], model, size)
@@ -308,11 +374,24 @@ def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool 
     return summary
 
 
-def _compute_batch(lm, fns, logits_fn, batch: list[Sample], size, pad_to: int, skipped: dict):
+def _method_settings(method: str, config: dict) -> dict:
+    """What a method's records say about how it was made and scored: the channel reduction, the
+    target rule and, for the Grad-CAM methods, the CAM normalization (a variant's own value first)."""
+    from ..attribution.engine import method_options, variant
+
+    name, own = variant(method)
+    out = {"channels": config["channels"], "target_rule": config["targets"]}
+    if "cam_norm" in method_options(name):
+        out["cam_norm"] = own.get("cam_norm", config["method_options"].get("cam_norm", "max"))
+    return out
+
+
+def _compute_batch(lm, fns, logits_fn, batch: list[Sample], size, pad_to: int, skipped: dict,
+                   rule: str = "category", table: dict | None = None):
     """Load, resize and preprocess a batch; targets; every method's maps. Rows of kept samples."""
     rows = []
     for s in batch:
-        cands = class_candidates(s.category, lm.labels)
+        cands = class_candidates(s.category, lm.labels, rule, table)
         if not cands:
             key = f"{_model_label(lm.name)}:{s.category}"
             skipped[key] = skipped.get(key, 0) + 1
@@ -357,8 +436,8 @@ def _score_batch(rows: list[dict], maps_by_method: dict, x, todo: set, config: d
     targets = np.asarray([r["target"] for r in rows])
     new = []
     for m, maps in maps_by_method.items():
-        energy = energy_concentration(maps, masks, dilation=config["dilation"])
-        hits = pointing_game(maps, masks, tolerance=tol)
+        energy = energy_concentration(maps, masks, dilation=config["dilation"], channels=config["channels"])
+        hits = pointing_game(maps, masks, tolerance=tol, channels=config["channels"])
         curves = {}
         if config["deletion_steps"]:
             for mode in ("deletion", "insertion"):
@@ -382,10 +461,39 @@ def _record(row: dict, model: str, size, method: str, energy, hits, dilated, i: 
             "pointing": bool(hits[i])}
 
 
+def _map_path(record: dict, suffix: str) -> str:
+    """Where `save_maps` puts a record's map, relative to the run folder (names made file-safe)."""
+    safe = lambda t: "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(t))
+    return "/".join((MAPS, safe(record["model"]), safe(record["size"]), safe(record["method"]),
+                     safe(record["key"]) + suffix))
+
+
+def _save_maps(out: Path, records: list[dict], rows: list[dict], maps_by_method: dict) -> None:
+    """Each new record's raw map (`.npy`, float32, as computed) and a grayscale `.png`: the pixel's
+    energy norm √(Σ_c I_c²) (|I| for a map without channels) scaled by the map's maximum, as seed
+    002 stored its maps for computing and for looking at. Paths go into the record's `files`."""
+    from ..atomic import atomic_path, save_npy
+    from PIL import Image
+
+    index = {r["sample"].key: i for i, r in enumerate(rows)}
+    for rec in records:
+        m = np.asarray(maps_by_method[rec["method"]][index[rec["key"]]], np.float32)
+        files = {"npy": _map_path(rec, ".npy"), "png": _map_path(rec, ".png")}
+        save_npy(out / files["npy"], m)
+        norm = np.sqrt((m.astype(np.float64) ** 2).sum(-1)) if m.ndim == 3 else np.abs(m.astype(np.float64))
+        top = norm.max()
+        gray = np.round(255 * (norm / top if top > 0 else norm)).astype(np.uint8)
+        with atomic_path(out / files["png"]) as tmp:
+            Image.fromarray(gray, "L").save(tmp, format="PNG")
+        rec["files"] = files
+
+
 def _write_example(path: Path, images: np.ndarray, rows: list[dict], dilated: np.ndarray, maps: dict,
                    k: int, model: str, size) -> None:
-    """Image, dilated mask and one view per method for the first `k` images (seed 002, fig. 7.8)."""
+    """Image, dilated mask and one view per method for the first `k` images, and those views in
+    `path.npz` (`summary.model_grids` puts one image's views of every model in one figure)."""
     from .. import plot
+    from ..atomic import atomic_path
 
     k = min(k, len(rows))
     imgs = images[:k]
@@ -395,7 +503,11 @@ def _write_example(path: Path, images: np.ndarray, rows: list[dict], dilated: np
         panels[method] = plot.view(m[:k], imgs)
     titles = [f"{r['sample'].category}" for r in rows[:k]]
     plot.comparison_grid(path, imgs, panels, row_titles=titles)
-    meta = {"model": model, "size": str(size), "methods": list(maps),
+    with atomic_path(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
+        u8 = lambda a: np.round(255 * np.clip(a, 0, 1)).astype(np.uint8)
+        np.savez_compressed(f, images=u8(imgs), keys=np.asarray([r["sample"].key for r in rows[:k]]),
+                            **{f"view:{m}": u8(panels[m]) for m in maps})
+    meta = {"model": model, "size": str(size), "methods": list(maps), "npz": path.with_suffix(".npz").name,
             "images": [{"image": r["sample"].image, "category": r["sample"].category, "class": r["target"]}
                        for r in rows[:k]]}
     write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))

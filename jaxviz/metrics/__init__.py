@@ -12,11 +12,13 @@ are scored with the same code as the built-in methods.
 
 from .deletion import CurveResult, auc, deletion_insertion, make_baseline, pixel_order
 from .energy import (
+    CHANNELS,
     EnergyResult,
     channel_sum,
     dilate_masks,
     dilation_radius,
     energy_concentration,
+    pixel_energy,
 )
 from .pointing import map_maxima, pointing_game
 from .sanity import (
@@ -36,8 +38,9 @@ from .sanity import (
 )
 from .similarity import rank_average, spearman, ssim
 
-__all__ = ["CurveResult", "EnergyResult", "SanityResult", "auc", "cascading_randomization", "channel_sum",
-           "compare_maps", "comparison_views", "deletion_insertion", "dilate_masks", "dilation_radius",
-           "energy_concentration", "make_baseline", "map_maxima", "pixel_order", "plot_randomization_maps", "plot_similarity_bars",
-           "plot_similarity_curves", "pointing_game", "random_input_check", "randomization_order",
-           "randomize_params", "rank_average", "records", "spearman", "ssim", "summary", "to_json"]
+__all__ = ["auc", "cascading_randomization", "channel_sum", "CHANNELS", "compare_maps", "comparison_views",
+           "CurveResult", "deletion_insertion", "dilate_masks", "dilation_radius", "energy_concentration",
+           "EnergyResult", "make_baseline", "map_maxima", "pixel_energy", "pixel_order", "plot_randomization_maps",
+           "plot_similarity_bars", "plot_similarity_curves", "pointing_game", "random_input_check",
+           "randomization_order", "randomize_params", "rank_average", "records", "SanityResult", "spearman", "ssim",
+           "summary", "to_json"]

@@ -8,14 +8,15 @@ Seed 002 (Czech thesis, section 5.2) scores a map I against the object's segment
 
 with M "dilated by about 20 % to enlarge the object's region and also capture its edges".
 
-Channels. The seed's equations index pixels only (x, y), while its saved maps are the raw
-(3, H, W) input gradients (Grad-CAM is (H, W), guided Grad-CAM the (H, W) CAM times the
-(3, H, W) guided-backprop map); the thesis does not print the reduction. We follow the project
-issue: the signed channel values are **summed first**, S(x, y) = Σ_c I(x, y, c), and the energy
-is |S|² (no absolute value before the sum: opposite-signed channels cancel, as they would in
-the dot product of the map with an image change that is equal in every channel). A map with no
-channel axis is used as is. `channels="energy"` instead uses Σ_c |I(x, y, c)|² (every channel's
-own energy), for comparison.
+Channels. The seed's equations index pixels only (x, y) and call the result "the summed squares of
+the values" — the energy of a discrete signal, E = Σ|x[n]|² (section 5.1) — while its maps are the
+raw (3, H, W) input gradients (Grad-CAM is (H, W), guided Grad-CAM the (H, W) CAM times the
+(3, H, W) guided-backprop map). So |I(x, y)|² of a three-channel map is the squared norm over
+channels, Σ_c I(x, y, c)², every value squared: **`channels="energy"`, the default**. A pixel
+gradient (1, −1, 0) has energy 2. The other reduction stays as a named option:
+`channels="sum"` sums the signed channels first, S(x, y) = Σ_c I(x, y, c), and takes |S|²
+(opposite-signed channels cancel, as in the dot product of the map with an image change that is
+equal in every channel; the same pixel scores 0). A map with no channel axis is the same under both.
 
 Dilation: see `dilate_masks` — each mask grows by a disc of radius r = fraction · √area / 2, so
 the object's linear size (width, height of a square) grows by `fraction` (20 % by default).
@@ -27,7 +28,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["EnergyResult", "channel_sum", "dilate_masks", "dilation_radius", "energy_concentration"]
+__all__ = ["CHANNELS", "EnergyResult", "channel_sum", "dilate_masks", "dilation_radius", "energy_concentration",
+           "pixel_energy"]
+
+CHANNELS = ("energy", "sum")
+"""Channel reductions of a map's pixel energy: Σ_c I_c² (seed 002, default) or (Σ_c I_c)²."""
 
 
 class EnergyResult(NamedTuple):
@@ -41,7 +46,7 @@ class EnergyResult(NamedTuple):
 def channel_sum(maps) -> np.ndarray:
     """Maps `(N, H, W)` or `(N, H, W, C)` (NumPy or JAX) → signed pixel maps `(N, H, W)` float64.
 
-    Channels are summed with their signs (seed 002's reduction, see the module docstring).
+    Channels are summed with their signs (the `channels="sum"` reduction, see the module docstring).
     """
     m = np.asarray(maps, dtype=np.float64)
     if m.ndim == 4:
@@ -51,13 +56,15 @@ def channel_sum(maps) -> np.ndarray:
     raise ValueError(f"maps must be (N, H, W) or (N, H, W, C); got shape {m.shape}")
 
 
-def _pixel_energy(maps, channels: str) -> np.ndarray:
-    if channels == "sum":
-        return channel_sum(maps) ** 2
+def pixel_energy(maps, channels: str = "energy") -> np.ndarray:
+    """Maps `(N, H, W)` or `(N, H, W, C)` → per-pixel energy `(N, H, W)` float64 under a `CHANNELS` reduction:
+    "energy" Σ_c I_c² (seed 002), "sum" (Σ_c I_c)²."""
     if channels == "energy":
         m = np.asarray(maps, dtype=np.float64)
         return (m**2).sum(axis=-1) if m.ndim == 4 else channel_sum(m) ** 2
-    raise ValueError(f"channels must be 'sum' or 'energy', got {channels!r}")
+    if channels == "sum":
+        return channel_sum(maps) ** 2
+    raise ValueError(f"channels must be one of {', '.join(CHANNELS)}, got {channels!r}")
 
 
 def _as_masks(masks, shape: tuple[int, ...] | None = None, name: str = "masks") -> np.ndarray:
@@ -140,24 +147,24 @@ def _dilate_rows(mask: np.ndarray, w: int) -> np.ndarray:
     return (cs[:, 2 * w + 1: 2 * w + 1 + width] - cs[:, :width]) > 0
 
 
-def energy_concentration(maps, masks, *, dilation: float = 0.2, channels: str = "sum",
+def energy_concentration(maps, masks, *, dilation: float = 0.2, channels: str = "energy",
                          shape: str = "disc") -> EnergyResult:
     """Seed 002's energy concentration P = E / E_total of each map inside its dilated mask.
 
-    E_total = Σ|S|², E = Σ|S · M_dilated|², with S the channel-summed map (module docstring).
+    E_total = Σ_{x,y} |I(x, y)|², E = Σ_{x,y} |I(x, y) · M_dilated(x, y)|², |·|² per `channels`.
 
     Args:
       maps: `(N, H, W)` or `(N, H, W, C)` float (NumPy or JAX): attribution maps at image resolution.
       masks: `(N, H, W)` bool: the object's ground-truth mask per image.
       dilation: fraction of the object's size the mask grows by (`dilate_masks`); 0 = no dilation.
-      channels: "sum" (seed 002, default) or "energy" (Σ_c |I_c|² per pixel).
+      channels: "energy" (Σ_c I_c² per pixel, seed 002's definition, default) or "sum" ((Σ_c I_c)²).
       shape: dilation structuring element, "disc" or "square".
 
     Returns:
       `EnergyResult(P, E, E_total)`, each `(N,)` float64. P is 0 where E_total is 0 (an all-zero
       map has no energy to concentrate); NaN in a map propagates to its P, E and E_total.
     """
-    energy = _pixel_energy(maps, channels)
+    energy = pixel_energy(maps, channels)
     m = _as_masks(masks, energy.shape)
     if dilation:
         m = dilate_masks(m, dilation, shape=shape)

@@ -2,22 +2,24 @@
 
 A map "hits" when its maximum lies on the object: within `tolerance` pixels (Euclidean, 15 px in
 the paper) of some pixel of the ground-truth mask; otherwise it misses. Accuracy = hits / N.
-The maximum is taken of |S|, S the channel-summed map (same reduction as `energy_concentration`,
-so the maximum is the pixel of highest energy); ties go to the first pixel in row-major order.
+The maximum is the pixel of highest energy under the same channel reduction as
+`energy_concentration` (`channels`: Σ_c I_c² by default, or (Σ_c I_c)²); ties go to the first
+pixel in row-major order.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .energy import _as_masks, channel_sum
+from .energy import _as_masks, pixel_energy
 
 __all__ = ["map_maxima", "pointing_game"]
 
 
-def map_maxima(maps) -> np.ndarray:
-    """(row, col) of each map's maximum of |channel sum|, `(N, 2)` int64; first in row-major order on ties."""
-    s = np.abs(channel_sum(maps))
+def map_maxima(maps, channels: str = "energy") -> np.ndarray:
+    """(row, col) of each map's pixel of highest energy (`energy.pixel_energy`), `(N, 2)` int64; first in
+    row-major order on ties."""
+    s = pixel_energy(maps, channels)
     if np.isnan(s).any():
         bad = np.flatnonzero(np.isnan(s).any(axis=(1, 2)))
         raise ValueError(f"maps {bad.tolist()} contain NaN: the pointing game needs finite maps")
@@ -25,7 +27,7 @@ def map_maxima(maps) -> np.ndarray:
     return np.stack(np.unravel_index(flat, s.shape[1:]), axis=1).astype(np.int64)
 
 
-def pointing_game(maps, masks, *, tolerance: int = 15) -> np.ndarray:
+def pointing_game(maps, masks, *, tolerance: int = 15, channels: str = "energy") -> np.ndarray:
     """Hit (True) if each map's maximum lies within `tolerance` px of its mask.
 
     Args:
@@ -33,14 +35,15 @@ def pointing_game(maps, masks, *, tolerance: int = 15) -> np.ndarray:
       masks: `(N, H, W)` bool ground-truth masks; an empty mask is always a miss.
       tolerance: pixels; a hit when the Euclidean distance from the maximum to the nearest mask
         pixel is ≤ tolerance (0: the maximum must be on the mask itself).
+      channels: the pixel-energy reduction, "energy" or "sum" (`energy.CHANNELS`).
 
     Returns:
       `(N,)` bool NumPy array.
     """
     if not np.isfinite(tolerance) or tolerance < 0:
         raise ValueError(f"tolerance must be a number of pixels >= 0, got {tolerance!r}")
-    points = map_maxima(maps)
-    n, h, w = channel_sum(maps).shape
+    points = map_maxima(maps, channels)
+    n, h, w = np.shape(maps)[:3]
     m = _as_masks(masks, (n, h, w))
     rows = np.arange(h)[None, :, None] - points[:, 0, None, None]
     cols = np.arange(w)[None, None, :] - points[:, 1, None, None]
