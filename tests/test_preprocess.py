@@ -11,6 +11,7 @@ from PIL import Image
 from jaxviz.data.preprocess import (
     CAFFE,
     TORCHVISION,
+    TORCHVISION_224,
     UNIT,
     Preprocessing,
     denormalize,
@@ -155,8 +156,28 @@ def test_crop_larger_than_image_raises():
 def test_get_preprocessing():
     assert get_preprocessing("caffe") is CAFFE
     assert get_preprocessing("torchvision") is TORCHVISION
-    with pytest.raises(ValueError, match="caffe, centered, torchvision, unit"):
+    assert get_preprocessing("torchvision_224") is TORCHVISION_224
+    with pytest.raises(ValueError, match="caffe, centered, torchvision, torchvision_224, unit"):
         get_preprocessing("keras")
+
+
+def test_torchvision_224_is_seed_000_resize_224_then_crop_224():
+    # Seed 000: Resize(224), CenterCrop(224), Normalize(ImageNet). A 224x300 image is already at
+    # the size (no resampling): the result is literally columns 38..261, (300 - 224) / 2 = 38.
+    assert (TORCHVISION_224.resize, TORCHVISION_224.crop) == (224, 224)
+    assert (TORCHVISION_224.mean, TORCHVISION_224.std) == (TORCHVISION.mean, TORCHVISION.std)
+    rows, cols = np.mgrid[0:224, 0:300].astype(np.float32)
+    img = np.stack([rows / 223, cols / 299, (rows + cols) / 522], -1).astype(np.float32)
+    crop = resize_and_crop(img, TORCHVISION_224.resize, TORCHVISION_224.crop)
+    np.testing.assert_array_equal(crop, img[:, 38:262])
+    np.testing.assert_array_equal(preprocess(img, TORCHVISION_224), normalize(img[:, 38:262], TORCHVISION_224))
+    # A 448x600 photo: Pillow's bilinear to 300x224 (the shorter side to 224, not 256), then columns 38..261;
+    # the 256-preset instead keeps rows 16..239 of a 256x342 resize.
+    photo = _random_image((448, 600, 3), seed=3)
+    ref = np.stack([np.asarray(Image.fromarray(photo[..., c]).resize((300, 224), Image.Resampling.BILINEAR))
+                    for c in range(3)], -1)[:, 38:262]
+    np.testing.assert_allclose(resize_and_crop(photo, 224, 224), ref, atol=1e-6)
+    assert not np.allclose(resize_and_crop(photo, TORCHVISION.resize, TORCHVISION.crop), ref, atol=1e-2)
 
 
 def test_keras_style_variant_via_replace():

@@ -19,6 +19,7 @@ from PIL import Image
 __all__ = [
     "CAFFE",
     "TORCHVISION",
+    "TORCHVISION_224",
     "UNIT",
     "Preprocessing",
     "denormalize",
@@ -84,6 +85,12 @@ TORCHVISION = Preprocessing(
 )
 """torchvision's ImageNet recipe: Resize(256), CenterCrop(224), ToTensor, Normalize."""
 
+TORCHVISION_224 = dataclasses.replace(TORCHVISION, name="torchvision_224", resize=224)
+"""Seed 000's recipe: Resize(224), CenterCrop(224), ToTensor, Normalize with ImageNet's mean/std.
+
+The shorter side goes to 224, so the crop keeps all of it and cuts only the longer side (the
+evaluation protocol's Resize(256) also drops a 16-pixel border of the shorter side)."""
+
 CAFFE = Preprocessing(
     name="caffe",
     mean=(103.939, 116.779, 123.68),
@@ -108,11 +115,11 @@ CENTERED = Preprocessing(name="centered", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25,
 """(x − 0.5) / 0.25 of RGB in [0, 1], any size: the embedded shapes model (trains far better
 centred than on raw [0, 1])."""
 
-PRESETS = {pp.name: pp for pp in (TORCHVISION, CAFFE, UNIT, CENTERED)}
+PRESETS = {pp.name: pp for pp in (TORCHVISION, TORCHVISION_224, CAFFE, UNIT, CENTERED)}
 
 
 def get_preprocessing(name: str) -> Preprocessing:
-    """The preset called `name` ("torchvision", "caffe", "unit" or "centered")."""
+    """The preset called `name` ("torchvision", "torchvision_224", "caffe", "unit" or "centered")."""
     try:
         return PRESETS[name]
     except KeyError:
