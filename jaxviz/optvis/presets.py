@@ -12,7 +12,8 @@ sign), `lr`, `momentum`, `weight_decay`, `steps` (per octave), `octaves`, `octav
 `transforms` (see `transforms.make_transforms`), `l2`, `tv`, `blur` (regularizer weights),
 `blur_sigma`, `reduce` (mean | median), `size`, `batch` (images per unit) with `diversity` (weight of
 the diversity objective across them, Olah et al. 2017) at `diversity_layer`; style: `alpha`, `beta`, `content_layer`,
-`style_layers`, `style_weights` (equal | balanced); adversarial: `mode` (iterative | fgsm | fooling), `eps`, `confidence`.
+`style_layers`, `style_weights` (equal | balanced); class/yosinski only, between steps (`step_regularizers`):
+`decay`, `blur_every` (with `blur_sigma`), `norm_pct`, `contrib_pct`; adversarial: `mode` (iterative | fgsm | fooling), `eps`, `confidence`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ _PRESETS = [
            "Yosinski et al. 2015 blur each step), plus small jitter; same SGD as seed 000.",
            {"init": "uniform", "init_range": (150 / 255, 180 / 255), "optimizer": "sgd", "lr": 0.05,
             "momentum": 0.9, "steps": 81, "l2": 0.02, "blur": 0.5, "blur_sigma": 1.0, "transforms": "jitter:2"}),
+    Preset("class", "yosinski", "Seed 003 / Yosinski et al. 2015: the regularized class model's SGD, but the "
+           "regularizers act on the image between steps instead of as loss terms: a Gaussian blur every "
+           "`blur_every` steps, then pixels of small norm (below the `norm_pct`-th percentile) and of small "
+           "contribution |Σ_c x·∇x| (below `contrib_pct`) set to mid-grey; `decay` shrinks towards mid-grey "
+           "(`step_regularizers`).",
+           {"init": "uniform", "init_range": (150 / 255, 180 / 255), "optimizer": "sgd", "lr": 0.05,
+            "momentum": 0.9, "steps": 81, "decay": 0.0, "blur_every": 4, "blur_sigma": 1.0, "norm_pct": 20.0,
+            "contrib_pct": 50.0, "transforms": "jitter:2"}),
     Preset("class", "lucid", "Olah et al. 2017: decorrelated Fourier parameterization, Lucid's standard "
            "transforms (pad, jitter, scale, rotate), Adam lr 0.05.",
            {"param": "fourier", "valid": "sigmoid", "decorrelate": True, "optimizer": "adam", "lr": 0.05,

@@ -78,6 +78,9 @@ class Renderer:
       optimizer: any optax `GradientTransformation`.
       transforms: `(key, img) -> img` applied before the model, or None.
       project: `(raw, unit) -> raw` after each step besides `param.project` (an L∞ ball).
+      after_step: `(raw, grad, step, unit) -> raw` after the optimizer step and both projections,
+        with the loss gradient at the pre-step image and the global step index (Yosinski et al.
+        2015's blur and clipping between steps, `step_regularizers`).
       stop: `(acts, unit) -> bool`: once true for a unit, its image freezes (adversarial "until the
         model predicts the target"); `acts` are those the objective read, on the pre-step image.
       chunk: steps per compiled call (the scan length); `run` loops over chunks.
@@ -93,12 +96,14 @@ class Renderer:
                  param: Param, optimizer: optax.GradientTransformation, *, transforms: Transform | None = None,
                  project: Callable[[Any, Unit], Any] | None = None,
                  stop: Callable[[dict, Unit], jax.Array] | None = None, chunk: int = 32,
-                 unit_batch: int | None = None, unroll: bool | None = None):
+                 unit_batch: int | None = None, unroll: bool | None = None,
+                 after_step: Callable[[Any, Any, jax.Array, Unit], Any] | None = None):
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.model, self.variables, self.pp = as_net(model), variables, pp
         self.objective_fn, self.param, self.optimizer = objective_fn, param, optimizer
         self.transforms, self.project, self.stop, self.chunk = transforms, project, stop, chunk
+        self.after_step = after_step
         self.unit_batch = unit_batch
         self.unroll = jax.default_backend() == "cpu" if unroll is None else unroll
         self.traces = 0
@@ -125,6 +130,8 @@ class Renderer:
             raw = self.param.project(raw)
         if self.project is not None:
             raw = self.project(raw, unit)
+        if self.after_step is not None:
+            raw = self.after_step(raw, g, i, unit)
         keep = lambda old, new: jnp.where(done, old, new)
         new = RenderState(jax.tree_util.tree_map(keep, state.raw, raw),
                           jax.tree_util.tree_map(keep, state.opt_state, opt_state), done)

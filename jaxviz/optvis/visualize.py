@@ -22,6 +22,7 @@ from ..taps import activations, layer_names
 from . import adversarial as A
 from . import objectives as O
 from . import regularizers as R
+from . import step_regularizers as SR
 from . import style as S
 from .octaves import dream_octaves, octave_sizes, resize, upscale_octaves
 from .optimizers import make_optimizer
@@ -91,7 +92,7 @@ def build_renderer(lm, hp: dict, objective_fn: Callable, size: int, *, project=N
     opt = make_optimizer(hp["optimizer"], hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
     return Renderer(lm.model, lm.variables, lm.preprocessing, regularized(objective_fn, hp), param, opt,
                     transforms=make_transforms(hp["transforms"], size), project=project, stop=stop,
-                    chunk=_chunk(int(hp["steps"])))
+                    chunk=_chunk(int(hp["steps"])), after_step=SR.from_hparams(hp))
 
 
 def optimize(lm, hp: dict, objective_fn: Callable, units, keys, *, start: np.ndarray | None = None,
