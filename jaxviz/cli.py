@@ -202,6 +202,31 @@ def _weights(args) -> None:
         print(json.dumps(W.verify(args.name), indent=2, default=str))
 
 
+def _predict(args) -> None:
+    """The `--top` classes of each image as the model sees it (resized and cropped as `attribute` does)."""
+    import jax
+    import numpy as np
+
+    from .batch import _model_input, _shorter_side_needed
+    from .data.images import load_image
+    from .models.loading import load
+
+    if args.top < 1:
+        raise ValueError(f"--top {args.top}: give at least 1")
+    for path in args.images:  # every file checked before the model is loaded
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such image file")
+    lm = load(args.model, args.weights)
+    if args.top > len(lm.labels):
+        raise ValueError(f"--top {args.top}: {lm.name} has only {len(lm.labels)} classes")
+    fn = jax.jit(lambda x: jax.nn.softmax(lm.logits(x), -1))
+    for path in args.images:
+        _, x = _model_input(load_image(path, _shorter_side_needed(lm, None)), lm, None)
+        p = np.asarray(fn(x[None]))[0]
+        for rank, c in enumerate(np.argsort(-p, kind="stable")[:args.top], start=1):
+            print(f"{path}\t{rank}\t{int(c)}\t{lm.labels.name(int(c))}\t{float(p[c]):.4f}")
+
+
 def _bench(args) -> None:
     from .bench import run_configured
 
@@ -322,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     q = wsub.add_parser("verify", help="checksum, shapes and forward-pass fingerprint")
     q.add_argument("name", help="weights name or .safetensors path")
     p.set_defaults(func=_weights)
+
+    p = sub.add_parser("predict", help="the top classes and probabilities of images (e.g. a class model, reclassified)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    p.add_argument("--model", help="architecture or weights name (default: the embedded shapesnet)")
+    p.add_argument("--weights", help="weights name or .safetensors path")
+    p.add_argument("--top", type=int, default=3, help="classes per image (default: 3); one line each: "
+                                                      "IMAGE, rank, class index, class name, probability (tabs)")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("bench", help="images/s per method (random weights), beside Captum when it is installed")
     p.add_argument("--quick", action="store_true", help="small CPU run: shapesnet batch 8, SmoothGrad n=8, "
