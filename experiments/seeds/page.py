@@ -18,7 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, 
 
 from jaxviz.atomic import write_text  # noqa: E402
 
-__all__ = ["Figure", "write_page"]
+__all__ = ["Figure", "parse_only", "write_page"]
+
+
+def parse_only(text: str | None, known: tuple[str, ...], what: str = "experiment") -> tuple[str, ...]:
+    """A script's `--only a,b` as a tuple of `known` names (all of them when None); exits naming a bad one."""
+    if not text:
+        return known
+    only = tuple(s.strip() for s in text.split(","))
+    bad = [s for s in only if s not in known]
+    if bad:
+        raise SystemExit(f"--only: unknown {what}(s) {bad}; choose from {', '.join(known)}")
+    return only
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # page.py, a sibling module
 
-from page import Figure, write_page  # noqa: E402
+from page import Figure, parse_only, write_page  # noqa: E402
 
 import jaxviz  # noqa: E402  (page.py put the repository on the path)
 from jaxviz import Top  # noqa: E402
@@ -406,10 +406,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    only = EXPERIMENTS if not args.only else tuple(s.strip() for s in args.only.split(","))
-    bad = [s for s in only if s not in EXPERIMENTS]
-    if bad:
-        raise SystemExit(f"--only: unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENTS)}")
+    only = parse_only(args.only, EXPERIMENTS)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

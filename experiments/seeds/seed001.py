@@ -43,7 +43,7 @@ import optax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # page.py, a sibling module
 
-from page import Figure, write_page  # noqa: E402
+from page import Figure, parse_only, write_page  # noqa: E402
 
 import jaxviz  # noqa: E402  (page.py put the repository on the path)
 from jaxviz.atomic import write_text  # noqa: E402
@@ -432,10 +432,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     parts = ("lenet", "filters", "class")
-    only = parts if not args.only else tuple(s.strip() for s in args.only.split(","))
-    bad = [s for s in only if s not in parts]
-    if bad:
-        raise SystemExit(f"--only: unknown part(s) {bad}; choose from {', '.join(parts)}")
+    only = parse_only(args.only, parts, "part")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
