@@ -152,3 +152,14 @@ def test_cli_writes_png(tmp_path):
     out = tmp_path / "grid.png"
     shapes._main(["--out", str(out), "--n", "4"])
     assert out.stat().st_size > 1000
+
+
+def test_write_array_is_generate_in_uint8_and_reused(tmp_path):
+    path = tmp_path / "s.npy"
+    a = shapes.write_array(path, 23, size=24, seed=4, workers=2, progress=False)
+    ref = shapes.generate(23, size=24, seed=4).images
+    assert a.shape == (23, 24, 24, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, (ref * 255 + 0.5).astype(np.uint8))
+    stamp = path.stat().st_mtime_ns
+    assert shapes.write_array(path, 23, size=24, seed=4).shape == (23, 24, 24, 3) and path.stat().st_mtime_ns == stamp
+    assert not list(tmp_path.glob("*.tmp*"))

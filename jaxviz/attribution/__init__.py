@@ -25,7 +25,7 @@ from .gradients import (
 )
 from .integrated import integrated_gradients
 from .lrp import lrp
-from .occlusion import occlusion
+from .occlusion import Sweep, occlusion, occlusion_sweep
 from .smoothgrad import smoothgrad
 from .targets import Top, Unit, parse_target, resolve_target
 
@@ -52,5 +52,5 @@ METHODS = {
 
 __all__ = ["BUNDLE_002", "FUSABLE", "METHODS", "Attribution", "Top", "Unit", "cam", "cam_gmp", "deconvnet", "fullgrad",
            "fused_compiled", "grad_cam", "grad_cam_pp", "gradient_x_input", "guided_backprop", "guided_grad_cam",
-           "input_gradient", "integrated_gradients", "layer_cam", "lrp", "occlusion", "parse_target",
+           "input_gradient", "integrated_gradients", "layer_cam", "lrp", "occlusion", "occlusion_sweep", "Sweep", "parse_target",
            "resolve_target", "saliency", "score_cam", "smoothgrad"]

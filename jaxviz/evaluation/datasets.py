@@ -37,8 +37,8 @@ from PIL import Image
 
 from ..data.images import load_image
 
-__all__ = ["TARGET_RULES", "Sample", "class_candidates", "coco_category_table", "coco_class_table", "coco_mask",
-           "coco_samples", "load_class_table", "load_samples", "resize_sample", "shapes_benchmark"]
+__all__ = ["TARGET_RULES", "Sample", "class_candidates", "coco_boxes", "coco_category_table", "coco_class_table", "coco_mask",
+           "coco_samples", "load_class_table", "load_samples", "resize_sample", "sample_boxes", "shapes_benchmark"]
 
 ORIGINAL = "original"
 TARGET_RULES = ("category", "best")
@@ -120,6 +120,25 @@ def coco_mask(coco, image_id: int, category_id: int) -> np.ndarray:
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=[image_id], catIds=[category_id], iscrowd=None)):
             mask |= coco.annToMask(ann).astype(bool)
     return mask
+
+
+def coco_boxes(coco, image_id: int, category_id: int) -> np.ndarray:
+    """Every non-crowd instance box of `category_id` in image `image_id`: `(k, 4)` float64
+    `(x0, y0, x1, y1)` (COCO's `[x, y, width, height]`, so x1 = x + width), possibly `(0, 4)`."""
+    anns = coco.loadAnns(coco.getAnnIds(imgIds=[image_id], catIds=[category_id], iscrowd=False))
+    boxes = [(x, y, x + w, y + h) for x, y, w, h in (a["bbox"] for a in anns if "bbox" in a)]
+    return np.asarray(boxes, np.float64).reshape(-1, 4)
+
+
+def sample_boxes(sample: Sample, annotations: str | os.PathLike[str]) -> np.ndarray:
+    """The ground-truth boxes `(k, 4)` of a `coco_samples` sample (its image and category), read from
+    the same annotation file."""
+    parts = sample.key.split("-")
+    if len(parts) != 3 or parts[0] != "coco":
+        raise ValueError(f"sample {sample.key!r} is not a COCO sample (coco_samples keys are coco-<image>-<category>)")
+    path = Path(annotations)
+    coco = _load_coco(str(path.resolve()), path.stat().st_mtime)
+    return coco_boxes(coco, int(parts[1]), int(parts[2]))
 
 
 def coco_samples(images: str | os.PathLike[str], annotations: str | os.PathLike[str], *,

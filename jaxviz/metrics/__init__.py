@@ -2,6 +2,8 @@
 
 - `energy_concentration`, `dilate_masks` — seed 002's energy inside the dilated object mask;
 - `pointing_game` — Zhang et al. 2016;
+- `map_boxes`, `localization` — boxes from a thresholded CAM, IoU, top-1 and GT-known
+  localization error (Zhou et al. 2016);
 - `deletion_insertion` — RISE deletion/insertion curves and AUC (Petsiuk et al. 2018);
 - `cascading_randomization`, `random_input_check` — model randomization sanity checks
   (Adebayo et al. 2018), with `spearman` and `ssim` to compare maps.
@@ -20,6 +22,7 @@ from .energy import (
     energy_concentration,
     pixel_energy,
 )
+from .localization import Localization, box_iou, localization, map_box, map_boxes, mask_box
 from .pointing import map_maxima, pointing_game
 from .sanity import (
     SanityResult,
@@ -38,9 +41,9 @@ from .sanity import (
 )
 from .similarity import rank_average, spearman, ssim
 
-__all__ = ["auc", "cascading_randomization", "channel_sum", "CHANNELS", "compare_maps", "comparison_views",
+__all__ = ["auc", "box_iou", "cascading_randomization", "channel_sum", "CHANNELS", "compare_maps", "comparison_views",
            "CurveResult", "deletion_insertion", "dilate_masks", "dilation_radius", "energy_concentration",
-           "EnergyResult", "make_baseline", "map_maxima", "pixel_energy", "pixel_order", "plot_randomization_maps",
+           "EnergyResult", "Localization", "localization", "make_baseline", "map_box", "map_boxes", "mask_box", "map_maxima", "pixel_energy", "pixel_order", "plot_randomization_maps",
            "plot_similarity_bars", "plot_similarity_curves", "pointing_game", "random_input_check",
            "randomization_order", "randomize_params", "rank_average", "records", "SanityResult", "spearman", "ssim",
            "summary", "to_json"]
