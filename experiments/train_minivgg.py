@@ -28,10 +28,8 @@ from tqdm import tqdm
 from jaxviz.data import shapes
 from jaxviz.data.preprocess import CENTERED, normalize
 from jaxviz.models import MiniVGG
-from jaxviz.train import accuracy, cross_entropy_step
+from jaxviz.train import TEST_SEED, accuracy, cross_entropy_step
 from jaxviz.weights import save_weights
-
-TEST_SEED = 999_999  # as in train_shapesnet.py: no training epoch uses it
 
 
 def main() -> None:

@@ -176,7 +176,8 @@ def to_torch(model: SequentialNet, params, device: str | None = None):
         kind, name = layer.kind, layer.name
         if kind == CONV:
             k = np.asarray(params[name]["kernel"])  # (kh, kw, in, out)
-            m = nn.Conv2d(k.shape[2], k.shape[3], (k.shape[0], k.shape[1]), padding=_conv_padding(layer.padding))
+            m = nn.Conv2d(k.shape[2], k.shape[3], (k.shape[0], k.shape[1]), stride=layer.stride,
+                          padding=_conv_padding(layer.padding))
             with torch.no_grad():
                 m.weight.copy_(tensor(k, (3, 2, 0, 1)))
                 m.bias.copy_(tensor(params[name]["bias"]))

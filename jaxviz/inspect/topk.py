@@ -69,7 +69,7 @@ def receptive_fields(model, input_hw: tuple[int, int] | None = None) -> dict[str
     for layer in model.layers():
         kind = layer.kind
         if kind == CONV:
-            k, s, p = layer.kernel, 1, _conv_padding(layer.padding, layer.kernel)
+            k, s, p = layer.kernel, layer.stride, _conv_padding(layer.padding, layer.kernel)
         elif kind == POOL:
             k = s = layer.size
             p = 0

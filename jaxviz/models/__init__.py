@@ -13,6 +13,7 @@ import flax.linen as nn
 from ..core import LayerError
 from .base import Layer, SequentialNet, adaptive_avg_pool
 from .alexnet import AlexNet
+from .allconv import AllConvNet
 from .densenet import DenseNet121
 from .googlenet import GoogLeNet
 from .lenet import LeNet5
@@ -30,6 +31,7 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
     "lenet5_3x3": lambda **kw: LeNet5(kernel=3, **kw),
     "shapesnet": ShapesNet,
     "minivgg": MiniVGG,
+    "allconv": AllConvNet,
     # torchvision's layout: module paths as in torchvision (`layer4.2.conv3`, `features.10`).
     "alexnet": AlexNet,
     "vgg11": VGG11,
@@ -57,7 +59,7 @@ TORCHVISION_ARCHS = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16
 # Input shape each architecture is usually run at (H, W, C); any size the net allows also works.
 DEFAULT_INPUT = {"vgg16": (224, 224, 3), "vgg19": (224, 224, 3), "lenet5": (28, 28, 1),
                  "lenet5_3x3": (28, 28, 1), "shapesnet": (64, 64, 3),
-                 "minivgg": (64, 64, 3),
+                 "minivgg": (64, 64, 3), "allconv": (64, 64, 3),
                  **{arch: (224, 224, 3) for arch in TORCHVISION_ARCHS}}
 
 
@@ -71,6 +73,7 @@ def build(arch: str, **kwargs) -> nn.Module:
 
 __all__ = [
     "ARCHS",
+    "AllConvNet",
     "DEFAULT_INPUT",
     "TORCHVISION_ARCHS",
     "VGG",

@@ -41,6 +41,7 @@ class Layer:
     padding: str | int = 0
     aliases: tuple[str, ...] = ()
     rate: float = 0.0
+    stride: int = 1  # a conv's step (2: a strided conv that downsamples, as in the all-conv net)
 
 
 
@@ -176,7 +177,7 @@ class SequentialNet(nn.Module):
         if kind == CONV:
             k = layer.kernel
             pad = layer.padding if isinstance(layer.padding, str) else [(layer.padding, layer.padding)] * 2
-            return nn.Conv(layer.size, (k, k), padding=pad, name=name)
+            return nn.Conv(layer.size, (k, k), strides=(layer.stride, layer.stride), padding=pad, name=name)
         if kind == DENSE:
             return nn.Dense(layer.size, name=name)
         if kind == DROPOUT:

@@ -57,7 +57,7 @@ class LoadedModel:
 
 # What each architecture's usual weights expect, for random-init models that have no file to say so.
 _NATIVE_PREPROCESSING = {"vgg16": "torchvision", "vgg19": "torchvision", "shapesnet": "centered",
-                         "minivgg": "centered", **{arch: "torchvision" for arch in TORCHVISION_ARCHS}}
+                         "minivgg": "centered", "allconv": "centered", **{arch: "torchvision" for arch in TORCHVISION_ARCHS}}
 
 
 def embedded_path(arch: str = EMBEDDED) -> Path:
@@ -100,6 +100,8 @@ def _arch_kwargs(meta: dict) -> dict:
         kw["num_classes"] = int(meta["num_classes"])
     if str(meta.get("include_top", "true")).lower() == "false":
         kw["include_top"] = False
+    if meta.get("pool"):  # ShapesNet's head: "gap" or "gmp"
+        kw["pool"] = str(meta["pool"])
     return kw
 
 
