@@ -2,6 +2,7 @@
 showing what it claims (CAM boxes scored against the shapes' known boxes, the all-conv net's accuracy
 stated, occlusion and t-SNE numbers that can be checked)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -111,3 +112,43 @@ def test_tsne_map_and_a_rerun_reuses_everything(run):
 def test_an_unknown_part_is_refused():
     with pytest.raises(SystemExit, match="unknown part"):
         seed004.main(["--out", "/tmp/never", "--only", "cam,pictures"])
+
+
+def test_coco_boxes_part_on_a_generated_coco_folder(tmp_path):
+    """`--coco` with a model whose classes are the categories (the embedded ShapesNet on shapes photos
+    written as a COCO folder): its errors equal localization() of the CAM boxes against the COCO boxes."""
+    pytest.importorskip("pycocotools")
+    from jaxviz.attribution import cam
+    from jaxviz.data.preprocess import normalize
+    from jaxviz.evaluation.datasets import resize_sample
+    from jaxviz.metrics import map_boxes
+    from jaxviz.models.loading import embedded_path
+
+    data = shapes.generate(6, size=64, seed=77)
+    (tmp_path / "val2017").mkdir()
+    (tmp_path / "annotations").mkdir()
+    images, anns = [], []
+    for i, (img, box) in enumerate(zip(data.images, data.boxes)):
+        Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(tmp_path / "val2017" / f"{i}.png")
+        images.append({"id": i, "file_name": f"{i}.png", "height": 64, "width": 64})
+        x0, y0, x1, y1 = (int(v) for v in box)
+        anns.append({"id": i + 1, "image_id": i, "category_id": int(data.labels[i]) + 1, "iscrowd": 0,
+                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)),
+                     "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
+    cats = [{"id": c + 1, "name": n} for c, n in enumerate(shapes.CLASSES)]
+    (tmp_path / "annotations" / "instances_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    names = sorted({shapes.CLASSES[c] for c in data.labels})
+    args = seed004.parse_args(["--out", str(tmp_path / "out"), "--coco", str(tmp_path),
+                               "--weights", str(embedded_path("shapesnet")), "--categories", ",".join(names)])
+    got = seed004.coco_localization(args)
+    assert got["n"] == 6 and got["split"] == "val2017"
+
+    lm = jaxviz.load(str(embedded_path("shapesnet")))
+    order = sorted(range(6), key=lambda i: (names.index(shapes.CLASSES[data.labels[i]]), i))  # coco_samples' order
+    x = np.stack([resize_sample(data.images[i], data.masks[i], 224)[0] for i in order])
+    a = cam(lm.model, lm.variables, normalize(x, lm.preprocessing), data.labels[order])
+    truth = [data.boxes[i][None] * 224 / 64 for i in order]
+    correct = np.asarray(a.out).argmax(-1) == data.labels[order]
+    expect = localization(map_boxes(np.asarray(a.maps)), truth, correct)
+    assert got["top1_error"] == pytest.approx(expect.top1_error) and got["mean_iou"] == pytest.approx(expect.iou.mean())
