@@ -50,11 +50,18 @@ from . import plot
 from .atomic import save_npy, write_text
 from .data.images import load_image, save_image
 from .data.preprocess import input_bounds, normalize, resize_and_crop
-from .run_identity import (SETTINGS, describe_difference, digest, method_identity, read_settings, run_identity,
-                           write_settings)
-from .runlock import run_lock
 from .memory import activation_bytes, default_budget
 from .memory import rows as memory_rows
+from .run_identity import (
+    SETTINGS,
+    describe_difference,
+    digest,
+    method_identity,
+    read_settings,
+    run_identity,
+    write_settings,
+)
+from .runlock import run_lock
 from .store import STORE, MapStore, StoreFormat
 
 __all__ = [

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import importlib.metadata
+import json
 import os
 import platform
 import statistics

@@ -393,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .data.images import ImageError
     from .core import LayerError
+    from .data.images import ImageError
 
     expected = (ValueError, LayerError, ImageError, FileNotFoundError, ImportError)
     try:

@@ -84,7 +84,7 @@ def occlusion(model, params, x, classes, patch, stride, fill, prob=True):
     maps = np.zeros((n, h, w))
     for i in range(n):
         c = int(classes[i])
-        value = lambda img: (softmax(f(jnp.asarray(img))) if prob else np.asarray(f(jnp.asarray(img))))[c]
+        value = lambda img, c=c: (softmax(f(jnp.asarray(img))) if prob else np.asarray(f(jnp.asarray(img))))[c]
         clean = value(x[i])
         total, count = np.zeros((h, w)), np.zeros((h, w))
         for y0 in starts(h):

@@ -42,7 +42,7 @@ def _no_inplace(peer):
 
 def _user():
     v = user_variables(4)
-    return UserNet(), v, _no_inplace(torch_user_net(v, torch.float64)), INPUT, "top", lambda p: getattr(p, "top")
+    return UserNet(), v, _no_inplace(torch_user_net(v, torch.float64)), INPUT, "top", lambda p: p.top
 
 
 def _zoo(arch, size, layer):

@@ -15,8 +15,7 @@ from jaxviz.attribution.fused import (
     fused_compiled,
 )
 from jaxviz.bench import random_params
-from jaxviz.models import VGG, ShapesNet
-from jaxviz.models import pool
+from jaxviz.models import VGG, ShapesNet, pool
 
 TOL = 1e-5  # max |fused − alone| ≤ TOL · max |alone|: the same operations, in the same order
 

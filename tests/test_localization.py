@@ -96,7 +96,7 @@ def test_occlusion_sweep_agrees_with_the_occlusion_map_and_the_layer():
     np.testing.assert_allclose(s.probs.sum(-1), 1.0, atol=1e-5)
     # occlusion's map is the mean over covering windows of p(clean) − p(occluded) of the target
     drop = s.clean[np.arange(2), d.labels][:, None, None] - s.probs[np.arange(2), ..., d.labels]
-    rows = np.zeros((5, 32)); cols = np.zeros((5, 32))
+    rows, cols = np.zeros((5, 32)), np.zeros((5, 32))
     for i, start in enumerate(s.rows):
         rows[i, start:start + 8] = 1
         cols[i, start:start + 8] = 1

@@ -40,8 +40,8 @@ def write_coco_train2017(root: Path) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(2)
     images, anns, masks = [], [], {}
     h, w = HW
-    for n, (cid, name) in enumerate(CATEGORIES.items()):
-        for k in range(PER_CATEGORY):
+    for cid in CATEGORIES:
+        for _ in range(PER_CATEGORY):
             i = len(images) + 1
             file_name = f"{i:012d}.jpg"
             y0, x0 = int(rng.integers(4, h // 2)), int(rng.integers(4, w // 2))

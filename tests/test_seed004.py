@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 import jaxviz
-
 from jaxviz.data import shapes
 from jaxviz.metrics import localization
 
@@ -53,7 +52,7 @@ def test_cam_boxes_are_scored_against_the_known_boxes(run):
     cam = res["cam"]
     data = shapes.generate(N_LOC, size=SIZE, seed=seed004.LOC_SEED)
     assert set(cam["nets"]) == {"gap", "gmp", "allconv"}
-    for name, r in cam["nets"].items():
+    for r in cam["nets"].values():
         boxes = np.asarray(r["boxes"])
         assert boxes.shape == (3, 4) and (boxes[:, 2] > boxes[:, 0]).all() and (boxes <= SIZE).all()
         errors = r["by_threshold"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ..core import Attribution, finite_input, FUNCTION, LayerError, prepare
+from ..core import FUNCTION, Attribution, LayerError, finite_input, prepare
 from ..taps import modules_of, output
 from .targets import Target, cotangent, select, target_layer
 

@@ -472,8 +472,9 @@ def _save_maps(out: Path, records: list[dict], rows: list[dict], maps_by_method:
     """Each new record's raw map (`.npy`, float32, as computed) and a grayscale `.png`: the pixel's
     energy norm √(Σ_c I_c²) (|I| for a map without channels) scaled by the map's maximum, as seed
     002 stored its maps for computing and for looking at. Paths go into the record's `files`."""
-    from ..atomic import atomic_path, save_npy
     from PIL import Image
+
+    from ..atomic import atomic_path, save_npy
 
     index = {r["sample"].key: i for i, r in enumerate(rows)}
     for rec in records:

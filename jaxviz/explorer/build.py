@@ -150,7 +150,7 @@ def _align(runs: list[Run]) -> list[list[str | None]]:
     rows: list[list[str | None]] = [[k] + [None] * (len(runs) - 1) for k in main]
     for ri, run in enumerate(runs[1:], 1):
         theirs = keys(run)
-        match = (lambda k: k) if any(k in index for k in theirs) else (lambda k: by_stem.get(run.stem(k), k))
+        match = (lambda k: k) if any(k in index for k in theirs) else (lambda k, run=run: by_stem.get(run.stem(k), k))
         for k in theirs:
             m = match(k)
             if m not in index:
@@ -346,7 +346,7 @@ def _page_data(runs: list[Run], columns, rows: list, drawn: dict) -> dict:
 def _meta(runs: list[Run], columns, rows, out: Path, thumb: int, side: int, shards, classes, reasons, targets,
           *, drawn: int, seconds: float) -> dict:
     failures: list[dict] = []
-    for ri, run in enumerate(runs):
+    for run in runs:
         counts: dict[str, int] = {}
         for errs in run.errors.values():
             for e in errs:

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text
-from ..data.datasets import default_dataset
 from ..core import as_net
+from ..data.datasets import default_dataset
 from ..taps import conv_layers, feature_layers, param_at
 
 CONV, ACT = "conv", "act"

@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import taps
 from ..core import LayerError, as_net
-from ..taps import activations
 from ..plot import pyplot, save_figure
+from ..taps import activations
 from .neighbours import model_input
 
 

@@ -33,8 +33,8 @@ from ..models.base import (
     PAD,
     POOL,
 )
-from ..taps import activations
 from ..plot import pyplot, save_figure
+from ..taps import activations
 from .extract import run_batches
 
 
@@ -115,7 +115,7 @@ def receptive_field(model, variables, input_shape: tuple[int, int, int], layer: 
     cy, cx = lh // 2, lw // 2
     ct = jnp.zeros_like(out).at[0, cy, cx].set(jax.random.normal(jax.random.key(1), out.shape[-1:]))
     support = np.asarray(jnp.abs(vjp(ct)[0][0]).sum(-1)) > 0
-    ys, xs = np.nonzero(support.any(1))[0], np.nonzero(support.any(0))[0]
+    ys = np.nonzero(support.any(1))[0]
     if not len(ys):
         raise ValueError(f"layer {layer!r} does not depend on the input (zero gradient everywhere)")
     jump = h / lh

@@ -283,7 +283,7 @@ def cascading_randomization(model, params, images, methods: Sequence[str] | Mapp
     examples = {name: np.zeros((len(schedule) + 1, keep) + x.shape[1:3], np.float32) for name in names}
     bar = _progress(len(names) * (len(schedule) + 1), progress)
     originals = {}
-    for j, name in enumerate(names):
+    for name in names:
         originals[name] = _maps(fns[name], params, x, targets, keys, batch_size)
         examples[name][0] = comparison_views(originals[name][:keep])[2]
         _tick(bar, f"{name} (trained)")

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from ..core import LayerError
-from .base import Layer, SequentialNet, adaptive_avg_pool
 from .alexnet import AlexNet
 from .allconv import AllConvNet
+from .base import Layer, SequentialNet, adaptive_avg_pool
 from .densenet import DenseNet121
 from .googlenet import GoogLeNet
 from .lenet import LeNet5

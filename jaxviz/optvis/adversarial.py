@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data.preprocess import Preprocessing, normalize
 from ..core import as_net
+from ..data.preprocess import Preprocessing, normalize
 from .objectives import LOGITS
 
 

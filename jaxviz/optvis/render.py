@@ -22,8 +22,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from ..data.preprocess import Preprocessing, normalize
 from ..core import as_net
+from ..data.preprocess import Preprocessing, normalize
 from ..taps import run
 from .objectives import IMAGE, LOGITS, Objective
 from .param import Param

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data.preprocess import normalize
 from ..core import as_net
+from ..data.preprocess import normalize
 from ..taps import activations, layer_names
 from . import adversarial as A
 from . import objectives as O
@@ -270,7 +270,7 @@ def style_costs(lm, hp: dict, content_img: np.ndarray, style_imgs: np.ndarray, i
     gen = fn(jnp.asarray(images))
     lam = dict(zip(hp["style_layers"], hp["style_lambdas"]))
     jc = [float(S.content_cost(ac, gen[hp["content_layer"]][i])) for i in range(len(images))]
-    js = [float(sum(lam[l] * S.style_cost(S.gram(st[l][i]), gen[l][i]) for l in hp["style_layers"]))
+    js = [float(sum(lam[n] * S.style_cost(S.gram(st[n][i]), gen[n][i]) for n in hp["style_layers"]))
           for i in range(len(images))]
     return {"content_cost": jc, "style_cost": js}
 
@@ -283,7 +283,7 @@ def style_lambdas(lm, hp: dict, content_img: np.ndarray, grams: dict) -> list[fl
     if hp["style_weights"] != "balanced":
         raise ValueError(f"style_weights must be 'equal' or 'balanced', got {hp['style_weights']!r}")
     acts = activations(lm.model, lm.variables, normalize(jnp.asarray(content_img)[None], lm.preprocessing), layers_)
-    inv = np.array([1.0 / max(float(S.style_cost(grams[l][0], acts[l][0])), 1e-12) for l in layers_])
+    inv = np.array([1.0 / max(float(S.style_cost(grams[n][0], acts[n][0])), 1e-12) for n in layers_])
     return (inv / inv.sum()).tolist()
 
 
@@ -303,15 +303,15 @@ def style_transfer(lm, content_img: np.ndarray, style_imgs: np.ndarray, *, prese
     acts_fn = jax.jit(lambda x: activations(lm.model, lm.variables, normalize(x, lm.preprocessing), names))
     a_c = acts_fn(jnp.asarray(content_img)[None])[hp["content_layer"]][0]
     st = acts_fn(jnp.asarray(style_imgs))
-    units = {l: jax.vmap(S.gram)(st[l]) for l in hp["style_layers"]}  # per style: Gram per layer
+    units = {n: jax.vmap(S.gram)(st[n]) for n in hp["style_layers"]}  # per style: Gram per layer
     hp["style_lambdas"] = style_lambdas(lm, hp, content_img, units)
     lam = dict(zip(hp["style_layers"], hp["style_lambdas"]))
     alpha, beta, content_layer = float(hp["alpha"]), float(hp["beta"]), hp["content_layer"]
 
     def objective(unit):
         obj = alpha * O.content(content_layer, a_c)
-        for l in hp["style_layers"]:
-            obj = obj + (beta * lam[l]) * O.style(l, unit[l])
+        for n in hp["style_layers"]:
+            obj = obj + (beta * lam[n]) * O.style(n, unit[n])
         return obj
 
     k = len(style_imgs)
