@@ -47,7 +47,7 @@ def write_inputs(folder: Path, n: int = BATCH, size: int = 256) -> None:
     for i in range(n):
         photo = photos[i % len(photos)]
         y, x = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
-        Image.fromarray(photo[y:y + size, x:x + size]).save(folder / f"photo{i:02d}.png")
+        Image.fromarray(photo[y : y + size, x : x + size]).save(folder / f"photo{i:02d}.png")
 
 
 def write_weights(path: Path) -> None:
@@ -70,8 +70,24 @@ def _peak_rss(pid: int) -> int:
 def measure(method: str, inputs: Path, weights: Path, work: Path, cap: float) -> dict:
     """Run one `jaxviz attribute` process; its peak RSS, how far it got, and for how long."""
     out = work / f"run-{method}"
-    cmd = [str(Path(sys.executable).with_name("jaxviz")), "attribute", str(inputs), "--model", "vgg16", "--weights", str(weights),
-           "--method", method, "--outputs", "npy", "--out", str(out), "--quiet", "--compile-cache", "off"]
+    cmd = [
+        str(Path(sys.executable).with_name("jaxviz")),
+        "attribute",
+        str(inputs),
+        "--model",
+        "vgg16",
+        "--weights",
+        str(weights),
+        "--method",
+        method,
+        "--outputs",
+        "npy",
+        "--out",
+        str(out),
+        "--quiet",
+        "--compile-cache",
+        "off",
+    ]
     log = (work / f"{method}.log").open("w")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -92,23 +108,42 @@ def measure(method: str, inputs: Path, weights: Path, work: Path, cap: float) ->
     done = sum(1 for _ in results.open()) if results.exists() else 0
     killed = proc.returncode == -9
     error = None if proc.returncode == 0 or killed else (work / f"{method}.log").read_text().strip().splitlines()[-1]
-    return {"error": error, "method": method, "peak_rss_bytes": peak, "seconds": round(time.perf_counter() - t0, 1),
-            "peak_at_seconds": round(peak_at, 1),
-            "images_done": done, "finished": proc.returncode == 0, "cap": cap, "returncode": proc.returncode}
+    return {
+        "error": error,
+        "method": method,
+        "peak_rss_bytes": peak,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_at_seconds": round(peak_at, 1),
+        "images_done": done,
+        "finished": proc.returncode == 0,
+        "cap": cap,
+        "returncode": proc.returncode,
+    }
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Peak resident memory of `jaxviz attribute`, VGG16 at 224, batch {BATCH} (the default), memory "
-             f"budget {result['budget_gib']:.1f} GiB (the default: a quarter of {result['ram_gib']:.1f} GiB), "
-             f"{result['machine']}.", "",
-             f"Command: `{result['command']}`", "",
-             "| method | peak RSS (GiB) | reached after (s) | images done | run | seconds |",
-             "|---|---:|---:|---:|---|---:|"]
+    lines = [
+        f"Peak resident memory of `jaxviz attribute`, VGG16 at 224, batch {BATCH} (the default), memory "
+        f"budget {result['budget_gib']:.1f} GiB (the default: a quarter of {result['ram_gib']:.1f} GiB), "
+        f"{result['machine']}.",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        "| method | peak RSS (GiB) | reached after (s) | images done | run | seconds |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
     for r in result["rows"]:
-        run = ("whole batch" if r["finished"] else f"failed: {r['error']}" if r["error"]
-               else f"stopped {r['cap']:.0f} s after its compile began")
-        lines.append(f"| {r['method']} | {r['peak_rss_bytes'] / 2**30:.2f} | {r['peak_at_seconds']} | {r['images_done']} "
-                     f"| {run} | {r['seconds']} |")
+        run = (
+            "whole batch"
+            if r["finished"]
+            else f"failed: {r['error']}"
+            if r["error"]
+            else f"stopped {r['cap']:.0f} s after its compile began"
+        )
+        lines.append(
+            f"| {r['method']} | {r['peak_rss_bytes'] / 2**30:.2f} | {r['peak_at_seconds']} | {r['images_done']} "
+            f"| {run} | {r['seconds']} |"
+        )
     worst = max(result["rows"], key=lambda r: r["peak_rss_bytes"])
     lines += ["", f"Largest: {worst['method']}, {worst['peak_rss_bytes'] / 2**30:.2f} GiB."]
     return "\n".join(lines) + "\n"
@@ -131,15 +166,27 @@ def main(argv=None) -> int:
         write_inputs(work / "images")
         write_weights(work / "vgg16-random.safetensors")
         for method in methods:
-            r = measure(method, work / "images", work / "vgg16-random.safetensors", work,
-                        args.all_cap if method == "all" else args.cap)
+            r = measure(
+                method,
+                work / "images",
+                work / "vgg16-random.safetensors",
+                work,
+                args.all_cap if method == "all" else args.cap,
+            )
             rows.append(r)
-            print(f"{method:22s} {r['peak_rss_bytes'] / 2**30:6.2f} GiB  {r['images_done']:2d} done  "
-                  f"{'finished' if r['finished'] else r['error'] or 'stopped'}  {r['seconds']} s", flush=True)
+            print(
+                f"{method:22s} {r['peak_rss_bytes'] / 2**30:6.2f} GiB  {r['images_done']:2d} done  "
+                f"{'finished' if r['finished'] else r['error'] or 'stopped'}  {r['seconds']} s",
+                flush=True,
+            )
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    result = {"rows": rows, "budget_gib": default_budget() / 2**30,
-              "ram_gib": ram / 2**30, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-              "command": "jaxviz attribute IMAGES --model vgg16 --weights W --method M --outputs npy --out RUN"}
+    result = {
+        "rows": rows,
+        "budget_gib": default_budget() / 2**30,
+        "ram_gib": ram / 2**30,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "command": "jaxviz attribute IMAGES --model vgg16 --weights W --method M --outputs npy --out RUN",
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "attribute_memory.json", json.dumps(result, indent=1) + "\n")

@@ -58,19 +58,25 @@ def bench_jax(lm, layer: str, k: int, steps: int, size: int, repeats: int, unit_
         return jax.block_until_ready(r.run(keys, units, steps).images)
 
     def loop():
-        return [jax.block_until_ready(r.run(keys[i:i + 1], units[i:i + 1], steps).images) for i in range(k)]
+        return [jax.block_until_ready(r.run(keys[i : i + 1], units[i : i + 1], steps).images) for i in range(k)]
 
     vmapped(), loop()  # compile both shapes
     traces = r.traces
     t_v, t_l = _best(vmapped, repeats), _best(loop, repeats)
     assert r.traces == traces, "retraced while timing"
     same = np.allclose(vmapped(), np.concatenate(loop()), atol=1e-4)
-    return {"vmapped_s": t_v, "loop_s": t_l, "speedup": t_l / t_v, "vmapped_equals_loop": bool(same),
-            "compilations": traces}
+    return {
+        "vmapped_s": t_v,
+        "loop_s": t_l,
+        "speedup": t_l / t_v,
+        "vmapped_equals_loop": bool(same),
+        "compilations": traces,
+    }
 
 
-def bench_torch(lm, layer: str, k: int, steps: int, size: int, repeats: int, threads: int | None,
-                device: str = "cpu") -> dict | None:
+def bench_torch(
+    lm, layer: str, k: int, steps: int, size: int, repeats: int, threads: int | None, device: str = "cpu"
+) -> dict | None:
     try:
         import torch
     except ImportError:
@@ -87,8 +93,9 @@ def bench_torch(lm, layer: str, k: int, steps: int, size: int, repeats: int, thr
     rng = np.random.default_rng(0)
 
     def one(f):  # seed 000's loop, one filter
-        image = torch.tensor(rng.uniform(0.4, 0.6, (1, 3, size, size)).astype(np.float32), device=device,
-                             requires_grad=True)
+        image = torch.tensor(
+            rng.uniform(0.4, 0.6, (1, 3, size, size)).astype(np.float32), device=device, requires_grad=True
+        )
         opt = torch.optim.Adam([image], lr=0.05, weight_decay=1e-6)
         for _ in range(steps):
             opt.zero_grad()
@@ -120,34 +127,58 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--torch-device", default="cpu", help="cpu or cuda")
     ap.add_argument("--random-init", action="store_true", help="random weights (e.g. --model vgg16 without a file)")
-    ap.add_argument("--unit-batch", type=int, default=None,
-                    help="units per vmapped group inside the call (lax.map batch_size; default: all K at once)")
+    ap.add_argument(
+        "--unit-batch",
+        type=int,
+        default=None,
+        help="units per vmapped group inside the call (lax.map batch_size; default: all K at once)",
+    )
     ap.add_argument("--out", default="bench_optvis")
     args = ap.parse_args(argv)
 
     lm = load(args.model, random_init=args.random_init)
     size = args.size or lm.input_shape[0]
-    res = {"model": lm.name, "layer": args.layer, "k": args.k, "steps": args.steps, "size": size,
-           "unit_batch": args.unit_batch,
-           "jax": bench_jax(lm, args.layer, args.k, args.steps, size, args.repeats, args.unit_batch),
-           "torch": None if args.no_torch else bench_torch(lm, args.layer, args.k, args.steps, size, args.repeats,
-                                                           args.torch_threads, args.torch_device),
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "jax": jax.__version__,
-                       "device": str(jax.devices()[0]), "load_avg": os.getloadavg()}}
+    res = {
+        "model": lm.name,
+        "layer": args.layer,
+        "k": args.k,
+        "steps": args.steps,
+        "size": size,
+        "unit_batch": args.unit_batch,
+        "jax": bench_jax(lm, args.layer, args.k, args.steps, size, args.repeats, args.unit_batch),
+        "torch": None
+        if args.no_torch
+        else bench_torch(lm, args.layer, args.k, args.steps, size, args.repeats, args.torch_threads, args.torch_device),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+            "load_avg": os.getloadavg(),
+        },
+    }
     j, t = res["jax"], res["torch"]
     unit_steps = args.k * args.steps
     rows = [("jax vmapped (1 call, K units)", j["vmapped_s"]), ("jax loop (K calls, 1 unit)", j["loop_s"])]
     if t:
         rows.append((f"torch loop (seed 000, {t['device']}, {t['threads']} threads)", t["loop_s"]))
     ub = f", unit batch {args.unit_batch}" if args.unit_batch else ""
-    md = [(f"K={args.k} filters of `{args.layer}`{ub}, {args.steps} Adam steps each, {size}×{size}, model {lm.name}, "
-          f"best of {args.repeats}, {res['machine']['device']}, {os.cpu_count()} CPUs (load {os.getloadavg()[0]:.1f})"),
-          "", "| run | seconds | unit-steps/s | time ÷ jax vmapped |", "|---|---:|---:|---:|"]
+    md = [
+        (
+            f"K={args.k} filters of `{args.layer}`{ub}, {args.steps} Adam steps each, {size}×{size}, model {lm.name}, "
+            f"best of {args.repeats}, {res['machine']['device']}, {os.cpu_count()} CPUs (load {os.getloadavg()[0]:.1f})"
+        ),
+        "",
+        "| run | seconds | unit-steps/s | time ÷ jax vmapped |",
+        "|---|---:|---:|---:|",
+    ]
     for name, s in rows:
         md.append(f"| {name} | {s:.2f} | {unit_steps / s:.0f} | {s / j['vmapped_s']:.2f} |")
     md.append("")
-    md.append(f"vmapped == loop (same keys): {j['vmapped_equals_loop']}; speed-up vmapped vs jax loop: "
-              f"**{j['speedup']:.1f}×**" + (f"; vs torch loop: **{t['loop_s'] / j['vmapped_s']:.1f}×**" if t else ""))
+    md.append(
+        f"vmapped == loop (same keys): {j['vmapped_equals_loop']}; speed-up vmapped vs jax loop: "
+        f"**{j['speedup']:.1f}×**" + (f"; vs torch loop: **{t['loop_s'] / j['vmapped_s']:.1f}×**" if t else "")
+    )
     res["markdown"] = "\n".join(md)
     out = Path(args.out)
     write_text(out / "bench_optvis.json", json.dumps(res, indent=2))

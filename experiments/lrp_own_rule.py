@@ -56,8 +56,19 @@ def gamma_pos(layer, g, gamma=0.5):  # γ on positive weights only, inputs as th
 
 
 def own_composite(low, high):
-    return composite({FirstLayer(kind="conv"): ZBox(low, high), "relu": pass_relu, "pool": Norm(), "add": Norm(),
-                      "conv": linear_rule(gamma_pos), "dense": Epsilon()}, name="gamma_pos")
+    return composite(
+        {
+            FirstLayer(kind="conv"): ZBox(low, high),
+            "relu": pass_relu,
+            "pool": Norm(),
+            "add": Norm(),
+            "conv": linear_rule(gamma_pos),
+            "dense": Epsilon(),
+        },
+        name="gamma_pos",
+    )
+
+
 # -----------------------------------------------------------------------------------------------------
 
 
@@ -67,8 +78,9 @@ def score_model(entry: str, n: int, steps: int, batch: int, seed: int) -> tuple[
     data = generate(n, size=size, seed=seed)
     x = np.asarray(normalize(data.images, lm.preprocessing), np.float32)
     logits_fn = jax.jit(lambda v, z: as_net(lm.model)(v, z))
-    logits = np.concatenate([np.asarray(logits_fn(lm.variables, jnp.asarray(x[i:i + batch])))
-                             for i in range(0, n, batch)])
+    logits = np.concatenate(
+        [np.asarray(logits_fn(lm.variables, jnp.asarray(x[i : i + batch]))) for i in range(0, n, batch)]
+    )
     shapes_model = lm.labels is not None and tuple(lm.labels.names) == CLASSES
     targets = data.labels if shapes_model else logits.argmax(1).astype(np.int32)
     bounds = {k: tuple(v) for k, v in input_bounds(lm.preprocessing).items()}
@@ -82,13 +94,25 @@ def score_model(entry: str, n: int, steps: int, batch: int, seed: int) -> tuple[
     for label, options in variants.items():
         fn = compiled("lrp", lm.model, **options)
         t0 = time.perf_counter()
-        maps = np.concatenate([np.asarray(fn(lm.variables, jnp.asarray(x[i:i + batch]), targets[i:i + batch])[0])
-                               for i in range(0, n, batch)])
+        maps = np.concatenate(
+            [
+                np.asarray(fn(lm.variables, jnp.asarray(x[i : i + batch]), targets[i : i + batch])[0])
+                for i in range(0, n, batch)
+            ]
+        )
         seconds = time.perf_counter() - t0
         p = energy_concentration(maps, data.masks, dilation=0.2).P
         deletion = deletion_insertion(probs, x, channel_sum(maps), targets, steps=steps, chunk=batch).auc
-        rows.append({"model": _model_label(entry), "composite": label, "images": n, "P": _stat(p),
-                     "deletion_auc": _stat(deletion), "seconds": round(seconds, 2)})
+        rows.append(
+            {
+                "model": _model_label(entry),
+                "composite": label,
+                "images": n,
+                "P": _stat(p),
+                "deletion_auc": _stat(deletion),
+                "seconds": round(seconds, 2),
+            }
+        )
         example[label] = channel_sum(maps[:1])[0]
         print(json.dumps(rows[-1]), flush=True)
     return rows, {"image": data.images[0], "mask": data.masks[0], "maps": example}
@@ -102,8 +126,9 @@ def _stat(v) -> dict:
 def figure(examples: dict, path: Path) -> None:
     models = list(examples)
     labels = list(next(iter(examples.values()))["maps"])
-    fig, axes = plt.subplots(len(models), len(labels) + 1, figsize=(2.1 * (len(labels) + 1), 2.2 * len(models)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(models), len(labels) + 1, figsize=(2.1 * (len(labels) + 1), 2.2 * len(models)), squeeze=False
+    )
     for r, model in enumerate(models):
         ex = examples[model]
         axes[r, 0].imshow(ex["image"])
@@ -126,15 +151,24 @@ def figure(examples: dict, path: Path) -> None:
 
 
 def markdown(rows: list[dict], command: str) -> str:
-    lines = ["# LRP: a researcher's own rule (gamma_pos) beside zennit's composites", "", f"`{command}`", "",
-             "P: energy concentration in the object's mask dilated 20 % (higher is better); deletion AUC: the "
-             "target's probability as the most relevant pixels are blurred away (lower is better); mean ± s.e. "
-             "over the images. `:random` models have random weights: their scores show the protocol runs, "
-             "nothing about the rules.", "",
-             "| model | composite | images | P | deletion AUC | s (maps, compile included) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# LRP: a researcher's own rule (gamma_pos) beside zennit's composites",
+        "",
+        f"`{command}`",
+        "",
+        "P: energy concentration in the object's mask dilated 20 % (higher is better); deletion AUC: the "
+        "target's probability as the most relevant pixels are blurred away (lower is better); mean ± s.e. "
+        "over the images. `:random` models have random weights: their scores show the protocol runs, "
+        "nothing about the rules.",
+        "",
+        "| model | composite | images | P | deletion AUC | s (maps, compile included) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['composite']} | {r['images']} | {r['P']['mean']:.3f} ± {r['P']['sem']:.3f} "
-                     f"| {r['deletion_auc']['mean']:.3f} ± {r['deletion_auc']['sem']:.3f} | {r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['model']} | {r['composite']} | {r['images']} | {r['P']['mean']:.3f} ± {r['P']['sem']:.3f} "
+            f"| {r['deletion_auc']['mean']:.3f} ± {r['deletion_auc']['sem']:.3f} | {r['seconds']:.1f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -151,8 +185,9 @@ def main() -> None:
     for entry in a.models:
         model_rows, examples[_model_label(entry)] = score_model(entry, a.n, a.steps, a.batch, a.seed)
         rows += model_rows
-    command = (f"python experiments/lrp_own_rule.py --models {' '.join(a.models)} --n {a.n} --steps {a.steps} "
-               f"--seed {a.seed}")
+    command = (
+        f"python experiments/lrp_own_rule.py --models {' '.join(a.models)} --n {a.n} --steps {a.steps} --seed {a.seed}"
+    )
     a.out.mkdir(parents=True, exist_ok=True)
     write_text(a.out / "own_rule.json", json.dumps({"command": command, "rows": rows}, indent=1))
     write_text(a.out / "own_rule.md", markdown(rows, command))

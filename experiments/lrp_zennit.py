@@ -52,29 +52,47 @@ def compare(arch: str, size: int, names, seed: int = 2) -> list[dict]:
     for name in names:
         options = {"composite": name, "low": LOW, "high": HIGH}
         t0 = time.perf_counter()
-        ref = {dt: nchw_to_nhwc(zennit_lrp(peer, options, exact_norm=True)(nhwc_to_nchw(x).to(dt), TARGETS).detach())
-               for dt, peer in peers.items()}
+        ref = {
+            dt: nchw_to_nhwc(zennit_lrp(peer, options, exact_norm=True)(nhwc_to_nchw(x).to(dt), TARGETS).detach())
+            for dt, peer in peers.items()
+        }
         want = ref[torch.float64]
         with jax.enable_x64(True):
             v64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), v)
             ours64 = lrp(model, v64, jnp.asarray(x), jnp.asarray(TARGETS), **options).maps
         ours32 = lrp(model, v, jnp.asarray(x, jnp.float32), jnp.asarray(TARGETS), **options).maps
-        rows.append({"model": arch, "size": size, "composite": name, "float64": relative(ours64, want),
-                     "float32": relative(ours32, want), "zennit_float32": relative(ref[torch.float32], want),
-                     "seconds": time.perf_counter() - t0})
+        rows.append(
+            {
+                "model": arch,
+                "size": size,
+                "composite": name,
+                "float64": relative(ours64, want),
+                "float32": relative(ours32, want),
+                "zennit_float32": relative(ref[torch.float32], want),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
 def markdown(rows: list[dict], command: str) -> str:
-    lines = ["# LRP: jaxviz vs zennit", "", f"`{command}`", "",
-             "Max |jaxviz − zennit float64| / max |zennit float64| over 2 images, random weights, torchvision's "
-             "models; zennit's merged BatchNorm ε set to 0 in float64 (exact merge).", "",
-             "| model | size | composite | float64 | float32 (ours) | float32 (zennit's own) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "# LRP: jaxviz vs zennit",
+        "",
+        f"`{command}`",
+        "",
+        "Max |jaxviz − zennit float64| / max |zennit float64| over 2 images, random weights, torchvision's "
+        "models; zennit's merged BatchNorm ε set to 0 in float64 (exact merge).",
+        "",
+        "| model | size | composite | float64 | float32 (ours) | float32 (zennit's own) |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['size']} | {r['composite']} | {r['float64']:.1e} | {r['float32']:.1e} | "
-                     f"{r['zennit_float32']:.1e} |")
+        lines.append(
+            f"| {r['model']} | {r['size']} | {r['composite']} | {r['float64']:.1e} | {r['float32']:.1e} | "
+            f"{r['zennit_float32']:.1e} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -86,8 +104,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("docs/lrp"))
     a = p.parse_args()
     rows = [r for arch in a.model for r in compare(arch, a.size, a.composite)]
-    command = (f"python experiments/lrp_zennit.py --model {' '.join(a.model)} --size {a.size} "
-               f"--composite {' '.join(a.composite)}")
+    command = (
+        f"python experiments/lrp_zennit.py --model {' '.join(a.model)} --size {a.size} "
+        f"--composite {' '.join(a.composite)}"
+    )
     a.out.mkdir(parents=True, exist_ok=True)
     write_text(a.out / "zennit.json", json.dumps({"command": command, "rows": rows}, indent=1))
     write_text(a.out / "zennit.md", markdown(rows, command))

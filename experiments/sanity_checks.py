@@ -54,13 +54,20 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="experiments/runs/sanity_checks", help="output folder")
     ap.add_argument("--n", type=int, default=24, help="shapes images")
     ap.add_argument("--seed", type=int, default=0, help="seed of the images, fresh weights and noise")
-    ap.add_argument("--methods", nargs="*", default=list(METHODS),
-                    help="method names or variants, e.g. lrp:epsilon_gamma_box (default: all)")
+    ap.add_argument(
+        "--methods",
+        nargs="*",
+        default=list(METHODS),
+        help="method names or variants, e.g. lrp:epsilon_gamma_box (default: all)",
+    )
     ap.add_argument("--smoothgrad-n", type=int, default=16, help="noise samples of the SmoothGrad family")
     ap.add_argument("--ig-steps", type=int, default=32, help="integrated-gradients steps")
     ap.add_argument("--batch-size", type=int, default=24)
-    ap.add_argument("--independent", action="store_true",
-                    help="also randomize one layer at a time (Adebayo's independent randomization)")
+    ap.add_argument(
+        "--independent",
+        action="store_true",
+        help="also randomize one layer at a time (Adebayo's independent randomization)",
+    )
     ap.add_argument("--docs", default=None, help="also copy the figures to this folder")
     args = ap.parse_args(argv)
 
@@ -76,40 +83,80 @@ def main(argv=None) -> None:
         print(f"skipped {name}: {why}")
 
     t0 = time.perf_counter()
-    result = sanity.cascading_randomization(lm.model, lm.params, x, names, targets=batch.labels, seed=args.seed,
-                                            batch_size=args.batch_size, options=options)
+    result = sanity.cascading_randomization(
+        lm.model, lm.params, x, names, targets=batch.labels, seed=args.seed, batch_size=args.batch_size, options=options
+    )
     t_cascade = time.perf_counter() - t0
     t0 = time.perf_counter()
-    noise = sanity.random_input_check(lm.model, lm.params, names, n=args.n, shape=lm.input_shape, seed=args.seed,
-                                      batch_size=args.batch_size, options=options)
+    noise = sanity.random_input_check(
+        lm.model,
+        lm.params,
+        names,
+        n=args.n,
+        shape=lm.input_shape,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        options=options,
+    )
     t_noise = time.perf_counter() - t0
 
-    meta = {"model": lm.name, "images": args.n, "seed": args.seed, "options": options, "skipped": skipped,
-            "seconds": round(t_cascade, 1), "command": "python experiments/sanity_checks.py " + " ".join(argv or [])}
+    meta = {
+        "model": lm.name,
+        "images": args.n,
+        "seed": args.seed,
+        "options": options,
+        "skipped": skipped,
+        "seconds": round(t_cascade, 1),
+        "command": "python experiments/sanity_checks.py " + " ".join(argv or []),
+    }
     write_text(out / "sanity.json", json.dumps({**meta, **json.loads(sanity.to_json(result))}) + "\n")
-    write_text(out / "random_inputs.json",
-               json.dumps({**meta, "seconds": round(t_noise, 1), **json.loads(sanity.to_json(noise))}) + "\n")
+    write_text(
+        out / "random_inputs.json",
+        json.dumps({**meta, "seconds": round(t_noise, 1), **json.loads(sanity.to_json(noise))}) + "\n",
+    )
     figures = [
-        sanity.plot_similarity_curves(result, out / "sanity_curves.png", title=(
-            f"Cascading randomization, embedded ShapesNet, {args.n} shapes images (mean over images)")),
+        sanity.plot_similarity_curves(
+            result,
+            out / "sanity_curves.png",
+            title=(f"Cascading randomization, embedded ShapesNet, {args.n} shapes images (mean over images)"),
+        ),
         sanity.plot_randomization_maps(result, out / "sanity_maps.png", image=0, input_image=batch.images[0]),
-        sanity.plot_similarity_bars(noise, out / "random_inputs.png", title=(
-            f"Random-noise inputs: trained vs fully random model ({args.n} inputs)")),
+        sanity.plot_similarity_bars(
+            noise,
+            out / "random_inputs.png",
+            title=(f"Random-noise inputs: trained vs fully random model ({args.n} inputs)"),
+        ),
     ]
     if args.independent:
-        single = sanity.cascading_randomization(lm.model, lm.params, x, names, targets=batch.labels, seed=args.seed,
-                                                mode="independent", batch_size=args.batch_size, options=options)
+        single = sanity.cascading_randomization(
+            lm.model,
+            lm.params,
+            x,
+            names,
+            targets=batch.labels,
+            seed=args.seed,
+            mode="independent",
+            batch_size=args.batch_size,
+            options=options,
+        )
         write_text(out / "independent.json", json.dumps({**meta, **json.loads(sanity.to_json(single))}) + "\n")
-        figures.append(sanity.plot_similarity_curves(single, out / "independent_curves.png", title=(
-            f"Independent layer randomization, embedded ShapesNet, {args.n} shapes images")))
+        figures.append(
+            sanity.plot_similarity_curves(
+                single,
+                out / "independent_curves.png",
+                title=(f"Independent layer randomization, embedded ShapesNet, {args.n} shapes images"),
+            )
+        )
     if args.docs:
         Path(args.docs).mkdir(parents=True, exist_ok=True)
         for f in figures:
             shutil.copyfile(f, Path(args.docs) / f.name)
 
     table = sanity.summary(result)
-    print(f"cascading randomization: {len(names)} methods x {len(result.steps)} steps x {args.n} images "
-          f"in {t_cascade:.0f} s; random inputs in {t_noise:.0f} s")
+    print(
+        f"cascading randomization: {len(names)} methods x {len(result.steps)} steps x {args.n} images "
+        f"in {t_cascade:.0f} s; random inputs in {t_noise:.0f} s"
+    )
     print("mean Spearman (abs) after randomizing: " + ", ".join(result.steps))
     for name in names:
         cells = " ".join("  nan" if v is None else f"{v:5.2f}" for v in table["spearman_abs"][name])

@@ -72,8 +72,17 @@ def main(argv=None) -> None:
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
     env = dict(os.environ, JAXVIZ_CACHE_DIR=str(cache))
-    common = [str(images), "--method", ",".join(METHODS), "--outputs", "store", "--store-dtype", "float16",
-              "--batch-size", str(args.batch_size)]
+    common = [
+        str(images),
+        "--method",
+        ",".join(METHODS),
+        "--outputs",
+        "store",
+        "--store-dtype",
+        "float16",
+        "--batch-size",
+        str(args.batch_size),
+    ]
     clean, killed = work / "clean", work / "killed"
     for d in (clean, killed):
         shutil.rmtree(d, ignore_errors=True)
@@ -118,26 +127,41 @@ def main(argv=None) -> None:
     temps = [str(p) for p in killed.rglob("*.tmp")]
     summary = json.loads((clean / "summary.json").read_text())
     result = {
-        "images": args.n, "methods": list(METHODS), "batch_size": args.batch_size,
+        "images": args.n,
+        "methods": list(METHODS),
+        "batch_size": args.batch_size,
         "generate_seconds": round(generate_s, 1),
         "clean": {**cold, "images_per_second": summary["images_per_second"], "peak_rss_mib": rss_clean // 1024},
-        "killed_segments": segments, "peak_rss_mib_all_jobs": rss_all // 1024,
-        "startup_cold_cache_s": cold["first_record_s"], "startup_warm_cache_s": warm["first_record_s"],
-        "check": check, "records": len(pairs), "duplicates": len(pairs) - len(set(pairs)),
-        "orphan_chunks": len(on_disk - referenced), "missing_chunks": len(referenced - on_disk), "temp_files": temps,
+        "killed_segments": segments,
+        "peak_rss_mib_all_jobs": rss_all // 1024,
+        "startup_cold_cache_s": cold["first_record_s"],
+        "startup_warm_cache_s": warm["first_record_s"],
+        "check": check,
+        "records": len(pairs),
+        "duplicates": len(pairs) - len(set(pairs)),
+        "orphan_chunks": len(on_disk - referenced),
+        "missing_chunks": len(referenced - on_disk),
+        "temp_files": temps,
     }
-    ok = (result["duplicates"] == 0 and not temps and on_disk == referenced
-          and all(c["clean"] == c["resumed"] == c["identical_maps"] == args.n for c in check.values()))
+    ok = (
+        result["duplicates"] == 0
+        and not temps
+        and on_disk == referenced
+        and all(c["clean"] == c["resumed"] == c["identical_maps"] == args.n for c in check.values())
+    )
     result["equal"] = ok
     (work / "scale.json").write_text(json.dumps(result, indent=2))
-    md = [f"| {args.n} images × {len(METHODS)} methods | value |", "|---|---|",
-          f"| uninterrupted run | {cold['seconds']:.0f} s, {summary['images_per_second']:.0f} images/s, "
-          f"peak RSS {rss_clean // 1024} MiB |",
-          f"| killed -9 at {args.kills} random points, resumed | "
-          f"{'identical records and maps' if ok else 'DIFFERENT'}, {result['duplicates']} duplicates, "
-          f"{len(temps)} temp files |",
-          f"| start-up to first record, cold / warm compile cache | {cold['first_record_s']:.1f} s / "
-          f"{warm['first_record_s']:.1f} s |"]
+    md = [
+        f"| {args.n} images × {len(METHODS)} methods | value |",
+        "|---|---|",
+        f"| uninterrupted run | {cold['seconds']:.0f} s, {summary['images_per_second']:.0f} images/s, "
+        f"peak RSS {rss_clean // 1024} MiB |",
+        f"| killed -9 at {args.kills} random points, resumed | "
+        f"{'identical records and maps' if ok else 'DIFFERENT'}, {result['duplicates']} duplicates, "
+        f"{len(temps)} temp files |",
+        f"| start-up to first record, cold / warm compile cache | {cold['first_record_s']:.1f} s / "
+        f"{warm['first_record_s']:.1f} s |",
+    ]
     (work / "scale.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     sys.exit(0 if ok else 1)

@@ -53,8 +53,18 @@ def _shift(key, x, max_shift):
     return jax.vmap(lambda img, o: jax.lax.dynamic_slice(img, (o[0], o[1], 0), (h, w, c)))(padded, offsets)
 
 
-def train(arch: str, data: Dataset, *, epochs: int = 40, batch: int = 64, lr: float = 1e-3,
-          shift: int = 2, seed: int = 0, max_steps: int | None = None, log=print):
+def train(
+    arch: str,
+    data: Dataset,
+    *,
+    epochs: int = 40,
+    batch: int = 64,
+    lr: float = 1e-3,
+    shift: int = 2,
+    seed: int = 0,
+    max_steps: int | None = None,
+    log=print,
+):
     """Train `arch` on `data` from a fresh init; returns `(model, params, epoch_losses)`.
 
     `epoch_losses` is the mean training loss of each epoch. `max_steps` (tests) stops early.
@@ -82,7 +92,7 @@ def train(arch: str, data: Dataset, *, epochs: int = 40, batch: int = 64, lr: fl
         order = rng.permutation(len(data))
         total = 0.0
         for i in range(per_epoch):
-            idx = order[i * batch:(i + 1) * batch]
+            idx = order[i * batch : (i + 1) * batch]
             key, sub = jax.random.split(key)
             params, opt, loss = step(params, opt, sub, images[idx], labels[idx])
             total += float(loss)
@@ -104,11 +114,16 @@ def load_data(args) -> tuple[Dataset, Dataset, str]:
             raise SystemExit("--data mnist needs --mnist-dir DIR (a folder with MNIST's IDX files)")
         from jaxviz.data.mnist import load_mnist
 
-        return (load_mnist(args.mnist_dir, "train"), load_mnist(args.mnist_dir, "test"),
-                f"MNIST t10k from {args.mnist_dir}")
-    return (load_dataset("digits", split="train", seed=args.split_seed),
-            load_dataset("digits", split="test", seed=args.split_seed),
-            f'load_dataset("digits", split="test", seed={args.split_seed})')
+        return (
+            load_mnist(args.mnist_dir, "train"),
+            load_mnist(args.mnist_dir, "test"),
+            f"MNIST t10k from {args.mnist_dir}",
+        )
+    return (
+        load_dataset("digits", split="train", seed=args.split_seed),
+        load_dataset("digits", split="test", seed=args.split_seed),
+        f'load_dataset("digits", split="test", seed={args.split_seed})',
+    )
 
 
 def main() -> None:
@@ -116,8 +131,12 @@ def main() -> None:
     ap.add_argument("--kernel", type=int, choices=(5, 3), default=5)
     ap.add_argument("--data", choices=("digits", "mnist"), default="digits")
     ap.add_argument("--mnist-dir", default=None, help="folder with MNIST's IDX files (gzipped or not)")
-    ap.add_argument("--out", default=None, help="default: jaxviz/models/embedded/ARCH_digits.safetensors "
-                                                "(ARCH_mnist.safetensors in the current folder for --data mnist)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="default: jaxviz/models/embedded/ARCH_digits.safetensors "
+        "(ARCH_mnist.safetensors in the current folder for --data mnist)",
+    )
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -127,20 +146,38 @@ def main() -> None:
     args = ap.parse_args()
 
     arch = arch_for(args.kernel)
-    out = args.out or (EMBEDDED / f"{arch}_digits.safetensors" if args.data == "digits"
-                       else Path(f"{arch}_mnist.safetensors"))
+    out = args.out or (
+        EMBEDDED / f"{arch}_digits.safetensors" if args.data == "digits" else Path(f"{arch}_mnist.safetensors")
+    )
     train_set, test_set, test_desc = load_data(args)
     t0 = time.time()
-    model, params, _ = train(arch, train_set, epochs=args.epochs, batch=args.batch, lr=args.lr,
-                             shift=args.shift, seed=args.seed)
+    model, params, _ = train(
+        arch, train_set, epochs=args.epochs, batch=args.batch, lr=args.lr, shift=args.shift, seed=args.seed
+    )
     seconds = time.time() - t0
     acc = accuracy(model, params, test_set.images, test_set.labels)
-    meta = {"arch": arch, "preprocessing": "unit", "classes": json.dumps(list(test_set.classes)),
-            "source": "experiments/train_lenet.py", "train_args": json.dumps(vars(args)),
-            "test_accuracy": f"{acc:.4f}", "test_set": test_desc, "data": args.data}
+    meta = {
+        "arch": arch,
+        "preprocessing": "unit",
+        "classes": json.dumps(list(test_set.classes)),
+        "source": "experiments/train_lenet.py",
+        "train_args": json.dumps(vars(args)),
+        "test_accuracy": f"{acc:.4f}",
+        "test_set": test_desc,
+        "data": args.data,
+    }
     save_weights(out, jax.tree_util.tree_map(np.asarray, params), meta)
-    print(json.dumps({"arch": arch, "test_accuracy": acc, "test_images": len(test_set),
-                      "seconds": round(seconds, 1), "out": str(out)}))
+    print(
+        json.dumps(
+            {
+                "arch": arch,
+                "test_accuracy": acc,
+                "test_images": len(test_set),
+                "seconds": round(seconds, 1),
+                "out": str(out),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ def main() -> None:
         order = rng.permutation(args.per_epoch)
         bar = tqdm(range(0, args.per_epoch - args.batch + 1, args.batch), desc=f"epoch {epoch + 1}/{args.epochs}")
         for i in bar:
-            idx = order[i:i + args.batch]
+            idx = order[i : i + args.batch]
             params, opt, loss = step(params, opt, images[idx], data.labels[idx])
             if i % (20 * args.batch) == 0:
                 bar.set_postfix(loss=f"{float(loss):.3f}")
@@ -77,10 +77,17 @@ def main() -> None:
             print(f"stopping after {epochs_done} epochs: --minutes {args.minutes} passed", flush=True)
             break
 
-    meta = {"arch": "minivgg", "preprocessing": CENTERED.name, "num_classes": str(len(shapes.CLASSES)),
-            "classes": json.dumps(list(shapes.CLASSES)), "source": "experiments/train_minivgg.py",
-            "train_args": json.dumps(vars(args)), "epochs_done": str(epochs_done), "test_accuracy": f"{acc:.4f}",
-            "test_set": f"shapes.generate({args.test}, size={args.size}, seed={TEST_SEED})"}
+    meta = {
+        "arch": "minivgg",
+        "preprocessing": CENTERED.name,
+        "num_classes": str(len(shapes.CLASSES)),
+        "classes": json.dumps(list(shapes.CLASSES)),
+        "source": "experiments/train_minivgg.py",
+        "train_args": json.dumps(vars(args)),
+        "epochs_done": str(epochs_done),
+        "test_accuracy": f"{acc:.4f}",
+        "test_set": f"shapes.generate({args.test}, size={args.size}, seed={TEST_SEED})",
+    }
     save_weights(args.out, jax.tree_util.tree_map(np.asarray, params), meta)
     print(json.dumps({"test_accuracy": acc, "seconds": round(time.time() - t0, 1), "out": args.out}))
 

@@ -54,19 +54,37 @@ def main() -> None:
 
     options = {"pool": args.pool} if args.pool != "gap" else {}
     model = build(args.arch, num_classes=len(shapes.CLASSES), **options)
-    meta = {"arch": args.arch, "preprocessing": CENTERED.name, "num_classes": str(len(shapes.CLASSES)),
-            "classes": json.dumps(list(shapes.CLASSES)), "source": "experiments/train_shapesnet.py",
-            "train_args": json.dumps(vars(args)),
-            "test_set": f"shapes.generate({args.test}, size={args.size}, seed={TEST_SEED})", **options}
+    meta = {
+        "arch": args.arch,
+        "preprocessing": CENTERED.name,
+        "num_classes": str(len(shapes.CLASSES)),
+        "classes": json.dumps(list(shapes.CLASSES)),
+        "source": "experiments/train_shapesnet.py",
+        "train_args": json.dumps(vars(args)),
+        "test_set": f"shapes.generate({args.test}, size={args.size}, seed={TEST_SEED})",
+        **options,
+    }
 
     def save(epoch, params, acc):
-        save_weights(checkpoint_path(args.out, epoch), jax.tree_util.tree_map(np.asarray, params),
-                     {**meta, "epoch": str(epoch), "test_accuracy": f"{acc:.4f}"})
+        save_weights(
+            checkpoint_path(args.out, epoch),
+            jax.tree_util.tree_map(np.asarray, params),
+            {**meta, "epoch": str(epoch), "test_accuracy": f"{acc:.4f}"},
+        )
 
     t0 = time.time()
-    params, history = fit_shapes(model, epochs=args.epochs, per_epoch=args.per_epoch, batch=args.batch, lr=args.lr,
-                                 size=args.size, seed=args.seed, test=args.test, checkpoints=checkpoints,
-                                 on_checkpoint=save)
+    params, history = fit_shapes(
+        model,
+        epochs=args.epochs,
+        per_epoch=args.per_epoch,
+        batch=args.batch,
+        lr=args.lr,
+        size=args.size,
+        seed=args.seed,
+        test=args.test,
+        checkpoints=checkpoints,
+        on_checkpoint=save,
+    )
     acc = history[-1]["test_accuracy"]
     save_weights(args.out, jax.tree_util.tree_map(np.asarray, params), {**meta, "test_accuracy": f"{acc:.4f}"})
     print(json.dumps({"test_accuracy": acc, "seconds": round(time.time() - t0, 1), "out": args.out}))

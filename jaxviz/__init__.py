@@ -13,5 +13,21 @@ from .taps import layer_table
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "Attribution", "LayerError", "LoadedModel", "Net", "Top", "Unit", "as_net", "build",
-           "composite", "deconvnet_relu", "guided_relu", "layer_table", "load", "relu_rule", "with_rule"]
+__all__ = [
+    "METHODS",
+    "Attribution",
+    "LayerError",
+    "LoadedModel",
+    "Net",
+    "Top",
+    "Unit",
+    "as_net",
+    "build",
+    "composite",
+    "deconvnet_relu",
+    "guided_relu",
+    "layer_table",
+    "load",
+    "relu_rule",
+    "with_rule",
+]

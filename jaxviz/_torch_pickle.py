@@ -31,15 +31,23 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
 _STORAGE_DTYPES = {
-    "FloatStorage": "float32", "DoubleStorage": "float64", "HalfStorage": "float16",
-    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
-    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8", "BoolStorage": "bool",
+    "FloatStorage": "float32",
+    "DoubleStorage": "float64",
+    "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16",
+    "LongStorage": "int64",
+    "IntStorage": "int32",
+    "ShortStorage": "int16",
+    "CharStorage": "int8",
+    "ByteStorage": "uint8",
+    "BoolStorage": "bool",
 }
 
 
 def _dtype(name: str, little_endian: bool) -> np.dtype:
     if name == "bfloat16":
         import ml_dtypes  # a JAX dependency; NumPy has no bfloat16 of its own
+
         dt = np.dtype(ml_dtypes.bfloat16)
     else:
         dt = np.dtype(name)
@@ -73,7 +81,7 @@ class _StorageView:
     def array(self) -> np.ndarray | None:
         if self.root.array is None:
             return None
-        return self.root.array[self.offset:self.offset + self.size]
+        return self.root.array[self.offset : self.offset + self.size]
 
 
 class _LazyTensor:
@@ -112,12 +120,14 @@ class _RestrictedUnpickler(pickle.Unpickler):
             f"refusing to unpickle {module}.{name} from {self.path}: a weights file should hold only "
             f"tensors and dicts, and unpickling other objects can run arbitrary code. If you trust the "
             f"file, load it with torch and save just its state dict (torch.save(model.state_dict(), ...)) "
-            f"or convert it to safetensors.")
+            f"or convert it to safetensors."
+        )
 
     def persistent_load(self, pid: Any) -> Any:
         if not (isinstance(pid, tuple) and pid and pid[0] in ("storage", b"storage")):
-            raise WeightsError(f"refusing to unpickle persistent id {pid!r} from {self.path}: "
-                               f"only storages are allowed")
+            raise WeightsError(
+                f"refusing to unpickle persistent id {pid!r} from {self.path}: only storages are allowed"
+            )
         if len(pid) == 5:  # zip format: ('storage', type, key, location, numel)
             _, stype, key, _location, numel = pid
             view = None
@@ -166,11 +176,14 @@ def _materialize(obj: Any, path: Path) -> Any:
         elements = math.prod(obj.size)
         if elements > flat.size - obj.offset or any(s == 0 and n > 1 for n, s in zip(obj.size, obj.stride)):
             # zero or overlapping strides: a few bytes on disk would become `elements` in memory
-            raise WeightsError(f"{path}: a tensor of shape {obj.size} (strides {obj.stride}) repeats the "
-                               f"{flat.size - obj.offset} elements of its storage: weights never do; the file is "
-                               "corrupt or crafted")
+            raise WeightsError(
+                f"{path}: a tensor of shape {obj.size} (strides {obj.stride}) repeats the "
+                f"{flat.size - obj.offset} elements of its storage: weights never do; the file is "
+                "corrupt or crafted"
+            )
         view = np.lib.stride_tricks.as_strided(
-            flat[obj.offset:], shape=obj.size, strides=[s * flat.itemsize for s in obj.stride], writeable=False)
+            flat[obj.offset :], shape=obj.size, strides=[s * flat.itemsize for s in obj.stride], writeable=False
+        )
         return np.array(view, dtype=flat.dtype.newbyteorder("="), order="C")  # owned; keeps 0-d as 0-d
     if isinstance(obj, dict):
         out = type(obj)() if isinstance(obj, collections.OrderedDict) else {}
@@ -186,8 +199,9 @@ def _load_zip(path: Path) -> Any:
     with zipfile.ZipFile(path) as zf:
         pickles = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
-            raise WeightsError(f"{path}: a zip file without exactly one <archive>/data.pkl: "
-                               f"not a torch.save checkpoint")
+            raise WeightsError(
+                f"{path}: a zip file without exactly one <archive>/data.pkl: not a torch.save checkpoint"
+            )
         prefix = pickles[0].rsplit("/", 1)[0]
         names = set(zf.namelist())
         order = f"{prefix}/byteorder"
@@ -214,8 +228,9 @@ def _unpickle(f, path: Path, little: bool, storages: dict, record=None) -> Any:
     except WeightsError:
         raise
     except Exception as e:  # corrupt pickles raise anything from EOFError to TypeError
-        raise WeightsError(f"{path}: cannot read the pickle ({type(e).__name__}: {e}): "
-                           f"not a valid PyTorch checkpoint") from e
+        raise WeightsError(
+            f"{path}: cannot read the pickle ({type(e).__name__}: {e}): not a valid PyTorch checkpoint"
+        ) from e
 
 
 def _load_legacy(path: Path) -> Any:
@@ -262,5 +277,6 @@ def load(path: str | Path) -> Any:
             raise WeightsError(f"{path}: a damaged zip file ({e}): the download is incomplete or corrupt") from e
     if head[:1] == b"\x80":
         return _load_legacy(path)
-    raise WeightsError(f"{path}: neither a zip nor a legacy torch.save file (tar checkpoints from "
-                       f"PyTorch < 0.1.10 are not supported)")
+    raise WeightsError(
+        f"{path}: neither a zip nor a legacy torch.save file (tar checkpoints from PyTorch < 0.1.10 are not supported)"
+    )

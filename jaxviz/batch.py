@@ -99,8 +99,12 @@ _WINDOWS_RESERVED = frozenset(
 # --------------------------------------------------------------------------- discovery
 
 
-def discover_images(inputs: Sequence[str | os.PathLike[str]], *, exclude: Sequence[str | os.PathLike[str]] = (),
-                    log: Callable[[str], Any] | None = None) -> list[Path]:
+def discover_images(
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    log: Callable[[str], Any] | None = None,
+) -> list[Path]:
     """Image files named by `inputs`, in order, each once.
 
     Each input is one of:
@@ -293,8 +297,11 @@ def output_stem(path: str | os.PathLike[str], roots: str | os.PathLike[str] | Se
     return _flat_stem(full)
 
 
-def assign_stems(paths: Sequence[str | os.PathLike[str]], roots, taken: Mapping[str, str] | None = None,
-                 ) -> list[str]:
+def assign_stems(
+    paths: Sequence[str | os.PathLike[str]],
+    roots,
+    taken: Mapping[str, str] | None = None,
+) -> list[str]:
     """`output_stem` for each path, made unique: two different files never share a stem.
 
     Args:
@@ -332,7 +339,7 @@ def _safe_component(part: str) -> str:
     if text.upper() in _WINDOWS_RESERVED:
         text += "_"
     if len(text) > _MAX_COMPONENT:
-        text = f"{text[:_MAX_COMPONENT - 9]}-{_short_hash(part)}"
+        text = f"{text[: _MAX_COMPONENT - 9]}-{_short_hash(part)}"
     return text
 
 
@@ -544,8 +551,10 @@ class _Identity:
             if old is not None and all(old.get(k) == v for k, v in self.run.items()):
                 return
             new, old = self.run, old and {k: old.get(k) for k in self.run}
-        raise ValueError(f"{out} holds {method} maps made with other settings ({describe_difference(old, new)}); "
-                         "write to another --out (or delete this one) so that maps of different settings do not mix")
+        raise ValueError(
+            f"{out} holds {method} maps made with other settings ({describe_difference(old, new)}); "
+            "write to another --out (or delete this one) so that maps of different settings do not mix"
+        )
 
 
 # --------------------------------------------------------------------------- the run
@@ -587,8 +596,6 @@ class _Item:
     methods: tuple[str, ...]  # the methods still to do for it
 
 
-
-
 class _SameArguments:
     """Calls `fn` once for consecutive calls with the very same argument objects (one batch), so that
     the methods of a fused group, called one after another on a batch, share one computation."""
@@ -602,9 +609,17 @@ class _SameArguments:
         return self.value
 
 
-def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
-                 options: Mapping[str, Any] | None = None, devices: Sequence | None = None,
-                 dtype: str = "float32", memory_budget: int | None = None) -> dict[str, Callable]:
+def bind_methods(
+    lm,
+    names: Sequence[str],
+    target=None,
+    *,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    devices: Sequence | None = None,
+    dtype: str = "float32",
+    memory_budget: int | None = None,
+) -> dict[str, Callable]:
     """Compiled `fn(x_batch, ids[, target]) -> (maps, classes, logits)` per method name, for `run_attribution`.
 
     `target` is bound for every call; a call may pass its own (e.g. each image's ground-truth class
@@ -651,17 +666,20 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
 
         def place(a):
             return a
+
     extra = {} if dtype == "float32" else {"dtype": dtype}
     budget = memory_budget or default_budget()
     pass_rows = functools.lru_cache(maxsize=16)(
-        lambda shape: memory_rows(budget, activation_bytes(lm.model, lm.variables, shape)))
+        lambda shape: memory_rows(budget, activation_bytes(lm.model, lm.variables, shape))
+    )
     bound = {}
     group = [n for n in dict.fromkeys(names) if n in FUSABLE]
     if len(group) >= 2:  # one forward pass, one backward walk per rule, for all of them
         group += [n for n in dict.fromkeys(names) if n in SHARES_FORWARD]
         accepted = {o for n in group for o in method_options(n)}
-        fused = fused_compiled(group, lm.model, **_with_box(lm, {k: v for k, v in (options or {}).items()
-                                                                 if k in accepted}), **extra)
+        fused = fused_compiled(
+            group, lm.model, **_with_box(lm, {k: v for k, v in (options or {}).items() if k in accepted}), **extra
+        )
 
         def run_fused(x, ids, t):
             with set_mesh():
@@ -670,7 +688,8 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
         shared = _SameArguments(run_fused)
         for name in group:
             bound[name] = lambda x, ids, per_call_target=None, name=name: shared(
-                x, ids, target if per_call_target is None else per_call_target)[name][:3]
+                x, ids, target if per_call_target is None else per_call_target
+            )[name][:3]
     for name in names:
         if name in bound:
             continue
@@ -690,7 +709,7 @@ def bind_methods(lm, names: Sequence[str], target=None, *, seed: int = 0,
             n, rows = x.shape[0], pass_rows(x.shape[1:])
             k = max(1, rows // samples) if samples is not None else n
             if k < n:  # parts of k images, each all its samples in one pass (or, k = 1, `rows` at a time)
-                parts = [run(x[s:s + k], ids[s:s + k], _target_rows(t, s, s + k, n)) for s in range(0, n, k)]
+                parts = [run(x[s : s + k], ids[s : s + k], _target_rows(t, s, s + k, n)) for s in range(0, n, k)]
                 return tuple(jnp.concatenate(p) for p in zip(*parts))
             fits = samples is not None and n * samples <= rows
             chunk = {"chunk": samples if fits else max(1, rows // n)} if auto_chunk else {}
@@ -729,13 +748,25 @@ def _target_rows(t, start: int, stop: int, n: int):
     return t[start:stop] if getattr(t, "ndim", 0) >= 1 and t.shape[0] == n else t
 
 
-def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mapping[str, Callable],
-                    out: str | os.PathLike[str], *, target=None, batch_size: int = 16,
-                    size: int | tuple[int, int] | None = None, progress: bool = True,
-                    log: Callable[[str], Any] = print, retry_failed: bool = False,
-                    workers: int | None = None, outputs: Iterable[str] = ("npy", "png"),
-                    store_format: StoreFormat = StoreFormat(), process: tuple[int, int] = (0, 1),
-                    config: Mapping[str, Any] | None = None, engine: Engine | None = None) -> RunSummary:
+def run_attribution(
+    lm,
+    images: Sequence[str | os.PathLike[str]],
+    methods: Mapping[str, Callable],
+    out: str | os.PathLike[str],
+    *,
+    target=None,
+    batch_size: int = 16,
+    size: int | tuple[int, int] | None = None,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+    retry_failed: bool = False,
+    workers: int | None = None,
+    outputs: Iterable[str] = ("npy", "png"),
+    store_format: StoreFormat = StoreFormat(),
+    process: tuple[int, int] = (0, 1),
+    config: Mapping[str, Any] | None = None,
+    engine: Engine | None = None,
+) -> RunSummary:
     """Run every method on every image in batches, writing maps, views and a resumable ledger.
 
     Args:
@@ -796,8 +827,9 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
         raise ValueError(f"process index {index} is not in 0..{count - 1}")
     with run_lock(out, process):
         suffix = "" if count == 1 else f".p{index}"
-        results_path, errors_path, summary_path = (out / name.replace(".", f"{suffix}.", 1)
-                                                   for name in (RESULTS, ERRORS, SUMMARY))
+        results_path, errors_path, summary_path = (
+            out / name.replace(".", f"{suffix}.", 1) for name in (RESULTS, ERRORS, SUMMARY)
+        )
         target_json = _target_json(target)
         images = _dedupe(Path(p) for p in images)
         resolved = [str(p.resolve()) for p in images]
@@ -813,30 +845,47 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
             _remove_stale_temps(out)
         store = MapStore(out, store_format, prefix="" if count == 1 else f"p{index}-")
         store.prune(ledger.chunks)
-        items, skipped_existing, skipped_failed = _plan(images, resolved, list(methods), ledger, out, retry_failed,
-                                                        (index, count))
+        items, skipped_existing, skipped_failed = _plan(
+            images, resolved, list(methods), ledger, out, retry_failed, (index, count)
+        )
         if size == ORIGINAL:  # batches of one shape each: group the images by their input size
             items.sort(key=_header_hw)
         if skipped_failed:
-            log(f"not retrying {skipped_failed} image(s) that failed before (see {errors_path}; "
-                "rerun with --retry-failed, or retry_failed=True from Python, to try them again)")
+            log(
+                f"not retrying {skipped_failed} image(s) that failed before (see {errors_path}; "
+                "rerun with --retry-failed, or retry_failed=True from Python, to try them again)"
+            )
 
         failed: list[tuple[str, str]] = []
         done = 0
         if items:
             workers = workers or max(1, min(8, os.cpu_count() or 1))
-            context = dict(lm=lm, out=out, target=target_json, methods=methods, batch_size=batch_size,
-                           outputs=outputs, store=store, settings=identity.digests, size=size, workers=workers,
-                           geometry=display_geometry(lm, size))
-            with ThreadPoolExecutor(workers) as pool, \
-                    open(results_path, "a", encoding="utf-8") as results, \
-                    open(errors_path, "a", encoding="utf-8") as errors, \
-                    tqdm(total=len(items), unit="img", desc="attribute", disable=not progress) as bar:
+            context = dict(
+                lm=lm,
+                out=out,
+                target=target_json,
+                methods=methods,
+                batch_size=batch_size,
+                outputs=outputs,
+                store=store,
+                settings=identity.digests,
+                size=size,
+                workers=workers,
+                geometry=display_geometry(lm, size),
+            )
+            with (
+                ThreadPoolExecutor(workers) as pool,
+                open(results_path, "a", encoding="utf-8") as results,
+                open(errors_path, "a", encoding="utf-8") as errors,
+                tqdm(total=len(items), unit="img", desc="attribute", disable=not progress) as bar,
+            ):
 
                 def fail(item: _Item, reason: str, method: str | None = None) -> None:
                     failed.append((str(item.path), reason))
-                    _append_jsonl(errors, [{"image": str(item.path), "resolved": item.resolved,
-                                            "method": method, "error": reason}])
+                    _append_jsonl(
+                        errors,
+                        [{"image": str(item.path), "resolved": item.resolved, "method": method, "error": reason}],
+                    )
                     named = reason if reason.startswith(str(item.path)) else f"{item.path}: {reason}"
                     log(f"skipped {named}" + (f" (method {method})" if method else ""))
                     bar.set_postfix(_postfix(done, failed, t0), refresh=False)
@@ -853,12 +902,25 @@ def run_attribution(lm, images: Sequence[str | os.PathLike[str]], methods: Mappi
                     bar.set_postfix(_postfix(done, failed, t0), refresh=False)
 
         seconds = time.perf_counter() - t0
-        summary = RunSummary(done=done, skipped_existing=skipped_existing, failed=failed,
-                             seconds=round(seconds, 3), images_per_second=round(done / seconds, 3) if seconds else 0.0,
-                             skipped_failed=skipped_failed)
-        report = dict(dataclasses.asdict(summary), failure_reasons=summary.failure_reasons(), model=lm.name,
-                      methods=list(methods), target=target_json, batch_size=batch_size, images=len(images),
-                      process={"index": index, "count": count}, outputs=sorted(outputs))
+        summary = RunSummary(
+            done=done,
+            skipped_existing=skipped_existing,
+            failed=failed,
+            seconds=round(seconds, 3),
+            images_per_second=round(done / seconds, 3) if seconds else 0.0,
+            skipped_failed=skipped_failed,
+        )
+        report = dict(
+            dataclasses.asdict(summary),
+            failure_reasons=summary.failure_reasons(),
+            model=lm.name,
+            methods=list(methods),
+            target=target_json,
+            batch_size=batch_size,
+            images=len(images),
+            process={"index": index, "count": count},
+            outputs=sorted(outputs),
+        )
         write_text(summary_path, json.dumps(report, indent=2))
         return summary
 
@@ -867,13 +929,22 @@ def _refuse_links(out: Path, methods: Iterable[str]) -> None:
     """Refuse a symbolic link where the run writes, truncates or deletes: its ledgers, config, the
     store and its method folders, and the method folders of per-image files (a link there would
     take the damage outside `out`)."""
-    candidates = [*out.glob("results*.jsonl"), *out.glob("errors*.jsonl"), *out.glob("summary*.json"),
-                  out / CONFIG, out / SETTINGS, out / STORE, *(out / STORE).glob("*"),
-                  *(out / m for m in methods)]
+    candidates = [
+        *out.glob("results*.jsonl"),
+        *out.glob("errors*.jsonl"),
+        *out.glob("summary*.json"),
+        out / CONFIG,
+        out / SETTINGS,
+        out / STORE,
+        *(out / STORE).glob("*"),
+        *(out / m for m in methods),
+    ]
     for path in candidates:
         if path.is_symlink():
-            raise ValueError(f"{path} is a symbolic link: a run never writes, truncates or deletes through a link "
-                             f"inside its folder; remove the link (or write to another --out)")
+            raise ValueError(
+                f"{path} is a symbolic link: a run never writes, truncates or deletes through a link "
+                f"inside its folder; remove the link (or write to another --out)"
+            )
 
 
 _TEMP = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")  # `atomic_path`'s temporary names
@@ -910,8 +981,15 @@ def _target_json(target) -> Any:
         return repr(target)
 
 
-def _plan(images: list[Path], resolved: list[str], methods: list[str], ledger: _Ledger, out: Path,
-          retry_failed: bool, process: tuple[int, int] = (0, 1)) -> tuple[list[_Item], int, int]:
+def _plan(
+    images: list[Path],
+    resolved: list[str],
+    methods: list[str],
+    ledger: _Ledger,
+    out: Path,
+    retry_failed: bool,
+    process: tuple[int, int] = (0, 1),
+) -> tuple[list[_Item], int, int]:
     """This process's images with pending methods (and their stems), and the skip counts.
 
     New stems are assigned over all images without one, the same way in every process, so two
@@ -998,9 +1076,15 @@ DECODE_BUDGET = 1 << 30
 _DECODING = _ByteBudget(DECODE_BUDGET)
 
 
-def _load_all(pool: ThreadPoolExecutor, items: list[_Item], lm, size, window: int,
-              on_error: Callable[[_Item, str], None],
-              display: bool = True) -> Iterator[tuple[_Item, np.ndarray | None, np.ndarray]]:
+def _load_all(
+    pool: ThreadPoolExecutor,
+    items: list[_Item],
+    lm,
+    size,
+    window: int,
+    on_error: Callable[[_Item, str], None],
+    display: bool = True,
+) -> Iterator[tuple[_Item, np.ndarray | None, np.ndarray]]:
     """(item, display, x) for each image that loads, in order; at most `window` loads in flight.
 
     Decoding and preprocessing run in the pool's threads (Pillow and NumPy release the GIL), ahead
@@ -1073,8 +1157,10 @@ def _launch(batch: list, methods: Mapping[str, Callable], batch_size: int):
     return {name: fn(x, ids) for name, fn in methods.items() if name in needed}
 
 
-Engine = Callable[[ThreadPoolExecutor, list[_Item], dict, Callable[[_Item, str], None]],
-                  Iterator[tuple[list[tuple[_Item, np.ndarray | None, tuple[int, int]]], dict]]]
+Engine = Callable[
+    [ThreadPoolExecutor, list[_Item], dict, Callable[[_Item, str], None]],
+    Iterator[tuple[list[tuple[_Item, np.ndarray | None, tuple[int, int]]], dict]],
+]
 """Where a run computes: `engine(pool, items, context, on_load_error)` yields `(entries, computed)` per batch,
 `entries` the batch's `(item, display image or None, input (h, w))` and `computed` method → `(maps, classes,
 logits)` rows in the order of `entries` (arrays, NumPy or JAX). An image that does not load is reported to
@@ -1082,13 +1168,21 @@ logits)` rows in the order of `entries` (arrays, NumPy or JAX). An image that do
 `outputs` and `workers`. The runner writes what is yielded (`_finish`)."""
 
 
-def local_engine(pool: ThreadPoolExecutor, items: list[_Item], context: dict,
-                 on_load_error: Callable[[_Item, str], None]) -> Iterator[tuple[list, dict]]:
+def local_engine(
+    pool: ThreadPoolExecutor, items: list[_Item], context: dict, on_load_error: Callable[[_Item, str], None]
+) -> Iterator[tuple[list, dict]]:
     """This process: images decoded in `pool`'s threads ahead of the device, one batch in flight while the
     previous one is written (each batch is launched before the previous one is yielded)."""
     batch_size = context["batch_size"]
-    loaded = _load_all(pool, items, context["lm"], context["size"], window=2 * batch_size + context["workers"],
-                       on_error=on_load_error, display="png" in context["outputs"])
+    loaded = _load_all(
+        pool,
+        items,
+        context["lm"],
+        context["size"],
+        window=2 * batch_size + context["workers"],
+        on_error=on_load_error,
+        display="png" in context["outputs"],
+    )
     pending = None
     for batch in _batches(loaded, batch_size):
         launched = _entries(batch), _launch(batch, context["methods"], batch_size)
@@ -1123,13 +1217,22 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
                 continue
             files = {k: f"{method}/{item.stem}.{k}" for k in ("npy", "png") if k in kinds}
             if files:
-                jobs.append(pool.submit(_write_files, out, files, maps[i].astype(np.float32), display,
-                                        method.partition(":")[0] in plot.SIGNED_VIEWS))
+                jobs.append(
+                    pool.submit(
+                        _write_files,
+                        out,
+                        files,
+                        maps[i].astype(np.float32),
+                        display,
+                        method.partition(":")[0] in plot.SIGNED_VIEWS,
+                    )
+                )
             record = _record(item, method, int(classes[i]), logits[i], files, seconds, context)
             rows[method].append((i, {**record, **context["geometry"], "input_hw": list(input_hw)}))
     if "store" in kinds:
-        chunks = {m: pool.submit(context["store"].append, m, outputs[m][0][[i for i, _ in rs]])
-                  for m, rs in rows.items()}
+        chunks = {
+            m: pool.submit(context["store"].append, m, outputs[m][0][[i for i, _ in rs]]) for m, rs in rows.items()
+        }
         for m, rs in rows.items():
             for (_, record), where in zip(rs, chunks[m].result()):
                 record["store"] = where
@@ -1146,12 +1249,17 @@ def _write_files(out: Path, files: dict, m: np.ndarray, display: np.ndarray | No
         save_image(out / files["png"], plot.view(m[None], display[None], signed=signed)[0])
 
 
-def _record(item: _Item, method: str, cls: int, logits: np.ndarray, files: dict, seconds: float,
-            context: dict) -> dict:
+def _record(item: _Item, method: str, cls: int, logits: np.ndarray, files: dict, seconds: float, context: dict) -> dict:
     lm = context["lm"]
     z = np.asarray(logits, np.float64)
-    record = {"image": str(item.path), "resolved": item.resolved, "stem": item.stem, "model": lm.name,
-              "method": method, "target": context["target"]}
+    record = {
+        "image": str(item.path),
+        "resolved": item.resolved,
+        "stem": item.stem,
+        "model": lm.name,
+        "method": method,
+        "target": context["target"],
+    }
     if z.ndim == 1 and z.shape[0] == len(lm.labels):  # class target: logits
         record.update(class_fields(z, cls, lm.labels.name))
     else:  # unit target: the channel's activation at its position, or its maximum
@@ -1168,8 +1276,14 @@ def class_fields(logits: np.ndarray, cls: int, name: Callable[[int], str]) -> di
     z = np.asarray(logits, np.float64)
     p = np.exp(z - z.max())
     top = int(z.argmax())
-    return {"class": int(cls), "class_name": name(int(cls)), "logit": float(z[cls]),
-            "probability": float(p[cls] / p.sum()), "predicted": top, "predicted_name": name(top)}
+    return {
+        "class": int(cls),
+        "class_name": name(int(cls)),
+        "logit": float(z[cls]),
+        "probability": float(p[cls] / p.sum()),
+        "predicted": top,
+        "predicted_name": name(top),
+    }
 
 
 def _postfix(done: int, failed: list, t0: float) -> dict:

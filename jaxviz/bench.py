@@ -78,8 +78,12 @@ class Case:
     dtype: str = "float32"
 
 
-def plan(models: Iterable[tuple[str, int | None]] = DEFAULT_MODELS, methods: Sequence[str] = DEFAULT_METHODS,
-         batches: Sequence[int] = DEFAULT_BATCHES, dtypes: Sequence[str] = ("float32",)) -> list[Case]:
+def plan(
+    models: Iterable[tuple[str, int | None]] = DEFAULT_MODELS,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    batches: Sequence[int] = DEFAULT_BATCHES,
+    dtypes: Sequence[str] = ("float32",),
+) -> list[Case]:
     """Every (model, method, batch, dtype) combination; a size of None means the model's usual input."""
     cases = []
     for name, size in models:
@@ -140,8 +144,7 @@ def random_params(model, input_shape: tuple[int, int, int], seed: int = 0, bias_
     return {k: jax.tree_util.tree_map_with_path(draw, v) for k, v in shapes.items()}
 
 
-def method_options(method: str, size: int, batch: int, *, smoothgrad_n: int, ig_steps: int,
-                   pass_images: int) -> dict:
+def method_options(method: str, size: int, batch: int, *, smoothgrad_n: int, ig_steps: int, pass_images: int) -> dict:
     """Our options for a case. `pass_images` caps images per forward/backward pass (memory):
     sample-based methods and occlusion run `max(1, pass_images // batch)` samples or windows at once."""
     chunk = max(1, pass_images // batch)
@@ -167,8 +170,18 @@ def jaxviz_method(method: str, model, options: dict, dtype: str = "float32") -> 
 
 # --- Captum equivalents ------------------------------------------------------------------------
 
-CAPTUM_METHODS = ("saliency", "gradient_x_input", "guided_backprop", "deconvnet", "grad_cam", "smoothgrad",
-                  "integrated_gradients", "occlusion", "guided_grad_cam", BUNDLE)
+CAPTUM_METHODS = (
+    "saliency",
+    "gradient_x_input",
+    "guided_backprop",
+    "deconvnet",
+    "grad_cam",
+    "smoothgrad",
+    "integrated_gradients",
+    "occlusion",
+    "guided_grad_cam",
+    BUNDLE,
+)
 
 
 def captum_method(method: str, peer, layer, options: dict) -> Callable | None:
@@ -205,37 +218,60 @@ def captum_method(method: str, peer, layer, options: dict) -> Callable | None:
         ggc = ca.GuidedGradCam(peer, layer)
         return lambda x, t: ggc.attribute(x, target=t, interpolate_mode="bilinear")
     if method == BUNDLE:
-        parts = [captum_method(m, peer, layer, options)
-                 for m in ("saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam")]
+        parts = [
+            captum_method(m, peer, layer, options)
+            for m in ("saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam")
+        ]
         return lambda x, t: [f(x, t) for f in parts]
     if method == "smoothgrad":
         nt = ca.NoiseTunnel(ca.Saliency(peer))
 
         def smoothgrad(x, t):  # Captum takes one σ per input tensor: the batch's mean value range
             span = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).mean().item()
-            return nt.attribute(x, nt_type="smoothgrad", nt_samples=options["n"],
-                                nt_samples_batch_size=options["chunk"], stdevs=options["level"] * span,
-                                target=t, abs=False)
+            return nt.attribute(
+                x,
+                nt_type="smoothgrad",
+                nt_samples=options["n"],
+                nt_samples_batch_size=options["chunk"],
+                stdevs=options["level"] * span,
+                target=t,
+                abs=False,
+            )
 
         return smoothgrad
     if method == "integrated_gradients":
         ig = ca.IntegratedGradients(peer)
-        return lambda x, t: ig.attribute(x, baselines=0.0, target=t, n_steps=options["steps"],
-                                         method="riemann_trapezoid",
-                                         internal_batch_size=options["chunk"] * x.shape[0])
+        return lambda x, t: ig.attribute(
+            x,
+            baselines=0.0,
+            target=t,
+            n_steps=options["steps"],
+            method="riemann_trapezoid",
+            internal_batch_size=options["chunk"] * x.shape[0],
+        )
     if method == "lrp":
         return zennit_lrp(peer, options)
     if method == "occlusion":
         occ = ca.Occlusion(lambda z: torch.softmax(peer(z), dim=-1))
         p, s = options["patch"], options["stride"]
-        return lambda x, t: occ.attribute(x, sliding_window_shapes=(x.shape[1], p, p), strides=(x.shape[1], s, s),
-                                          baselines=0.0, target=t, perturbations_per_eval=options["chunk"])
+        return lambda x, t: occ.attribute(
+            x,
+            sliding_window_shapes=(x.shape[1], p, p),
+            strides=(x.shape[1], s, s),
+            baselines=0.0,
+            target=t,
+            perturbations_per_eval=options["chunk"],
+        )
     return None
 
 
-ZENNIT_COMPOSITES = {"epsilon_plus": "EpsilonPlus", "epsilon_plus_flat": "EpsilonPlusFlat",
-                     "epsilon_gamma_box": "EpsilonGammaBox", "epsilon_alpha2_beta1": "EpsilonAlpha2Beta1",
-                     "epsilon_alpha2_beta1_flat": "EpsilonAlpha2Beta1Flat"}
+ZENNIT_COMPOSITES = {
+    "epsilon_plus": "EpsilonPlus",
+    "epsilon_plus_flat": "EpsilonPlusFlat",
+    "epsilon_gamma_box": "EpsilonGammaBox",
+    "epsilon_alpha2_beta1": "EpsilonAlpha2Beta1",
+    "epsilon_alpha2_beta1_flat": "EpsilonAlpha2Beta1Flat",
+}
 
 
 def zennit_lrp(peer, options: dict, exact_norm: bool = False) -> Callable:
@@ -259,6 +295,7 @@ def zennit_lrp(peer, options: dict, exact_norm: bool = False) -> Callable:
         if name == "epsilon_gamma_box":
             box = {"low": torch.full_like(x, options["low"]), "high": torch.full_like(x, options["high"])}
         composite = getattr(zc, ZENNIT_COMPOSITES[name])(canonizers=[canonizer()], **box)
+
         def onehot(out):
             return torch.nn.functional.one_hot(torch.as_tensor(t), out.shape[1]).to(out.dtype)
 
@@ -312,7 +349,7 @@ def matmul_rate(dtype: str = "float32", n: int | None = None, repeats: int = 5) 
         t0 = time.perf_counter()
         mm(a, b).block_until_ready()
         best = min(best, time.perf_counter() - t0)
-    return 2 * n ** 3 / best
+    return 2 * n**3 / best
 
 
 def device_limits(dtypes: Sequence[str] = ("float32",)) -> dict:
@@ -331,7 +368,7 @@ def device_limits(dtypes: Sequence[str] = ("float32",)) -> dict:
             a @ a
             t0 = time.perf_counter()
             a @ a
-            rate = max(rate, 2 * 2048 ** 3 / (time.perf_counter() - t0))
+            rate = max(rate, 2 * 2048**3 / (time.perf_counter() - t0))
         out[d] = rate
     kind = jax.devices()[0].device_kind
     sheet = next((v for k, v in KNOWN_PEAKS.items() if k in kind), None)
@@ -344,6 +381,7 @@ def device_limits(dtypes: Sequence[str] = ("float32",)) -> dict:
 
 
 # --- memory ------------------------------------------------------------------------------------
+
 
 def _rss() -> int:
     """Resident set size of this process in bytes (Linux /proc; 0 elsewhere)."""
@@ -387,9 +425,15 @@ def _jax_peak_bytes() -> int | None:
 
 # --- timing ------------------------------------------------------------------------------------
 
-def _time(call: Callable[[], object], repeats: int, budget_s: float | None = None,
-          during: contextlib.AbstractContextManager | None = None,
-          min_total_s: float = 0.25, max_calls: int = 50) -> tuple[float, list[float]]:
+
+def _time(
+    call: Callable[[], object],
+    repeats: int,
+    budget_s: float | None = None,
+    during: contextlib.AbstractContextManager | None = None,
+    min_total_s: float = 0.25,
+    max_calls: int = 50,
+) -> tuple[float, list[float]]:
     """First call's seconds and the seconds of the timed calls after it; `call` returns once its
     work is done (synchronised).
 
@@ -438,11 +482,19 @@ def _torch_info() -> dict | None:
     except ImportError:
         return None
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    info = {"torch": torch.__version__, "captum": captum.__version__, "torch_threads": torch.get_num_threads(),
-            "torch_interop_threads": torch.get_num_interop_threads(), "torch_device": device}
+    info = {
+        "torch": torch.__version__,
+        "captum": captum.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "torch_device": device,
+    }
     if device == "cuda":
-        info.update(torch_gpu=torch.cuda.get_device_name(0), torch_cudnn_tf32=torch.backends.cudnn.allow_tf32,
-                    torch_matmul_tf32=torch.backends.cuda.matmul.allow_tf32)
+        info.update(
+            torch_gpu=torch.cuda.get_device_name(0),
+            torch_cudnn_tf32=torch.backends.cudnn.allow_tf32,
+            torch_matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
+        )
     try:
         import pytorch_grad_cam  # noqa: F401
 
@@ -463,11 +515,24 @@ def _torch_info() -> dict | None:
     return info
 
 
-def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, repeats: int = 5,
-        captum: bool | None = None, out: str | Path | None = "bench", pass_images: int = 64, seed: int = 0,
-        torch_threads: int | None = None, log: Callable[[str], None] | None = None,
-        time_budget_s: float | None = None, case_budget_s: float | None = None,
-        deviation: bool | Sequence[str] | None = True, limits: bool = True, paired: int = 0) -> dict:
+def run(
+    cases: Sequence[Case],
+    *,
+    smoothgrad_n: int = 50,
+    ig_steps: int = 50,
+    repeats: int = 5,
+    captum: bool | None = None,
+    out: str | Path | None = "bench",
+    pass_images: int = 64,
+    seed: int = 0,
+    torch_threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+    time_budget_s: float | None = None,
+    case_budget_s: float | None = None,
+    deviation: bool | Sequence[str] | None = True,
+    limits: bool = True,
+    paired: int = 0,
+) -> dict:
     """Time every case; write `bench.json` and `bench.md` under `out` (None: write nothing).
 
     Args:
@@ -526,19 +591,40 @@ def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, re
         before = torch.get_num_threads()
         torch.set_num_threads(torch_threads)
         try:
-            return run(cases, smoothgrad_n=smoothgrad_n, ig_steps=ig_steps, repeats=repeats, captum=True, out=out,
-                       pass_images=pass_images, seed=seed, torch_threads=None, log=log,
-                       time_budget_s=time_budget_s, case_budget_s=case_budget_s, deviation=deviation,
-                       limits=limits, paired=paired)
+            return run(
+                cases,
+                smoothgrad_n=smoothgrad_n,
+                ig_steps=ig_steps,
+                repeats=repeats,
+                captum=True,
+                out=out,
+                pass_images=pass_images,
+                seed=seed,
+                torch_threads=None,
+                log=log,
+                time_budget_s=time_budget_s,
+                case_budget_s=case_budget_s,
+                deviation=deviation,
+                limits=limits,
+                paired=paired,
+            )
         finally:
             torch.set_num_threads(before)
 
     start = time.perf_counter()
     machine = _machine(tinfo if captum else None)
-    config = {"smoothgrad_n": smoothgrad_n, "ig_steps": ig_steps, "repeats": repeats, "paired": paired,
-              "pass_images": pass_images,
-              "seed": seed, "captum": bool(captum), "time_budget_s": time_budget_s, "case_budget_s": case_budget_s,
-              "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    config = {
+        "smoothgrad_n": smoothgrad_n,
+        "ig_steps": ig_steps,
+        "repeats": repeats,
+        "paired": paired,
+        "pass_images": pass_images,
+        "seed": seed,
+        "captum": bool(captum),
+        "time_budget_s": time_budget_s,
+        "case_budget_s": case_budget_s,
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
     result = {"machine": machine, "config": config, "limits": None, "rows": [], "deviation": [], "skipped": []}
     if limits:
         result["limits"] = device_limits(sorted({c.dtype for c in cases}))
@@ -553,10 +639,21 @@ def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, re
         if remaining() <= 0:
             result["skipped"].append({**asdict(case), "reason": "time budget spent"})
             continue
-        opts = method_options(case.method, case.size, case.batch, smoothgrad_n=smoothgrad_n, ig_steps=ig_steps,
-                              pass_images=pass_images)
-        row = _run_case(case, state, result, captum=captum, tinfo=tinfo, repeats=repeats, remaining=remaining,
-                        case_budget_s=case_budget_s, opts=opts, paired=paired)
+        opts = method_options(
+            case.method, case.size, case.batch, smoothgrad_n=smoothgrad_n, ig_steps=ig_steps, pass_images=pass_images
+        )
+        row = _run_case(
+            case,
+            state,
+            result,
+            captum=captum,
+            tinfo=tinfo,
+            repeats=repeats,
+            remaining=remaining,
+            case_budget_s=case_budget_s,
+            opts=opts,
+            paired=paired,
+        )
         result["rows"].append(row)
         _write(result, out)
         if log:
@@ -564,13 +661,20 @@ def run(cases: Sequence[Case], *, smoothgrad_n: int = 50, ig_steps: int = 50, re
         what = (case.model, case.size, case.method)
         if case.method in wanted and what not in deviated and remaining() > 0:  # once per model and method
             deviated.add(what)
-            d = _deviation(*what, method_options(case.method, case.size, 2, smoothgrad_n=smoothgrad_n,
-                                                 ig_steps=ig_steps, pass_images=pass_images), seed)
+            d = _deviation(
+                *what,
+                method_options(
+                    case.method, case.size, 2, smoothgrad_n=smoothgrad_n, ig_steps=ig_steps, pass_images=pass_images
+                ),
+                seed,
+            )
             result["deviation"].append(d)
             _write(result, out)
             if log:
-                log(f"bf16 deviation {case.model} {case.method}: rank corr {_fmt(d.get('rank_corr_min'))}, "
-                    f"rel max err {_fmt(d.get('rel_max'))}" + (f" error: {d['error']}" if d.get("error") else ""))
+                log(
+                    f"bf16 deviation {case.model} {case.method}: rank corr {_fmt(d.get('rank_corr_min'))}, "
+                    f"rel max err {_fmt(d.get('rel_max'))}" + (f" error: {d['error']}" if d.get("error") else "")
+                )
 
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     machine["total_s"] = time.perf_counter() - start
@@ -598,8 +702,19 @@ def _skip_reason(state: _State, case: Case, side: str, repeats: int, left: float
     return f"skipped: predicted {pred:.0f} s > {left:.0f} s left of the time budget" if pred > left else None
 
 
-def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, repeats: int, remaining,
-              case_budget_s, opts: dict, paired: int = 0) -> dict:
+def _run_case(
+    case: Case,
+    state: _State,
+    result: dict,
+    *,
+    captum: bool,
+    tinfo,
+    repeats: int,
+    remaining,
+    case_budget_s,
+    opts: dict,
+    paired: int = 0,
+) -> dict:
     from .attribution.engine import program_cost
 
     shape = (case.size, case.size, DEFAULT_INPUT[case.model][2])
@@ -609,10 +724,26 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
     model, params = state.models[case.model]  # params: the full variables
     targets = (np.arange(case.batch) % model.num_classes).astype(np.int32)
     device = result["machine"]["device"]
-    row = {**asdict(case), "options": opts, "jaxviz_ips": None, "jaxviz_s": None, "compile_s": None,
-           "captum_ips": None, "captum_s": None, "speedup": None, "flops": None, "tflops": None,
-           "limit_fraction": None, "xla_bytes": None, "jaxviz_mem_bytes": None, "captum_mem_bytes": None,
-           "gradcam_lib_ips": None, "paired_speedup": None, "paired_rounds": 0, "device": device}
+    row = {
+        **asdict(case),
+        "options": opts,
+        "jaxviz_ips": None,
+        "jaxviz_s": None,
+        "compile_s": None,
+        "captum_ips": None,
+        "captum_s": None,
+        "speedup": None,
+        "flops": None,
+        "tflops": None,
+        "limit_fraction": None,
+        "xla_bytes": None,
+        "jaxviz_mem_bytes": None,
+        "captum_mem_bytes": None,
+        "gradcam_lib_ips": None,
+        "paired_speedup": None,
+        "paired_rounds": 0,
+        "device": device,
+    }
     skip = {side: _skip_reason(state, case, side, repeats, remaining()) for side in ("jaxviz", "captum")}
     if captum and case.dtype != "float32":
         skip["captum"] = "compared in float32 only"
@@ -633,8 +764,13 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
             ours = lambda: jax.block_until_ready(fn(params, x, targets, key=state.key))  # noqa: E731
             first, times = _time(ours, repeats, case_budget_s, mem)
             med = statistics.median(times)
-            row.update(jaxviz_s=med, jaxviz_best_s=min(times), jaxviz_ips=case.batch / med,
-                       compile_s=max(first - med, 0.0), timed_calls=len(times))
+            row.update(
+                jaxviz_s=med,
+                jaxviz_best_s=min(times),
+                jaxviz_ips=case.batch / med,
+                compile_s=max(first - med, 0.0),
+                timed_calls=len(times),
+            )
             state.estimates[(case.model, case.size, case.method, case.dtype, "jaxviz")] = (case.batch, med)
             cost = program_cost(fn, params, x, targets, key=state.key)
             row["flops"] = _unrolled_flops(case, model, params, x, targets, opts, state.key, cost["flops"])
@@ -654,11 +790,37 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
         if skip["captum"]:
             row["captum_error"] = skip["captum"]
         else:
-            theirs = _run_torch(case, model, params, opts, x_np, targets, repeats, state, row,
-                                tinfo["torch_device"], case_budget_s, "captum", captum_method)
+            theirs = _run_torch(
+                case,
+                model,
+                params,
+                opts,
+                x_np,
+                targets,
+                repeats,
+                state,
+                row,
+                tinfo["torch_device"],
+                case_budget_s,
+                "captum",
+                captum_method,
+            )
             if case.method == "grad_cam" and tinfo.get("grad_cam_lib"):
-                _run_torch(case, model, params, opts, x_np, targets, repeats, state, row, tinfo["torch_device"],
-                           case_budget_s, "gradcam_lib", gradcam_lib_method)
+                _run_torch(
+                    case,
+                    model,
+                    params,
+                    opts,
+                    x_np,
+                    targets,
+                    repeats,
+                    state,
+                    row,
+                    tinfo["torch_device"],
+                    case_budget_s,
+                    "gradcam_lib",
+                    gradcam_lib_method,
+                )
     if row["jaxviz_ips"] and row["captum_ips"]:
         row["speedup"] = row["jaxviz_ips"] / row["captum_ips"]
     if paired and ours and theirs:
@@ -666,8 +828,9 @@ def _run_case(case: Case, state: _State, result: dict, *, captum: bool, tinfo, r
     return row
 
 
-def _paired(ours: Callable[[], object], theirs: Callable[[], object], rounds: int,
-            budget_s: float | None = None) -> tuple[float, int]:
+def _paired(
+    ours: Callable[[], object], theirs: Callable[[], object], rounds: int, budget_s: float | None = None
+) -> tuple[float, int]:
     """Median over `rounds` of (their seconds / our seconds), one call each back to back, who goes
     first alternating; stops early (after one round) once the rounds took `budget_s`."""
     ratios, spent, order = [], 0.0, [("ours", ours), ("theirs", theirs)]
@@ -789,8 +952,11 @@ def _deviation(model_name: str, size: int, method: str, opts: dict, seed: int) -
             low = fused_compiled(BUNDLE_002, model, dtype="bfloat16", **opts)(params, x, None, key)
             per = {n: compare_maps(np.asarray(ref[n][0]), np.asarray(low[n][0])) for n in BUNDLE_002}
             worst = min(per, key=lambda n: per[n]["rank_corr_min"])
-            out.update(per[worst], worst=worst,
-                       index_agree=float(np.mean(np.asarray(ref[worst][1]) == np.asarray(low[worst][1]))))
+            out.update(
+                per[worst],
+                worst=worst,
+                index_agree=float(np.mean(np.asarray(ref[worst][1]) == np.asarray(low[worst][1]))),
+            )
         else:
             out.update(deviation(method, model, params, x, None, key=key, **opts))
     except Exception as e:  # noqa: BLE001
@@ -818,15 +984,26 @@ def _write(result: dict, out) -> None:
     if out is None:
         return
     out = Path(out)
-    write_text(out / "bench.json", json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=2,
-                                              default=str))
+    write_text(
+        out / "bench.json", json.dumps({k: v for k, v in result.items() if k != "markdown"}, indent=2, default=str)
+    )
     write_text(out / "bench.md", markdown(result))
 
 
-def run_configured(*, quick: bool = False, gpu: bool = False, models: Sequence[str] | None = None,
-                   methods: Sequence[str] | None = None, batches: Sequence[int] | None = None,
-                   dtypes: Sequence[str] | None = None, bundle: bool = False, smoothgrad_n: int | None = None,
-                   ig_steps: int | None = None, repeats: int | None = None, **kwargs) -> dict:
+def run_configured(
+    *,
+    quick: bool = False,
+    gpu: bool = False,
+    models: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    batches: Sequence[int] | None = None,
+    dtypes: Sequence[str] | None = None,
+    bundle: bool = False,
+    smoothgrad_n: int | None = None,
+    ig_steps: int | None = None,
+    repeats: int | None = None,
+    **kwargs,
+) -> dict:
     """`run` from command-line style settings (what `jaxviz bench` calls).
 
     `quick` runs `quick_plan()` with SmoothGrad n=8, IG steps=8, 3 repeats unless given. `gpu` runs
@@ -853,8 +1030,13 @@ def run_configured(*, quick: bool = False, gpu: bool = False, models: Sequence[s
         if bundle and BUNDLE not in names:
             names.append(BUNDLE)
         cases = plan(pairs, names, batches or DEFAULT_BATCHES, dtypes or ("float32",))
-    return run(cases, smoothgrad_n=smoothgrad_n or small, ig_steps=ig_steps or small,
-               repeats=repeats or (3 if quick or gpu else 5), **kwargs)
+    return run(
+        cases,
+        smoothgrad_n=smoothgrad_n or small,
+        ig_steps=ig_steps or small,
+        repeats=repeats or (3 if quick or gpu else 5),
+        **kwargs,
+    )
 
 
 def _model_size(text: str) -> tuple[str, int | None]:
@@ -868,14 +1050,15 @@ def _model_size(text: str) -> tuple[str, int | None]:
 
 # --- reporting ---------------------------------------------------------------------------------
 
+
 def _fmt(v, digits=3) -> str:
     if v is None:
         return "–"
-    return f"{v:.{digits}g}" if abs(v) < 10 ** digits else f"{v:.0f}"
+    return f"{v:.{digits}g}" if abs(v) < 10**digits else f"{v:.0f}"
 
 
 def _mib(v) -> str:
-    return "–" if v is None else f"{v / 2 ** 20:.0f}"
+    return "–" if v is None else f"{v / 2**20:.0f}"
 
 
 def _label(r: dict) -> str:
@@ -885,8 +1068,10 @@ def _label(r: dict) -> str:
 def _row_line(r: dict) -> str:
     err = f"  error: {r['error']}" if r.get("error") else ""
     cerr = f"  captum: {r['captum_error']}" if r.get("captum_error") else ""
-    return (f"{r['model']} {r['size']} {_label(r)} batch {r['batch']}: jaxviz {_fmt(r['jaxviz_ips'])} img/s, "
-            f"captum {_fmt(r['captum_ips'])} img/s, compile {_fmt(r['compile_s'])} s{err}{cerr}")
+    return (
+        f"{r['model']} {r['size']} {_label(r)} batch {r['batch']}: jaxviz {_fmt(r['jaxviz_ips'])} img/s, "
+        f"captum {_fmt(r['captum_ips'])} img/s, compile {_fmt(r['compile_s'])} s{err}{cerr}"
+    )
 
 
 def markdown(result: dict) -> str:
@@ -894,80 +1079,130 @@ def markdown(result: dict) -> str:
     bf16 deviation."""
     m, c = result["machine"], result["config"]
     cpu = m["jax_backend"] == "cpu"
-    lines = ["# jaxviz benchmark", "",
-             (f"- machine: {m['cpu_count']} CPUs ({m['processor']}), {m['platform']}; load average at start "
-              f"{_load(m.get('loadavg_start'))}, at end {_load(m.get('loadavg_end'))}"),
-             f"- jax {m['jax']} on {m['jax_backend']} ({m['device']}, {m['device_count']} device(s))"
-             + (f"; XLA_FLAGS={m['xla_flags']}" if m["xla_flags"] else "")]
+    lines = [
+        "# jaxviz benchmark",
+        "",
+        (
+            f"- machine: {m['cpu_count']} CPUs ({m['processor']}), {m['platform']}; load average at start "
+            f"{_load(m.get('loadavg_start'))}, at end {_load(m.get('loadavg_end'))}"
+        ),
+        f"- jax {m['jax']} on {m['jax_backend']} ({m['device']}, {m['device_count']} device(s))"
+        + (f"; XLA_FLAGS={m['xla_flags']}" if m["xla_flags"] else ""),
+    ]
     if c["captum"]:
-        lines.append(f"- captum {m['captum']} on torch {m['torch']} ({m['torch_device']}, "
-                     f"torch.get_num_threads()={m['torch_threads']}), same process, same inputs and weights"
-                     + (f"; {m['torch_gpu']}, cudnn TF32 {m['torch_cudnn_tf32']}, matmul TF32 "
-                        f"{m['torch_matmul_tf32']}" if m.get("torch_gpu") else ""))
-        lines.append("- pytorch-grad-cam: " + ("timed on grad_cam cases (column grad-cam img/s)"
-                                               if m.get("grad_cam_lib") else "not installed, skipped"))
+        lines.append(
+            f"- captum {m['captum']} on torch {m['torch']} ({m['torch_device']}, "
+            f"torch.get_num_threads()={m['torch_threads']}), same process, same inputs and weights"
+            + (
+                f"; {m['torch_gpu']}, cudnn TF32 {m['torch_cudnn_tf32']}, matmul TF32 {m['torch_matmul_tf32']}"
+                if m.get("torch_gpu")
+                else ""
+            )
+        )
+        lines.append(
+            "- pytorch-grad-cam: "
+            + ("timed on grad_cam cases (column grad-cam img/s)" if m.get("grad_cam_lib") else "not installed, skipped")
+        )
         if any(r["method"] == "lrp" for r in result["rows"]):
-            lines.append(f"- lrp rows: the captum column is zennit {m.get('zennit') or '(not installed)'} — its "
-                         "composite of the same name, ResNet/VGG canonizer, registered per call")
+            lines.append(
+                f"- lrp rows: the captum column is zennit {m.get('zennit') or '(not installed)'} — its "
+                "composite of the same name, ResNet/VGG canonizer, registered per call"
+            )
     lim = result.get("limits")
     if lim:
         rates = ", ".join(f"{k} {v / 1e12:.3g} TFLOP/s" for k, v in lim.items() if isinstance(v, float))
-        lines.append(f"- device limit: {rates} — {lim['source']}"
-                     + (f"; data sheet {', '.join(f'{k} {v / 1e12:.0f}' for k, v in lim['datasheet'].items())} "
-                        "TFLOP/s" if lim.get("datasheet") else ""))
-    lines += [f"- weights: {m['weights']}",
-              (f"- SmoothGrad n={c['smoothgrad_n']}, IG steps={c['ig_steps']} (riemann_trapezoid), occlusion "
-               f"patch size/8, stride patch/2 (15x15 windows at 64 and 224); at most {c['pass_images']} images "
-               "per pass"),
-              (f"- {BUNDLE}: seed 002's saliency, deconvnet, guided backprop, Grad-CAM, guided Grad-CAM — jaxviz "
-               "fused (one forward, three backward passes) vs Captum's five separate calls"),
-              f"- images/s = batch / median of {c['repeats']} timed calls after one warm-up (more, up to 50, "
-              "while they total under 0.25 s)"
-              + (f" (a side stops after {c['case_budget_s']} s of timed calls)" if c.get("case_budget_s") else "")
-              + "; compile s = first call − median call; speed-up = jaxviz / captum"
-              + (f"; paired = median captum/jaxviz time ratio of {c['paired']} rounds of one call each, back "
-                 "to back, who goes first alternating" if c.get("paired") else "")
-              + (f"; run time {m['total_s']:.0f} s" if m.get("total_s") else ""), "",
-              "| model | size | method | batch | jaxviz img/s | captum img/s | speed-up | compile s | device |"
-              + (" paired speed-up |" if c.get("paired") else ""),
-              "|---|---|---|---|---|---|---|---|---|" + ("---|" if c.get("paired") else "")]
-    rows = sorted(result["rows"], key=lambda r: (r["model"], r["size"], r.get("dtype", "float32") != "float32",
-                                                 r["method"], r["batch"]))
+        lines.append(
+            f"- device limit: {rates} — {lim['source']}"
+            + (
+                f"; data sheet {', '.join(f'{k} {v / 1e12:.0f}' for k, v in lim['datasheet'].items())} TFLOP/s"
+                if lim.get("datasheet")
+                else ""
+            )
+        )
+    lines += [
+        f"- weights: {m['weights']}",
+        (
+            f"- SmoothGrad n={c['smoothgrad_n']}, IG steps={c['ig_steps']} (riemann_trapezoid), occlusion "
+            f"patch size/8, stride patch/2 (15x15 windows at 64 and 224); at most {c['pass_images']} images "
+            "per pass"
+        ),
+        (
+            f"- {BUNDLE}: seed 002's saliency, deconvnet, guided backprop, Grad-CAM, guided Grad-CAM — jaxviz "
+            "fused (one forward, three backward passes) vs Captum's five separate calls"
+        ),
+        f"- images/s = batch / median of {c['repeats']} timed calls after one warm-up (more, up to 50, "
+        "while they total under 0.25 s)"
+        + (f" (a side stops after {c['case_budget_s']} s of timed calls)" if c.get("case_budget_s") else "")
+        + "; compile s = first call − median call; speed-up = jaxviz / captum"
+        + (
+            f"; paired = median captum/jaxviz time ratio of {c['paired']} rounds of one call each, back "
+            "to back, who goes first alternating"
+            if c.get("paired")
+            else ""
+        )
+        + (f"; run time {m['total_s']:.0f} s" if m.get("total_s") else ""),
+        "",
+        "| model | size | method | batch | jaxviz img/s | captum img/s | speed-up | compile s | device |"
+        + (" paired speed-up |" if c.get("paired") else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if c.get("paired") else ""),
+    ]
+    rows = sorted(
+        result["rows"],
+        key=lambda r: (r["model"], r["size"], r.get("dtype", "float32") != "float32", r["method"], r["batch"]),
+    )
     for r in rows:
         speed = f"{r['speedup']:.2f}x" if r["speedup"] else "–"
-        lines.append(f"| {r['model']} | {r['size']}x{r['size']} | {_label(r)} | {r['batch']} | "
-                     f"{_fmt(r['jaxviz_ips'])} | {_fmt(r['captum_ips'])} | {speed} | {_fmt(r['compile_s'])} | "
-                     f"{r['device']} |"
-                     + (f" {r['paired_speedup']:.2f}x |" if r.get("paired_speedup") else " – |" if c.get("paired")
-                        else ""))
+        lines.append(
+            f"| {r['model']} | {r['size']}x{r['size']} | {_label(r)} | {r['batch']} | "
+            f"{_fmt(r['jaxviz_ips'])} | {_fmt(r['captum_ips'])} | {speed} | {_fmt(r['compile_s'])} | "
+            f"{r['device']} |"
+            + (f" {r['paired_speedup']:.2f}x |" if r.get("paired_speedup") else " – |" if c.get("paired") else "")
+        )
     if any(r.get("flops") for r in rows):
         mem = "RSS rise MiB" if cpu else "peak MiB"
-        lines += ["", "Efficiency and memory (GFLOP from XLA's cost analysis of the compiled program; % of the "
-                      "device limit above; XLA MiB = the program's buffer plan: arguments, temporaries, outputs; "
-                      + ("RSS rise = peak resident memory during the timed calls − before" if cpu else
-                         "jaxviz peak = XLA's plan (JAX cannot reset its allocator's peak), captum peak = "
-                         "torch.cuda.max_memory_allocated per case")
-                      + "):", "",
-                  (f"| model | method | batch | GFLOP/img | jaxviz TFLOP/s | % of limit | XLA MiB | jaxviz {mem} | "
-                   f"captum {mem} | grad-cam img/s |"),
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Efficiency and memory (GFLOP from XLA's cost analysis of the compiled program; % of the "
+            "device limit above; XLA MiB = the program's buffer plan: arguments, temporaries, outputs; "
+            + (
+                "RSS rise = peak resident memory during the timed calls − before"
+                if cpu
+                else "jaxviz peak = XLA's plan (JAX cannot reset its allocator's peak), captum peak = "
+                "torch.cuda.max_memory_allocated per case"
+            )
+            + "):",
+            "",
+            (
+                f"| model | method | batch | GFLOP/img | jaxviz TFLOP/s | % of limit | XLA MiB | jaxviz {mem} | "
+                f"captum {mem} | grad-cam img/s |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
             frac = f"{100 * r['limit_fraction']:.0f}%" if r.get("limit_fraction") else "–"
             gf = r["flops"] / r["batch"] / 1e9 if r.get("flops") else None
-            lines.append(f"| {r['model']} | {_label(r)} | {r['batch']} | {_fmt(gf)} | {_fmt(r.get('tflops'))} | "
-                         f"{frac} | {_mib(r.get('xla_bytes'))} | {_mib(r.get('jaxviz_mem_bytes'))} | "
-                         f"{_mib(r.get('captum_mem_bytes'))} | {_fmt(r.get('gradcam_lib_ips'))} |")
+            lines.append(
+                f"| {r['model']} | {_label(r)} | {r['batch']} | {_fmt(gf)} | {_fmt(r.get('tflops'))} | "
+                f"{frac} | {_mib(r.get('xla_bytes'))} | {_mib(r.get('jaxviz_mem_bytes'))} | "
+                f"{_mib(r.get('captum_mem_bytes'))} | {_fmt(r.get('gradcam_lib_ips'))} |"
+            )
     if result.get("deviation"):
-        lines += ["", "bfloat16 vs float32 (precision highest) maps, 2 images (bundle: its worst method):", "",
-                  "| model | method | rank corr (min) | max abs err / max abs | rel L2 | same class | inputs |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "bfloat16 vs float32 (precision highest) maps, 2 images (bundle: its worst method):",
+            "",
+            "| model | method | rank corr (min) | max abs err / max abs | rel L2 | same class | inputs |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for d in result["deviation"]:
             if d.get("error"):
                 lines.append(f"| {d['model']} | {d['method']} | error: {d['error']} | | | | |")
                 continue
             name = d["method"] + (f" (worst: {d['worst']})" if d.get("worst") else "")
-            lines.append(f"| {d['model']} | {name} | {d['rank_corr_min']:.4f} | {d['rel_max']:.3g} | "
-                         f"{d['rel_l2']:.3g} | {100 * d['index_agree']:.0f}% | {d['inputs']} |")
+            lines.append(
+                f"| {d['model']} | {name} | {d['rank_corr_min']:.4f} | {d['rel_max']:.3g} | "
+                f"{d['rel_l2']:.3g} | {100 * d['index_agree']:.0f}% | {d['inputs']} |"
+            )
     errors = [r for r in rows if r.get("error") or r.get("captum_error") or r.get("gradcam_lib_error")]
     if errors:
         lines += ["", "Failures and skips:"]
@@ -978,8 +1213,10 @@ def markdown(result: dict) -> str:
                     lines.append(f"- {r['model']} {_label(r)} batch {r['batch']} ({who}): {r[side]}")
     if result.get("skipped"):
         lines += ["", "Not run (time budget):"]
-        lines += [f"- {s['model']} {_label(s)}" + (f" batch {s['batch']}" if "batch" in s else "")
-                  + f": {s['reason']}" for s in result["skipped"]]
+        lines += [
+            f"- {s['model']} {_label(s)}" + (f" batch {s['batch']}" if "batch" in s else "") + f": {s['reason']}"
+            for s in result["skipped"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -987,7 +1224,28 @@ def _load(v) -> str:
     return "n/a" if not v else "/".join(f"{x:.1f}" for x in v)
 
 
-__all__ = ["BUNDLE", "CAPTUM_METHODS", "DEFAULT_BATCHES", "DEFAULT_METHODS", "DEFAULT_MODELS",
-           "DEVIATION_METHODS", "GPU_BATCHES", "KNOWN_PEAKS", "Case", "RssPeak", "captum_method", "device_limits",
-           "gpu_plan", "gradcam_lib_method", "jaxviz_method", "markdown", "matmul_rate", "method_options", "plan",
-           "quick_plan", "random_params", "run", "run_configured"]
+__all__ = [
+    "BUNDLE",
+    "CAPTUM_METHODS",
+    "DEFAULT_BATCHES",
+    "DEFAULT_METHODS",
+    "DEFAULT_MODELS",
+    "DEVIATION_METHODS",
+    "GPU_BATCHES",
+    "KNOWN_PEAKS",
+    "Case",
+    "RssPeak",
+    "captum_method",
+    "device_limits",
+    "gpu_plan",
+    "gradcam_lib_method",
+    "jaxviz_method",
+    "markdown",
+    "matmul_rate",
+    "method_options",
+    "plan",
+    "quick_plan",
+    "random_params",
+    "run",
+    "run_configured",
+]

@@ -107,8 +107,10 @@ class Net:
         close = difflib.get_close_matches(name, every, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         shown = ", ".join(known[:60]) + (f", ... ({len(known)} in all)" if len(known) > 60 else "")
-        raise LayerError(f"unknown layer {name!r} for {self.name or self.kind}.{hint} Layers: {shown} "
-                         f"(`jaxviz models` or `jaxviz.taps.layer_table` lists them with shapes)")
+        raise LayerError(
+            f"unknown layer {name!r} for {self.name or self.kind}.{hint} Layers: {shown} "
+            f"(`jaxviz models` or `jaxviz.taps.layer_table` lists them with shapes)"
+        )
 
     def __call__(self, variables, x: jax.Array, **kwargs) -> jax.Array:
         """The logits under this Net's rules: `net(variables, x)`."""
@@ -141,10 +143,15 @@ def as_net(model, apply_kwargs: dict | None = None) -> Net:
         kw.update(apply_kwargs or {})
         return Net(graphdef, NNX, tuple(sorted(kw.items())), name=type(model).__name__)
     if callable(model):
-        return Net(model, FUNCTION, tuple(sorted((apply_kwargs or {}).items())),
-                   name=getattr(model, "__name__", type(model).__name__))
-    raise TypeError(f"model must be a flax.linen Module, a flax.nnx Module, a function or a jaxviz Net; "
-                    f"got {type(model).__name__}")
+        return Net(
+            model,
+            FUNCTION,
+            tuple(sorted((apply_kwargs or {}).items())),
+            name=getattr(model, "__name__", type(model).__name__),
+        )
+    raise TypeError(
+        f"model must be a flax.linen Module, a flax.nnx Module, a function or a jaxviz Net; got {type(model).__name__}"
+    )
 
 
 def prepare(model, variables):
@@ -158,16 +165,25 @@ def as_variables(net: Net, variables):
     nnx = _nnx()
     if nnx is not None and isinstance(variables, nnx.Module):
         return nnx.state(variables)
-    if net.kind == LINEN and variables is not None and not isinstance(variables, dict) and \
-            not hasattr(variables, "keys"):
-        raise TypeError(f"variables for {net.name} must be a dict like {{'params': ...}}, got "
-                        f"{type(variables).__name__}")
+    if (
+        net.kind == LINEN
+        and variables is not None
+        and not isinstance(variables, dict)
+        and not hasattr(variables, "keys")
+    ):
+        raise TypeError(
+            f"variables for {net.name} must be a dict like {{'params': ...}}, got {type(variables).__name__}"
+        )
     if net.kind == NNX and (variables is None or isinstance(variables, Net)):
-        raise TypeError(f"{net.name} is an NNX model held as a Net: pass its state as variables "
-                        f"(the NNX module itself, or nnx.state(module))")
+        raise TypeError(
+            f"{net.name} is an NNX model held as a Net: pass its state as variables "
+            f"(the NNX module itself, or nnx.state(module))"
+        )
     if net.kind in (LINEN, NNX) and variables is None:
-        raise TypeError(f"{net.name} needs its variables (for a linen module the dict from init or "
-                        f"`jaxviz.load`; for NNX the module or nnx.state(module))")
+        raise TypeError(
+            f"{net.name} needs its variables (for a linen module the dict from init or "
+            f"`jaxviz.load`; for NNX the module or nnx.state(module))"
+        )
     if net.kind == LINEN and "params" not in variables:
         # plain params are accepted for convenience (the embedded models have no other collection)
         return {"params": variables}
@@ -206,8 +222,9 @@ def check_finite(x, name: str) -> None:
         return
     bad = int(np.size(x) - jnp.isfinite(jnp.asarray(x)).sum())
     if bad:
-        raise ValueError(f"{name}: the input holds {bad} NaN or infinite value(s); check how it was loaded and "
-                         "preprocessed")
+        raise ValueError(
+            f"{name}: the input holds {bad} NaN or infinite value(s); check how it was loaded and preprocessed"
+        )
 
 
 def finite_input(method):

@@ -32,8 +32,14 @@ from .models.loading import load
 DEMO_SEED = 424_242  # far from the training and test seeds of experiments/train_shapesnet.py
 
 
-def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[str] | None = None,
-             progress: bool = True, model: str | None = None) -> dict:
+def run_demo(
+    out: str | Path,
+    n: int = 8,
+    seed: int = DEMO_SEED,
+    methods: list[str] | None = None,
+    progress: bool = True,
+    model: str | None = None,
+) -> dict:
     """Run `methods` (default: all that apply) on `n` images of the model's own data (shapes for
     the embedded default, digits for LeNet-5); returns the summary it writes."""
     methods = list(METHODS) if methods is None else methods
@@ -71,21 +77,39 @@ def run_demo(out: str | Path, n: int = 8, seed: int = DEMO_SEED, methods: list[s
             save_npy(out / method / f"{name}.npy", m)
             save_image(out / method / f"{name}.png", v)
             image = str((out / "images" / f"{name}.png").resolve())
-            records.append({"image": image, "resolved": image, "stem": name, "model": lm.name, "method": method,
-                            "target": "label", **class_fields(z, int(t), lm.labels.name),
-                            "files": {"npy": f"{method}/{name}.npy", "png": f"{method}/{name}.png"},
-                            "input_hw": list(m.shape[:2])})
+            records.append(
+                {
+                    "image": image,
+                    "resolved": image,
+                    "stem": name,
+                    "model": lm.name,
+                    "method": method,
+                    "target": "label",
+                    **class_fields(z, int(t), lm.labels.name),
+                    "files": {"npy": f"{method}/{name}.npy", "png": f"{method}/{name}.png"},
+                    "input_hw": list(m.shape[:2]),
+                }
+            )
         if predictions is None:
             predictions = np.asarray(logits).argmax(-1)
 
-    plot.comparison_grid(out / "comparison.png", images, panels,
-                         row_titles=[f"{classes[int(c)]} → {classes[int(p)]}"
-                                     for c, p in zip(data.labels, predictions)])
+    plot.comparison_grid(
+        out / "comparison.png",
+        images,
+        panels,
+        row_titles=[f"{classes[int(c)]} → {classes[int(p)]}" for c, p in zip(data.labels, predictions)],
+    )
     summary = {
-        "model": lm.name, "images": n, "seed": seed, "methods": list(panels), "not_applicable": skipped,
+        "model": lm.name,
+        "images": n,
+        "seed": seed,
+        "methods": list(panels),
+        "not_applicable": skipped,
         "accuracy": float(np.mean(predictions == np.asarray(data.labels))),
-        "predictions": [{"image": nm, "label": classes[int(c)], "predicted": classes[int(p)]}
-                        for nm, c, p in zip(names, data.labels, predictions)],
+        "predictions": [
+            {"image": nm, "label": classes[int(c)], "predicted": classes[int(p)]}
+            for nm, c, p in zip(names, data.labels, predictions)
+        ],
         "seconds_per_method_incl_compile": timings,
         "comparison": str(out / "comparison.png"),
     }

@@ -26,8 +26,17 @@ from .memory import activation_bytes, default_budget, parse_bytes
 from .memory import rows as memory_rows
 from .store import StoreFormat
 
-__all__ = ["CONFIG", "AttributeJob", "bind_job", "default_cache_dir", "enable_compilation_cache", "load_job",
-           "memory_budget", "resolve_devices", "run_job"]
+__all__ = [
+    "CONFIG",
+    "AttributeJob",
+    "bind_job",
+    "default_cache_dir",
+    "enable_compilation_cache",
+    "load_job",
+    "memory_budget",
+    "resolve_devices",
+    "run_job",
+]
 
 
 @dataclasses.dataclass
@@ -67,8 +76,10 @@ def load_job(run_dir: str | os.PathLike[str]) -> AttributeJob:
     """The job saved in `run_dir/config.json` by an earlier `run_job`."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: --resume needs a run directory written by `jaxviz attribute` "
-                                "(give the inputs and options instead)")
+        raise FileNotFoundError(
+            f"{path} not found: --resume needs a run directory written by `jaxviz attribute` "
+            "(give the inputs and options instead)"
+        )
     try:
         data = json.loads(path.read_text())
     except ValueError as e:
@@ -84,8 +95,10 @@ def _applicable(methods: list[str], lm, log) -> list[str]:
     head = declared_head(as_net(lm.model))
     skipped = [m for m in methods if m in HEAD_METHODS and head not in (None, HEAD_METHODS[m])]
     if skipped:
-        log(f"--method all: {', '.join(skipped)} skipped: {lm.name} has a {head!r} head, not one global pool "
-            f"and one dense layer")
+        log(
+            f"--method all: {', '.join(skipped)} skipped: {lm.name} has a {head!r} head, not one global pool "
+            f"and one dense layer"
+        )
     return [m for m in methods if m not in skipped]
 
 
@@ -107,7 +120,10 @@ def resolve_devices(devices: str | int | None) -> list | None:
 
 def default_cache_dir() -> Path:
     """`$JAXVIZ_CACHE_DIR/xla`, else `$XDG_CACHE_HOME/jaxviz/xla`, else `~/.cache/jaxviz/xla`."""
-    root = os.environ.get("JAXVIZ_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxviz"
+    root = (
+        os.environ.get("JAXVIZ_CACHE_DIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "jaxviz"
+    )
     return Path(root) / "xla"
 
 
@@ -135,13 +151,28 @@ def bind_job(job: AttributeJob, lm, methods: list[str], devices: list | None = N
     from .attribution import parse_target
 
     target = parse_target(job.target, lm.labels)
-    return target, bind_methods(lm, methods, target, seed=job.seed, options=job.options, devices=devices,
-                                dtype=job.dtype, memory_budget=memory_budget(job))
+    return target, bind_methods(
+        lm,
+        methods,
+        target,
+        seed=job.seed,
+        options=job.options,
+        devices=devices,
+        dtype=job.dtype,
+        memory_budget=memory_budget(job),
+    )
 
 
-def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = True,
-            log: Callable[[str], Any] = print, retry_failed: bool = False,
-            cluster: dict[str, Any] | None = None, engine: Engine | None = None) -> RunSummary:
+def run_job(
+    job: AttributeJob,
+    out: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+    retry_failed: bool = False,
+    cluster: dict[str, Any] | None = None,
+    engine: Engine | None = None,
+) -> RunSummary:
     """Save `job` in `out/config.json` and run it (resuming whatever `out` already holds).
 
     `cluster` (`coordinator_address`, `num_processes`, `process_id`, any of them) goes to
@@ -169,8 +200,10 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
     if job.batch_size < 1:
         raise ValueError(f"--batch-size {job.batch_size}: give at least 1")
     if engine is not None and (job.distributed or job.devices is not None):
-        raise ValueError("--distributed and --devices say where this process computes; with another engine "
-                         "(--engine ray) each worker uses its own devices (--gpus-per-worker): drop them")
+        raise ValueError(
+            "--distributed and --devices say where this process computes; with another engine "
+            "(--engine ray) each worker uses its own devices (--gpus-per-worker): drop them"
+        )
     process = (0, 1)
     if job.distributed:
         jax.distributed.initialize(**{k: v for k, v in (cluster or {}).items() if v is not None})
@@ -190,10 +223,26 @@ def run_job(job: AttributeJob, out: str | os.PathLike[str], *, progress: bool = 
     if devices:  # keep a multiple of the device count
         fits = max(len(devices), fits - fits % len(devices))
     if batch_size > fits:  # the batch alone would not fit: every pass holds at least the batch
-        log(f"batch size {batch_size} lowered to {fits}: {fits} images of {lm.name} fill the memory budget of "
-            f"{budget / 2**30:.1f} GiB (--memory-budget)")
+        log(
+            f"batch size {batch_size} lowered to {fits}: {fits} images of {lm.name} fill the memory budget of "
+            f"{budget / 2**30:.1f} GiB (--memory-budget)"
+        )
         batch_size = fits
     target, bound = bind_job(job, lm, methods, devices)
-    return run_attribution(lm, images, bound, out, target=target, batch_size=batch_size, size=job.size,
-                           progress=progress, log=log, retry_failed=retry_failed, outputs=job.outputs,
-                           store_format=fmt, process=process, config=dataclasses.asdict(job), engine=engine)
+    return run_attribution(
+        lm,
+        images,
+        bound,
+        out,
+        target=target,
+        batch_size=batch_size,
+        size=job.size,
+        progress=progress,
+        log=log,
+        retry_failed=retry_failed,
+        outputs=job.outputs,
+        store_format=fmt,
+        process=process,
+        config=dataclasses.asdict(job),
+        engine=engine,
+    )

@@ -74,8 +74,9 @@ def relevance_view(maps: np.ndarray, q: float = 99.0) -> np.ndarray:
     return colormaps["bwr"](0.5 + 0.5 * signed_normalize(summed, q))[..., :3].astype(np.float32)
 
 
-def view(maps: np.ndarray, images: np.ndarray, alpha: float = 0.4, cmap: str = "jet",
-         signed: bool = False) -> np.ndarray:
+def view(
+    maps: np.ndarray, images: np.ndarray, alpha: float = 0.4, cmap: str = "jet", signed: bool = False
+) -> np.ndarray:
     """What a person looks at, per image: CAM-like `(N, H, W)` maps as a heatmap over `images`
     `(N, H, W, 3)` in [0, 1] (seed 000 blends at 0.4); gradient maps `(N, H, W, C)` as grayscale;
     with `signed` (LRP), `relevance_view`."""
@@ -110,8 +111,14 @@ def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4, cmap: str =
     return np.clip((1 - alpha) * image + alpha * colored, 0, 1).astype(np.float32)
 
 
-def comparison_grid(path: str | Path, images: np.ndarray, panels: Mapping[str, np.ndarray],
-                    row_titles: Sequence[str] | None = None, cell: float = 1.6, dpi: int = 100) -> Path:
+def comparison_grid(
+    path: str | Path,
+    images: np.ndarray,
+    panels: Mapping[str, np.ndarray],
+    row_titles: Sequence[str] | None = None,
+    cell: float = 1.6,
+    dpi: int = 100,
+) -> Path:
     """Rows = images, columns = input + one panel per method (seed 002, fig. 7.8).
 
     `panels` maps a column title to `(N, H, W)` (drawn grayscale) or `(N, H, W, 3)` arrays in [0, 1].

@@ -28,8 +28,17 @@ import numpy as np
 
 from .atomic import write_text
 
-__all__ = ["DEFINITION_VERSION", "SETTINGS", "describe_difference", "digest", "method_identity", "read_settings",
-           "run_identity", "weights_digest", "write_settings"]
+__all__ = [
+    "DEFINITION_VERSION",
+    "SETTINGS",
+    "describe_difference",
+    "digest",
+    "method_identity",
+    "read_settings",
+    "run_identity",
+    "weights_digest",
+    "write_settings",
+]
 
 SETTINGS = "settings.json"
 
@@ -52,8 +61,9 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def method_identity(method: str, options: Mapping[str, Any] | None = None, *, seed: int = 0,
-                    dtype: str = "float32") -> dict:
+def method_identity(
+    method: str, options: Mapping[str, Any] | None = None, *, seed: int = 0, dtype: str = "float32"
+) -> dict:
     """A method's part of the identity: its options with their defaults filled in, seed, dtype, version."""
     from .attribution import METHODS
     from .attribution.engine import key_use, variant
@@ -61,12 +71,20 @@ def method_identity(method: str, options: Mapping[str, Any] | None = None, *, se
     method, fixed = variant(method)  # a variant's own options (lrp:epsilon_gamma_box) over the shared ones
     options = {**(options or {}), **fixed}
     params = inspect.signature(METHODS[method]).parameters
-    full = {name: p.default for name, p in params.items()
-            if name not in ("model", "variables", "x", "target", "key") and name not in _NOT_IDENTITY
-            and p.default is not inspect.Parameter.empty}
+    full = {
+        name: p.default
+        for name, p in params.items()
+        if name not in ("model", "variables", "x", "target", "key")
+        and name not in _NOT_IDENTITY
+        and p.default is not inspect.Parameter.empty
+    }
     full.update({k: v for k, v in (options or {}).items() if k in params and k not in _NOT_IDENTITY})
-    identity = {"method": method, "definition": DEFINITION_VERSION.get(method, 1), "options": _jsonable(full),
-                "dtype": dtype}
+    identity = {
+        "method": method,
+        "definition": DEFINITION_VERSION.get(method, 1),
+        "options": _jsonable(full),
+        "dtype": dtype,
+    }
     if key_use(method)[0]:
         identity["seed"] = seed
     return identity
@@ -87,9 +105,13 @@ def weights_digest(lm) -> str:
 
 def run_identity(lm, *, size, target_json) -> dict:
     """The run's part of the identity: model, weights, preprocessing, input size and target."""
-    return {"model": lm.name, "weights": weights_digest(lm),
-            "preprocessing": _jsonable(dataclasses.asdict(lm.preprocessing)), "size": _jsonable(size),
-            "target": target_json}
+    return {
+        "model": lm.name,
+        "weights": weights_digest(lm),
+        "preprocessing": _jsonable(dataclasses.asdict(lm.preprocessing)),
+        "size": _jsonable(size),
+        "target": target_json,
+    }
 
 
 def digest(settings: Mapping[str, Any]) -> str:
@@ -126,9 +148,17 @@ def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-_FLAG = {"options": "--opt", "seed": "--seed", "dtype": "--dtype", "size": "--size", "target": "--target",
-         "model": "--model", "weights": "--weights", "preprocessing": "the weights' preprocessing",
-         "definition": "the method's definition (a newer jaxviz changed it)"}
+_FLAG = {
+    "options": "--opt",
+    "seed": "--seed",
+    "dtype": "--dtype",
+    "size": "--size",
+    "target": "--target",
+    "model": "--model",
+    "weights": "--weights",
+    "preprocessing": "the weights' preprocessing",
+    "definition": "the method's definition (a newer jaxviz changed it)",
+}
 
 
 def describe_difference(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> str:
@@ -140,7 +170,8 @@ def describe_difference(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -
     for key in sorted(set(a) | set(b)):
         if a.get(key, "(unset)") != b.get(key, "(unset)"):
             flag = _FLAG.get(key.split(".")[0], key)
-            parts.append(f"{key}: {json.dumps(a.get(key, '(unset)'))} in the folder, "
-                         f"{json.dumps(b.get(key, '(unset)'))} now ({flag})")
+            parts.append(
+                f"{key}: {json.dumps(a.get(key, '(unset)'))} in the folder, "
+                f"{json.dumps(b.get(key, '(unset)'))} now ({flag})"
+            )
     return "; ".join(parts) or "the settings differ"
-

@@ -58,13 +58,15 @@ def _flock(path: Path, mode: int, out: Path, write_holder: bool) -> Iterator[Non
         fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunLockedError(f"{out} is in use by another jaxviz run ({_holders(out)}); wait for it to finish, "
-                             "or write to another --out") from None
+        raise RunLockedError(
+            f"{out} is in use by another jaxviz run ({_holders(out)}); wait for it to finish, or write to another --out"
+        ) from None
     try:
         if write_holder:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}\n"
-                      .encode(), 0)
+            os.pwrite(
+                fd, f"PID {os.getpid()} on {socket.gethostname()} since {time.strftime('%H:%M:%S')}\n".encode(), 0
+            )
         yield
     finally:
         if write_holder:
@@ -83,6 +85,8 @@ def run_lock(out: str | os.PathLike[str], process: tuple[int, int] = (0, 1)) -> 
         with _flock(out / LOCK, fcntl.LOCK_EX, out, write_holder=True):
             yield
         return
-    with _flock(out / LOCK, fcntl.LOCK_SH, out, write_holder=False), \
-            _flock(out / f".jaxviz.p{index}.lock", fcntl.LOCK_EX, out, write_holder=True):
+    with (
+        _flock(out / LOCK, fcntl.LOCK_SH, out, write_holder=False),
+        _flock(out / f".jaxviz.p{index}.lock", fcntl.LOCK_EX, out, write_holder=True),
+    ):
         yield

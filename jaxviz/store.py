@@ -77,8 +77,14 @@ class MapStore:
         """Write one chunk of `method`'s maps `(B, ...)`; returns each row's `{"chunk", "row"}`."""
         folder = self.out / STORE / method
         if method not in self._next:
-            self._next[method] = 1 + max((int(m.group(1)) for p in _chunks(folder, self.prefix)
-                                          if (m := _CHUNK.fullmatch(p.name[len(self.prefix):]))), default=-1)
+            self._next[method] = 1 + max(
+                (
+                    int(m.group(1))
+                    for p in _chunks(folder, self.prefix)
+                    if (m := _CHUNK.fullmatch(p.name[len(self.prefix) :]))
+                ),
+                default=-1,
+            )
         seq = self._next[method]
         self._next[method] = seq + 1
         rel = f"{STORE}/{method}/{self.prefix}{seq:08d}.npy"
@@ -101,7 +107,7 @@ class MapStore:
 def _chunks(folder: Path, prefix: str) -> list[Path]:
     if not folder.is_dir():
         return []
-    return [p for p in folder.iterdir() if p.name.startswith(prefix) and _CHUNK.fullmatch(p.name[len(prefix):])]
+    return [p for p in folder.iterdir() if p.name.startswith(prefix) and _CHUNK.fullmatch(p.name[len(prefix) :])]
 
 
 class MapReader:
@@ -121,8 +127,9 @@ class MapReader:
         return np.stack([self(r) for r in records])
 
 
-def read_maps(out: str | os.PathLike[str], method: str,
-              where: Callable[[dict], bool] | None = None) -> tuple[list[dict], Callable[[dict], np.ndarray]]:
+def read_maps(
+    out: str | os.PathLike[str], method: str, where: Callable[[dict], bool] | None = None
+) -> tuple[list[dict], Callable[[dict], np.ndarray]]:
     """The records of `method` in run directory `out` (latest per image) and a loader of their maps.
 
     Works for maps in the store and for per-image `.npy` files alike.

@@ -62,9 +62,15 @@ class _Taps:
 _ACTIVE: contextvars.ContextVar[_Taps | None] = contextvars.ContextVar("jaxviz_taps", default=None)
 
 
-def raw_run(net: Net, variables, x: jax.Array, capture: Iterable[str] | str = (),
-            perturb: dict[str, jax.Array] | None = None, modules: dict | None = None,
-            replace: dict[str, jax.Array] | None = None):
+def raw_run(
+    net: Net,
+    variables,
+    x: jax.Array,
+    capture: Iterable[str] | str = (),
+    perturb: dict[str, jax.Array] | None = None,
+    modules: dict | None = None,
+    replace: dict[str, jax.Array] | None = None,
+):
     """The model without its backward rules: `(logits, {path: activation})`; `modules`, when given,
     receives `{path: module object}` of every submodule that ran (for its attributes); `replace`
     substitutes layers' outputs (see `run`)."""
@@ -80,8 +86,10 @@ def raw_run(net: Net, variables, x: jax.Array, capture: Iterable[str] | str = ()
         out = _nnx_run(net, variables, x, kwargs, taps)
     else:
         if taps.capture or taps.perturb:
-            raise LayerError(f"{net.name} is a plain function: it has no named layers. Methods that read a "
-                             f"layer (CAM family, Unit targets, layer objectives) need a linen or NNX module")
+            raise LayerError(
+                f"{net.name} is a plain function: it has no named layers. Methods that read a "
+                f"layer (CAM family, Unit targets, layer objectives) need a linen or NNX module"
+            )
         out = net.source(x, **kwargs) if variables is None else net.source(variables, x, **kwargs)
     if modules is not None:
         modules.update(taps.modules)
@@ -91,9 +99,14 @@ def raw_run(net: Net, variables, x: jax.Array, capture: Iterable[str] | str = ()
     return out, taps.acts
 
 
-def run(net: Net, variables, x: jax.Array, capture: Iterable[str] | str = (),
-        perturb: dict[str, jax.Array] | None = None, replace: dict[str, jax.Array] | None = None
-        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def run(
+    net: Net,
+    variables,
+    x: jax.Array,
+    capture: Iterable[str] | str = (),
+    perturb: dict[str, jax.Array] | None = None,
+    replace: dict[str, jax.Array] | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`(logits, {path: activation})` of `x` `(N, H, W, C)` under the Net's backward rules.
 
     `capture`: module paths (or aliases) whose outputs to return; `perturb`: `{path: delta}` added
@@ -175,6 +188,7 @@ def _unknown(net: Net, name: str, variables, x) -> str:
 
 # --- what a model's layers are -------------------------------------------------------------
 
+
 def layer_shapes(net, variables, input_shape: Sequence[int], dtype=jnp.float32) -> dict[str, tuple]:
     """`{path: output shape for one image}` for every layer, in the order the layers finish."""
     return {k: shape for k, (_, shape) in modules_of(net, variables, input_shape, dtype).items()}
@@ -228,10 +242,14 @@ def layer_table(model, variables, input_shape: Sequence[int]) -> list[dict]:
     for path, (module, shape) in found.items():
         count = int(sum(np.prod(v.shape) for v in jax.tree_util.tree_leaves(param_at(variables, path) or {})))
         fn = getattr(module, "fn", None)  # a parameter-free layer of a SequentialNet
-        kind = getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__", "op")).strip("_") \
-            if fn is not None else type(module).__name__
-        rows.append({"name": path, "kind": kind, "aliases": aliases.get(path, []), "shape": list(shape),
-                     "params": count})
+        kind = (
+            getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__", "op")).strip("_")
+            if fn is not None
+            else type(module).__name__
+        )
+        rows.append(
+            {"name": path, "kind": kind, "aliases": aliases.get(path, []), "shape": list(shape), "params": count}
+        )
     return rows
 
 
@@ -245,8 +263,9 @@ def default_cam_layer(net, variables, input_shape: Sequence[int]) -> str:
     the last layer (by finishing order) with a spatial output — a ResNet's `layer4`."""
     net = as_net(net)
     if net.kind == FUNCTION:
-        raise LayerError(f"{net.name} is a plain function: it has no named layers for CAM methods; "
-                         f"pass a linen or NNX module")
+        raise LayerError(
+            f"{net.name} is a plain function: it has no named layers for CAM methods; pass a linen or NNX module"
+        )
     declared = getattr(net.source, "cam_layer", None)
     if callable(declared):
         declared = declared()
@@ -315,8 +334,15 @@ def feature_layers(model, variables, input_shape: Sequence[int]) -> list[str]:
 
 # --- outputs and gradients at a layer ------------------------------------------------------
 
-def output(net, variables, x: jax.Array, stop: str | None = None, capture: Sequence[str] = (),
-           perturb: dict[str, jax.Array] | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+
+def output(
+    net,
+    variables,
+    x: jax.Array,
+    stop: str | None = None,
+    capture: Sequence[str] = (),
+    perturb: dict[str, jax.Array] | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """`(o, acts)`: `o` the logits, or the output of layer `stop` (a Unit target's layer); `acts` the
     captured layers by path. Under `jit`, what comes after `stop` is dead code and XLA drops it."""
     net = as_net(net)
@@ -325,8 +351,14 @@ def output(net, variables, x: jax.Array, stop: str | None = None, capture: Seque
     return (out if stop is None else acts[net.resolve(stop)]), acts
 
 
-def layer_gradient(net, variables, x: jax.Array, layers: Sequence[str], cotangent: Callable[[jax.Array], jax.Array],
-                   stop: str | None = None) -> tuple[dict, dict, jax.Array]:
+def layer_gradient(
+    net,
+    variables,
+    x: jax.Array,
+    layers: Sequence[str],
+    cotangent: Callable[[jax.Array], jax.Array],
+    stop: str | None = None,
+) -> tuple[dict, dict, jax.Array]:
     """Activations and gradients at `layers` in one forward and one backward pass.
 
     `cotangent(o)` seeds the backward pass from the output `o` (see `output`; e.g. a one-hot of the
@@ -341,5 +373,20 @@ def layer_gradient(net, variables, x: jax.Array, layers: Sequence[str], cotangen
     return ({n: acts[p] for n, p in zip(layers, paths)}, {n: grads[p] for n, p in zip(layers, paths)}, o)
 
 
-__all__ = ["ALL", "SCOPE", "activations", "conv_layers", "default_cam_layer", "feature_layers", "param_at", "layer_gradient", "layer_names", "layer_shapes",
-           "layer_table", "output", "raw_run", "run", "spatial_layers"]
+__all__ = [
+    "ALL",
+    "SCOPE",
+    "activations",
+    "conv_layers",
+    "default_cam_layer",
+    "feature_layers",
+    "param_at",
+    "layer_gradient",
+    "layer_names",
+    "layer_shapes",
+    "layer_table",
+    "output",
+    "raw_run",
+    "run",
+    "spatial_layers",
+]

@@ -130,13 +130,18 @@ def _act_module(fn, name: str):
         y = np.asarray(fn(probe))
     except Exception as e:  # noqa: BLE001 - report which layer could not be mapped
         raise ValueError(f"to_torch: cannot evaluate the activation of layer {name!r}: {e}") from e
-    known = {"relu": (np.maximum(probe, 0), nn.ReLU), "tanh": (np.tanh(probe), nn.Tanh),
-             "sigmoid": (1 / (1 + np.exp(-probe)), nn.Sigmoid)}
+    known = {
+        "relu": (np.maximum(probe, 0), nn.ReLU),
+        "tanh": (np.tanh(probe), nn.Tanh),
+        "sigmoid": (1 / (1 + np.exp(-probe)), nn.Sigmoid),
+    }
     for want, cls in known.values():
         if y.shape == probe.shape and np.allclose(y, want, rtol=1e-5, atol=1e-6):
             return cls()
-    raise ValueError(f"to_torch: no torch equivalent for activation {fn!r} at layer {name!r} "
-                     f"(known: {', '.join(known)} and backward-rule ReLUs)")
+    raise ValueError(
+        f"to_torch: no torch equivalent for activation {fn!r} at layer {name!r} "
+        f"(known: {', '.join(known)} and backward-rule ReLUs)"
+    )
 
 
 def _conv_padding(padding: str | int) -> int | str:
@@ -176,8 +181,13 @@ def to_torch(model: SequentialNet, params, device: str | None = None):
         kind, name = layer.kind, layer.name
         if kind == CONV:
             k = np.asarray(params[name]["kernel"])  # (kh, kw, in, out)
-            m = nn.Conv2d(k.shape[2], k.shape[3], (k.shape[0], k.shape[1]), stride=layer.stride,
-                          padding=_conv_padding(layer.padding))
+            m = nn.Conv2d(
+                k.shape[2],
+                k.shape[3],
+                (k.shape[0], k.shape[1]),
+                stride=layer.stride,
+                padding=_conv_padding(layer.padding),
+            )
             with torch.no_grad():
                 m.weight.copy_(tensor(k, (3, 2, 0, 1)))
                 m.bias.copy_(tensor(params[name]["bias"]))

@@ -28,8 +28,10 @@ from typing import Any
 
 from . import weights as W
 
-_INSTALL = ("torchvision is needed for jaxviz.torchvision_peer: pip install --no-deps torchvision==0.28.0 "
-            "(next to torch==2.13.0: pip install 'jaxviz-cnn[torch]')")
+_INSTALL = (
+    "torchvision is needed for jaxviz.torchvision_peer: pip install --no-deps torchvision==0.28.0 "
+    "(next to torch==2.13.0: pip install 'jaxviz-cnn[torch]')"
+)
 _STUBBED = "torchvision._meta_registrations"
 
 

@@ -30,8 +30,10 @@ def cross_entropy_step(model, tx: optax.GradientTransformation) -> Callable:
 def accuracy(model, params, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
     """Top-1 accuracy of `model` on `images` `(N, H, W, C)` with integer `labels` `(N,)`, in batches."""
     predict = jax.jit(lambda p, x: jnp.argmax(model.apply({"params": p}, x), -1))
-    hits = sum(int(np.sum(np.asarray(predict(params, images[i:i + batch])) == labels[i:i + batch]))
-               for i in range(0, len(images), batch))
+    hits = sum(
+        int(np.sum(np.asarray(predict(params, images[i : i + batch])) == labels[i : i + batch]))
+        for i in range(0, len(images), batch)
+    )
     return hits / len(images)
 
 
@@ -39,10 +41,22 @@ TEST_SEED = 999_999
 """The shapes test set's seed (`fit_shapes`, `experiments/train_shapesnet.py`): no training epoch uses it."""
 
 
-def fit_shapes(model, *, epochs: int = 14, per_epoch: int = 16_000, batch: int = 64, lr: float = 1e-3, size: int = 64,
-               seed: int = 0, test: int = 2_000, checkpoints: Sequence[int] = (),
-               on_checkpoint: Callable | None = None, progress: bool = True, params=None,
-               data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[dict, list[dict]]:
+def fit_shapes(
+    model,
+    *,
+    epochs: int = 14,
+    per_epoch: int = 16_000,
+    batch: int = 64,
+    lr: float = 1e-3,
+    size: int = 64,
+    seed: int = 0,
+    test: int = 2_000,
+    checkpoints: Sequence[int] = (),
+    on_checkpoint: Callable | None = None,
+    progress: bool = True,
+    params=None,
+    data: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[dict, list[dict]]:
     """Train a shapes classifier by the embedded ShapesNet's recipe; returns `(params, history)`.
 
     Fresh images every epoch (`shapes.generate(per_epoch, seed=seed*1000 + epoch)`), CENTERED
@@ -79,7 +93,7 @@ def fit_shapes(model, *, epochs: int = 14, per_epoch: int = 16_000, batch: int =
         losses = []
         bar = tqdm(range(0, per_epoch - batch + 1, batch), desc=f"epoch {epoch}/{epochs}", disable=not progress)
         for i in bar:
-            idx = order[i:i + batch]
+            idx = order[i : i + batch]
             params, opt, loss = step(params, opt, images[idx], labels[idx])
             losses.append(loss)
             if len(losses) % 20 == 0:

@@ -69,8 +69,20 @@ from .data.preprocess import PRESETS as PREPROCESSING_PRESETS
 from .models import DEFAULT_INPUT, TORCHVISION_ARCHS, build
 from .models.base import ADAPTIVE_AVG, CONV, DENSE, FLATTEN, SequentialNet
 
-__all__ = ["WeightsError", "fetch", "list_weights", "load_variables", "load_weights", "port", "resolve",
-           "save_variables", "save_weights", "torchvision_arrays", "verify", "weights_dir"]
+__all__ = [
+    "WeightsError",
+    "fetch",
+    "list_weights",
+    "load_variables",
+    "load_weights",
+    "port",
+    "resolve",
+    "save_variables",
+    "save_weights",
+    "torchvision_arrays",
+    "verify",
+    "weights_dir",
+]
 
 FORMAT_VERSION = 1
 FORMATS = ("torch", "safetensors", "keras")
@@ -94,6 +106,7 @@ class WeightsError(ValueError):
 
 
 # --- where files live ---------------------------------------------------------------------
+
 
 def weights_dir() -> Path:
     """Folder for weight files: `$JAXVIZ_WEIGHTS_DIR`, else the repository's `weights/` (an
@@ -188,6 +201,7 @@ def _has_checksum(entry: dict, recorded: dict | None) -> bool:
 
 # --- the stored format ----------------------------------------------------------------------
 
+
 def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
     """`{"a.b.kernel": leaf}` for a nested dict."""
     flat = {}
@@ -261,8 +275,9 @@ def _model(arch: str, include_top: bool = True, num_classes: int | None = None):
 _LEAF_ORDER = {"kernel": 0, "scale": 1, "bias": 2, "mean": 3, "var": 4}
 
 
-def _expected_shapes(arch: str, include_top: bool = True,
-                     num_classes: int | None = None) -> tuple[tuple[str, tuple], ...]:
+def _expected_shapes(
+    arch: str, include_top: bool = True, num_classes: int | None = None
+) -> tuple[tuple[str, tuple], ...]:
     """(file key, shape) for every variable of the architecture, in the order the modules run
     (`"conv1_1.kernel"`, `"layer1.0.bn1.scale"`, `"batch_stats/layer1.0.bn1.mean"`, ...)."""
     if num_classes is not None and num_classes == getattr(_model(arch, include_top), "num_classes", None):
@@ -319,8 +334,11 @@ def _shape_problems(flat: dict[str, np.ndarray], arch: str, include_top: bool, n
             problems.append(f"tensor {key} is missing (expected {shape})")
         elif tuple(flat[key].shape) != shape:
             problems.append(f"tensor {key} has shape {tuple(flat[key].shape)}, {arch} expects {shape}")
-    problems += [f"unexpected tensor {key} {tuple(flat[key].shape)}: {arch} has no such parameter"
-                 for key in flat if key not in expected]
+    problems += [
+        f"unexpected tensor {key} {tuple(flat[key].shape)}: {arch} has no such parameter"
+        for key in flat
+        if key not in expected
+    ]
     return problems
 
 
@@ -344,9 +362,13 @@ def _fingerprint(variables: dict, arch: str, include_top: bool, num_classes: int
         y = np.asarray(_forward_fn(arch, include_top, num_classes)(variables, x), np.float32)
     flat = y.reshape(-1).astype(np.float64)
     as32 = lambda v: float(np.float32(v))  # noqa: E731 - stored at float32 precision
-    return {"input": f"default_rng(0).standard_normal((1, {h}, {w}, {c}), float32)",
-            "output_shape": list(y.shape), "first": [as32(v) for v in flat[:5]],
-            "mean": as32(flat.mean()), "std": as32(flat.std())}
+    return {
+        "input": f"default_rng(0).standard_normal((1, {h}, {w}, {c}), float32)",
+        "output_shape": list(y.shape),
+        "first": [as32(v) for v in flat[:5]],
+        "mean": as32(flat.mean()),
+        "std": as32(flat.std()),
+    }
 
 
 def _nonfinite_problems(flat: dict) -> list[str]:
@@ -356,8 +378,9 @@ def _nonfinite_problems(flat: dict) -> list[str]:
         a = np.asarray(a)
         if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
             nan = int(np.isnan(a).sum())
-            problems.append(f"tensor {key!r} holds {nan} NaN and {int(a.size - np.isfinite(a).sum()) - nan} "
-                            "infinite values")
+            problems.append(
+                f"tensor {key!r} holds {nan} NaN and {int(a.size - np.isfinite(a).sum()) - nan} infinite values"
+            )
     return problems
 
 
@@ -372,9 +395,11 @@ def _fingerprint_problems(stored: dict, now: dict, rtol: float = FINGERPRINT_RTO
     scale = max(abs(stored["std"]), *np.abs(stored["first"]), 1e-12)
     rel = float(np.max(np.abs(a - b) / (np.abs(b) + scale)))
     if not rel <= rtol:  # NaN compares False both ways: a NaN fingerprint fails
-        return [f"forward-pass fingerprint differs from the stored one (max relative difference {rel:.2e} > {rtol:g}): "
-                f"now first={now['first']} mean={now['mean']} std={now['std']}, stored first={stored['first']} "
-                f"mean={stored['mean']} std={stored['std']}"], rel
+        return [
+            f"forward-pass fingerprint differs from the stored one (max relative difference {rel:.2e} > {rtol:g}): "
+            f"now first={now['first']} mean={now['mean']} std={now['std']}, stored first={stored['first']} "
+            f"mean={stored['mean']} std={stored['std']}"
+        ], rel
     return [], rel
 
 
@@ -406,8 +431,10 @@ def _save(path: Path, variables: dict, meta: dict, who: str) -> Path:
     if arch not in DEFAULT_INPUT:
         raise WeightsError(f"{who}({path}): unknown arch {arch!r}; known: {', '.join(DEFAULT_INPUT)}")
     if meta["preprocessing"] not in PREPROCESSING_PRESETS:
-        raise WeightsError(f"{who}({path}): preprocessing must be one of {sorted(PREPROCESSING_PRESETS)}, "
-                           f"got {meta['preprocessing']!r}")
+        raise WeightsError(
+            f"{who}({path}): preprocessing must be one of {sorted(PREPROCESSING_PRESETS)}, "
+            f"got {meta['preprocessing']!r}"
+        )
     include_top = bool(meta.setdefault("include_top", True))
     if meta.get("num_classes") is None:
         meta["num_classes"] = _infer_num_classes(arch, variables.get(PARAMS, {})) if include_top else None
@@ -417,7 +444,9 @@ def _save(path: Path, variables: dict, meta: dict, who: str) -> Path:
         raise WeightsError(f"{who}({path}): the tensors do not fit {arch}: " + "; ".join(problems[:5]))
     problems = _nonfinite_problems(flat)
     if problems:
-        raise WeightsError(f"{who}({path}): " + "; ".join(problems[:5]) + ": the source is damaged; nothing was written")
+        raise WeightsError(
+            f"{who}({path}): " + "; ".join(problems[:5]) + ": the source is damaged; nothing was written"
+        )
     if "fingerprint" not in meta:
         meta["fingerprint"] = _fingerprint(_unflatten_variables(flat), arch, include_top, meta["num_classes"])
     meta.setdefault("source", "")
@@ -474,8 +503,10 @@ def load_variables(path: str | Path) -> tuple[dict, dict]:
         raise WeightsError(f"{path}: no such weights file")
     meta = _read_meta(path)
     if "arch" not in meta:
-        raise WeightsError(f"{path}: a safetensors file without jaxviz metadata; port its source with "
-                           f"`jaxviz weights port FILE --arch A`")
+        raise WeightsError(
+            f"{path}: a safetensors file without jaxviz metadata; port its source with "
+            f"`jaxviz weights port FILE --arch A`"
+        )
     from safetensors.numpy import load_file
 
     return _unflatten_variables(load_file(str(path))), meta
@@ -494,6 +525,7 @@ def load_weights(path: str | Path) -> tuple[dict, dict]:
 
 # --- reading source files -------------------------------------------------------------------
 
+
 def _torch_or_none():
     """The torch module if installed (then torch.load reads .pth files), else None."""
     try:
@@ -507,8 +539,10 @@ def _guess_format(path: Path) -> str:
     if path.is_dir():
         if _keras_hub_preset(path):
             return "keras"
-        raise WeightsError(f"{path}: a folder, but not a KerasHub preset (no model.weights.h5 beside a "
-                           f"config.json); port a weights file, or the preset folder itself")
+        raise WeightsError(
+            f"{path}: a folder, but not a KerasHub preset (no model.weights.h5 beside a "
+            f"config.json); port a weights file, or the preset folder itself"
+        )
     with open(path, "rb") as f:
         head = f.read(16)
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
@@ -529,9 +563,11 @@ def _guess_format(path: Path) -> str:
         return "torch"
     elif len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
         return "safetensors"
-    raise WeightsError(f"{path}: unknown weights format (suffix {path.suffix!r}); port reads torch.save "
-                       f"checkpoints (.pth/.pt), safetensors, Keras HDF5 (.h5, .weights.h5), Keras 3 archives "
-                       f"(.keras) and KerasHub preset folders: pass fmt= one of {FORMATS} if the file is one of those")
+    raise WeightsError(
+        f"{path}: unknown weights format (suffix {path.suffix!r}); port reads torch.save "
+        f"checkpoints (.pth/.pt), safetensors, Keras HDF5 (.h5, .weights.h5), Keras 3 archives "
+        f"(.keras) and KerasHub preset folders: pass fmt= one of {FORMATS} if the file is one of those"
+    )
 
 
 def _read_torch(path: Path) -> dict[str, np.ndarray]:
@@ -546,9 +582,11 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            raise WeightsError(f"refusing to unpickle {path}: it holds objects other than tensors, and unpickling "
-                               f"those can run arbitrary code (torch.load(weights_only=True) said: "
-                               f"{str(e).splitlines()[0]}). If you trust it, save only its state dict.") from e
+            raise WeightsError(
+                f"refusing to unpickle {path}: it holds objects other than tensors, and unpickling "
+                f"those can run arbitrary code (torch.load(weights_only=True) said: "
+                f"{str(e).splitlines()[0]}). If you trust it, save only its state dict."
+            ) from e
         except Exception as e:
             raise WeightsError(f"{path}: torch cannot read it ({type(e).__name__}: {e}); is the file complete?") from e
     return _state_dict_arrays(obj, path, torch)
@@ -659,14 +697,20 @@ def _read_keras_h5(file, where: Path | str, hub: bool = False, converter: dict |
             tensors, origin = _keras2_tensors(group, layer_names, where)
             return tensors, origin, _KerasSource("2", "keras.applications", "caffe", "Keras VGG weights (Caffe)")
         if "layers" not in f:
-            raise WeightsError(f"{where}: an HDF5 file with neither Keras 2's `layer_names` attribute nor Keras 3's "
-                               f"`layers` group: not a Keras weights file")
+            raise WeightsError(
+                f"{where}: an HDF5 file with neither Keras 2's `layer_names` attribute nor Keras 3's "
+                f"`layers` group: not a Keras weights file"
+            )
         tensors, origin = _keras3_tensors(f, where)
         root = f["vars"].attrs.get("name", b"") if "vars" in f else b""
         root = root.decode("utf8") if isinstance(root, bytes) else str(root)
     # KerasHub: a backbone nested in a task, KerasHub's default model names, or its conv head
-    hub = (hub or any("vgg_backbone/" in o for o in origin.values()) or root in ("vgg_backbone", "vgg_image_classifier")
-           or np.ndim(tensors.get("fc1/kernel")) == 4)
+    hub = (
+        hub
+        or any("vgg_backbone/" in o for o in origin.values())
+        or root in ("vgg_backbone", "vgg_image_classifier")
+        or np.ndim(tensors.get("fc1/kernel")) == 4
+    )
     if not hub:
         return tensors, origin, _KerasSource("3", "keras.applications", "caffe", "keras.applications VGG (Caffe)")
     for layer in ("fc1", "fc2"):  # KerasHub's avg-pool head: 7x7 and 1x1 convolutions = fc1, fc2 at 224x224
@@ -680,13 +724,17 @@ def _keras2_tensors(group, layer_names: list[str], where) -> tuple[dict, dict]:
     tensors, origin = {}, {}
     for lname in layer_names:
         if lname not in group:
-            raise WeightsError(f"{where}: the file lists layer {lname!r} in `layer_names` but holds no group of that "
-                               "name: it is truncated or was edited; save the weights again")
+            raise WeightsError(
+                f"{where}: the file lists layer {lname!r} in `layer_names` but holds no group of that "
+                "name: it is truncated or was edited; save the weights again"
+            )
         lgroup = group[lname]
         for i, wname in enumerate(_h5_strings(lgroup.attrs, "weight_names") or []):
             if wname not in lgroup:
-                raise WeightsError(f"{where}: layer {lname!r} lists weight {wname!r} but holds no such dataset: the "
-                                   "file is truncated or was edited; save the weights again")
+                raise WeightsError(
+                    f"{where}: layer {lname!r} lists weight {wname!r} but holds no such dataset: the "
+                    "file is truncated or was edited; save the weights again"
+                )
             array = np.asarray(lgroup[wname])
             key = f"{lname}/{_keras_role(wname, i, array.ndim)}"
             if key in tensors:
@@ -712,8 +760,9 @@ def _keras3_tensors(f, where) -> tuple[dict, dict]:
             array = np.asarray(obj[k])
             key = f"{layer}/{_keras_role(k, i, array.ndim)}"
             if key in tensors:
-                raise WeightsError(f"{where}: two layers named {layer} ({origin[key]} and {name}/{k}); not a VGG "
-                                   f"weights file")
+                raise WeightsError(
+                    f"{where}: two layers named {layer} ({origin[key]} and {name}/{k}); not a VGG weights file"
+                )
             tensors[key], origin[key] = array, f"{name}/{k}"
 
     f.visititems(visit)
@@ -726,8 +775,9 @@ def _keras_hub_preprocessing(converter: dict | None, where) -> tuple[str, str]:
     from .data.preprocess import TORCHVISION
 
     if converter is None:
-        return "torchvision", ("KerasHub's VGG presets are timm's torchvision weights (the file has no image "
-                               "converter)")
+        return "torchvision", (
+            "KerasHub's VGG presets are timm's torchvision weights (the file has no image converter)"
+        )
     scale, offset = converter.get("scale"), converter.get("offset")
     scale3 = np.broadcast_to(np.asarray(1.0 if scale is None else scale, float), (3,))
     offset3 = np.broadcast_to(np.asarray(0.0 if offset is None else offset, float), (3,))
@@ -737,8 +787,10 @@ def _keras_hub_preprocessing(converter: dict | None, where) -> tuple[str, str]:
         return "torchvision", told
     if np.allclose(std, 1.0) and np.allclose(mean, 0.0):
         return "unit", told
-    raise WeightsError(f"{where}: {told}, which is none of jaxviz's preprocessings (torchvision: ImageNet mean/std "
-                       f"of [0, 1] pixels; unit: pixels / 255); port the weights file alone to assume torchvision's")
+    raise WeightsError(
+        f"{where}: {told}, which is none of jaxviz's preprocessings (torchvision: ImageNet mean/std "
+        f"of [0, 1] pixels; unit: pixels / 255); port the weights file alone to assume torchvision's"
+    )
 
 
 def _keras_hub_preset(folder: Path) -> bool:
@@ -772,8 +824,10 @@ def _check_keras_hub_backbone(config: dict | None, where) -> None:
         return
     repeats = tuple(config.get("config", {}).get("stackwise_num_repeats") or ())
     if repeats not in _KERAS_HUB_REPEATS:
-        raise WeightsError(f"{where}: a KerasHub VGGBackbone with stackwise_num_repeats={list(repeats)}: port reads "
-                           f"VGG16 [2, 2, 3, 3, 3] and VGG19 [2, 2, 4, 4, 4]")
+        raise WeightsError(
+            f"{where}: a KerasHub VGGBackbone with stackwise_num_repeats={list(repeats)}: port reads "
+            f"VGG16 [2, 2, 3, 3, 3] and VGG19 [2, 2, 4, 4, 4]"
+        )
 
 
 def _read_keras_archive(path: Path):
@@ -789,8 +843,10 @@ def _read_keras_archive(path: Path):
         names = zf.namelist()
         for member in ("config.json", "model.weights.h5"):
             if member not in names:
-                raise WeightsError(f"{path}: a .keras archive without {member} (it has {', '.join(names) or 'nothing'})"
-                                   f"; save it again with model.save('x.keras')")
+                raise WeightsError(
+                    f"{path}: a .keras archive without {member} (it has {', '.join(names) or 'nothing'})"
+                    f"; save it again with model.save('x.keras')"
+                )
         config = _json_member(zf.read, "config.json", f"{path}")
         try:
             data = zf.read("model.weights.h5")
@@ -821,6 +877,7 @@ def _read_keras_hub_preset(folder: Path):
 
 # --- source layouts -------------------------------------------------------------------------
 
+
 def _detect_layout(tensors: dict[str, np.ndarray], path: Path) -> str:
     """The naming of a VGG16/19 torch or safetensors file: "torchvision" or "timm"."""
     keys = list(tensors)
@@ -831,15 +888,19 @@ def _detect_layout(tensors: dict[str, np.ndarray], path: Path) -> str:
     _refuse_jaxviz_layout(keys, path)
     other = _recognize_arch(tensors)
     hint = f" They are a torchvision {other}: try `jaxviz weights port {path} --arch {other}`." if other else ""
-    raise WeightsError(f"{path}: unrecognised tensor names ({', '.join(keys[:4])}, ...): port understands "
-                       f"torchvision VGGs (features.N / classifier.N), timm VGGs (features.N / pre_logits.fcK / "
-                       f"head.fc) and Keras VGG HDF5 files for --arch vgg16/vgg19.{hint}")
+    raise WeightsError(
+        f"{path}: unrecognised tensor names ({', '.join(keys[:4])}, ...): port understands "
+        f"torchvision VGGs (features.N / classifier.N), timm VGGs (features.N / pre_logits.fcK / "
+        f"head.fc) and Keras VGG HDF5 files for --arch vgg16/vgg19.{hint}"
+    )
 
 
 def _refuse_jaxviz_layout(keys: list[str], path: Path) -> None:
     if keys and all(k.endswith((".kernel", ".bias", ".scale", ".mean", ".var")) for k in keys):
-        raise WeightsError(f"{path}: already in jaxviz layout (conv1_1.kernel ...); use it directly "
-                           f"(load_weights / resolve) instead of porting it")
+        raise WeightsError(
+            f"{path}: already in jaxviz layout (conv1_1.kernel ...); use it directly "
+            f"(load_weights / resolve) instead of porting it"
+        )
 
 
 def _torch_key_order(key: str) -> tuple:
@@ -877,7 +938,7 @@ def _head_input(model, shapes: dict) -> tuple[str | None, tuple[int, int, int] |
     kinds = [layer.kind for layer in layers]
     if FLATTEN not in kinds:
         return None, None
-    first = next(layer for layer in layers[kinds.index(FLATTEN):] if layer.kind == DENSE)
+    first = next(layer for layer in layers[kinds.index(FLATTEN) :] if layer.kind == DENSE)
     convs = [layer.name for layer in layers if layer.kind == CONV]
     pool = next(layer for layer in layers if layer.kind == ADAPTIVE_AVG)
     return first.name, (shapes[f"{convs[-1]}.kernel"][-1], *pool.size)
@@ -894,7 +955,7 @@ def _chw_rows_to_hwc(w: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
     w3 = w.reshape(out_units, c, h * wd)
     kernel = np.empty((h * wd, c, out_units), np.float32)
     for i in range(0, out_units, 256):
-        kernel[:, :, i:i + 256] = w3[i:i + 256].transpose(2, 1, 0)
+        kernel[:, :, i : i + 256] = w3[i : i + 256].transpose(2, 1, 0)
     return kernel.reshape(h * wd * c, out_units)
 
 
@@ -924,8 +985,9 @@ def _convert(layout: str, leaf: str, w: np.ndarray, ours_ndim: int, role: str, f
     return np.ascontiguousarray(w.reshape(w.shape[0], -1).T)
 
 
-def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Path,
-               origin: dict[str, str] | None = None) -> tuple[dict, bool, int | None]:
+def _to_params(
+    tensors: dict[str, np.ndarray], layout: str, arch: str, path: Path, origin: dict[str, str] | None = None
+) -> tuple[dict, bool, int | None]:
     """Map and convert source tensors to our params; (params, include_top, num_classes).
 
     Every tensor is checked (name and source-layout shape) before anything is converted; the
@@ -963,8 +1025,13 @@ def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Pat
             ours = expected[f"{layer}.{leaf}"]
             want = _source_shape(layout, leaf, ours, role.get(layer, ""), fc6_chw)
             if tuple(arr.shape) != want:
-                problems.append((position, f"tensor {where(key)} (-> {layer}.{leaf}) has shape {tuple(arr.shape)}, "
-                                           f"but {arch} expects {want} in the {layout} layout"))
+                problems.append(
+                    (
+                        position,
+                        f"tensor {where(key)} (-> {layer}.{leaf}) has shape {tuple(arr.shape)}, "
+                        f"but {arch} expects {want} in the {layout} layout",
+                    )
+                )
             continue
         module = key.rsplit("/" if layout == "keras" else ".", 1)[0]
         with contextlib.suppress(KeyError):
@@ -978,8 +1045,9 @@ def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Pat
         problems.append((position, f"unexpected tensor {where(key)}: {arch} has no such parameter{what}"))
     for key, (layer, leaf) in names.items():
         if key not in tensors:
-            problems.append((order[layer] + (0.5 if leaf == "bias" else 0.0),
-                             f"tensor {key!r} (-> {layer}.{leaf}) is missing"))
+            problems.append(
+                (order[layer] + (0.5 if leaf == "bias" else 0.0), f"tensor {key!r} (-> {layer}.{leaf}) is missing")
+            )
     if problems:
         problems.sort(key=lambda p: p[0])
         hint = ""
@@ -987,8 +1055,10 @@ def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Pat
             if other != arch:
                 other_names = _source_names(_model(other, include_top, num_classes), layout)
                 if set(other_names) == set(tensors) or len(other_names) == len(tensors):
-                    hint = (f" The file has {len(tensors)} tensors, as {other} has: try "
-                            f"`jaxviz weights port {path} --arch {other}`.")
+                    hint = (
+                        f" The file has {len(tensors)} tensors, as {other} has: try "
+                        f"`jaxviz weights port {path} --arch {other}`."
+                    )
         if not hint and layout == "torchvision":
             hint = _arch_hint(tensors, arch, path)
         more = f" ({len(problems) - 1} more problems.)" if len(problems) > 1 else ""
@@ -998,8 +1068,9 @@ def _to_params(tensors: dict[str, np.ndarray], layout: str, arch: str, path: Pat
     for key in keys:
         layer, leaf = names[key]
         ours_ndim = len(expected[f"{layer}.{leaf}"])
-        params.setdefault(layer, {})[leaf] = _convert(layout, leaf, tensors[key], ours_ndim, role.get(layer, ""),
-                                                      fc6_chw)
+        params.setdefault(layer, {})[leaf] = _convert(
+            layout, leaf, tensors[key], ours_ndim, role.get(layer, ""), fc6_chw
+        )
     return params, include_top, num_classes
 
 
@@ -1013,6 +1084,7 @@ def _read_tensors(src: Path, fmt: str) -> tuple[dict[str, np.ndarray], str, dict
 
 
 # --- torchvision layout: every zoo architecture, by module path -----------------------------
+
 
 @dataclass(frozen=True)
 class _TorchTensor:
@@ -1028,9 +1100,15 @@ class _TorchTensor:
 _TORCH_LEAF = {"kernel": "weight", "scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 # Old DenseNet checkpoints name `denselayer1.norm1` `denselayer1.norm.1` (torchvision's _load_state_dict).
 _DENSENET_LEGACY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
-_RESNETS = {(False, 2, 2): "resnet18", (False, 4, 6): "resnet34", (True, 4, 6): "resnet50",
-            (True, 4, 23): "resnet101", (True, 8, 36): "resnet152"}
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+)
+_RESNETS = {
+    (False, 2, 2): "resnet18",
+    (False, 4, 6): "resnet34",
+    (True, 4, 6): "resnet50",
+    (True, 4, 23): "resnet101",
+    (True, 8, 36): "resnet152",
+}
 _VGG_CONVS = {8: "vgg11", 10: "vgg13", 13: "vgg16", 16: "vgg19"}
 
 
@@ -1131,15 +1209,23 @@ def _torchvision_problems(tensors: dict[str, np.ndarray], entries: tuple[_TorchT
         if key in index:
             t = entries[index[key]]
             if shape != t.shape:
-                problems.append((index[key], f"tensor {key!r} (-> {t.ours}) has shape {shape}, but {arch} expects "
-                                             f"{t.shape} in the torchvision layout"))
+                problems.append(
+                    (
+                        index[key],
+                        f"tensor {key!r} (-> {t.ours}) has shape {shape}, but {arch} expects "
+                        f"{t.shape} in the torchvision layout",
+                    )
+                )
             continue
         parts = key.split(".")[:-1]
-        near = next((last_under[".".join(parts[:n])] for n in range(len(parts), 0, -1)
-                     if ".".join(parts[:n]) in last_under), len(entries))
+        near = next(
+            (last_under[".".join(parts[:n])] for n in range(len(parts), 0, -1) if ".".join(parts[:n]) in last_under),
+            len(entries),
+        )
         problems.append((near + 0.5, f"unexpected tensor {key!r} {shape}: {arch} has no such parameter"))
-    problems += [(i, f"tensor {t.key!r} (-> {t.ours}) is missing") for i, t in enumerate(entries)
-                 if t.key not in tensors]
+    problems += [
+        (i, f"tensor {t.key!r} (-> {t.ours}) is missing") for i, t in enumerate(entries) if t.key not in tensors
+    ]
     return [message for _, message in sorted(problems, key=lambda p: p[0])]
 
 
@@ -1155,8 +1241,10 @@ def _guess_arch(tensors: dict[str, np.ndarray]) -> str | None:
     if any(k.startswith("features.denseblock") for k in keys):
         return "densenet121"
     if "layer1.0.conv1.weight" in keys:
+
         def blocks(stage: int) -> int:
             return len({k.split(".")[1] for k in keys if k.startswith(f"layer{stage}.")})
+
         return _RESNETS.get(("layer1.0.conv3.weight" in keys, blocks(2), blocks(3)))
     if any(k.endswith(".squeeze.weight") for k in keys):
         return "squeezenet1_0" if shape("features.0.weight")[-1:] == (7,) else "squeezenet1_1"
@@ -1198,8 +1286,10 @@ def _to_variables(tensors: dict[str, np.ndarray], arch: str, path: Path) -> tupl
     problems = _torchvision_problems(kept, entries, arch)
     if problems:
         more = f" ({len(problems) - 1} more problems.)" if len(problems) > 1 else ""
-        raise WeightsError(f"{path} does not fit --arch {arch} (torchvision layout): {problems[0]}."
-                           f"{_arch_hint(tensors, arch, path)}{more}")
+        raise WeightsError(
+            f"{path} does not fit --arch {arch} (torchvision layout): {problems[0]}."
+            f"{_arch_hint(tensors, arch, path)}{more}"
+        )
     flat = {t.ours: _from_torch(t, kept[t.key]) for t in entries}
     return _unflatten_variables(flat), num_classes, dropped
 
@@ -1221,12 +1311,14 @@ def torchvision_arrays(arch: str, variables: dict) -> dict[str, np.ndarray]:
     out = {t.key: _to_torch(t, flat[t.ours]) for t in entries}
     bad = next((t for t in entries if out[t.key].shape != t.shape), None)
     if bad is not None:
-        raise WeightsError(f"{bad.ours} has shape {np.shape(flat[bad.ours])}, which does not fit {arch}'s "
-                           f"{bad.key} {bad.shape}")
+        raise WeightsError(
+            f"{bad.ours} has shape {np.shape(flat[bad.ours])}, which does not fit {arch}'s {bad.key} {bad.shape}"
+        )
     return out
 
 
 # --- public steps ---------------------------------------------------------------------------
+
 
 def _manifest_match(src: Path, digests: dict[str, str]) -> dict | None:
     """The manifest entry of a downloadable file with this name, if no known checksum contradicts it."""
@@ -1237,8 +1329,9 @@ def _manifest_match(src: Path, digests: dict[str, str]) -> dict | None:
     return None
 
 
-def port(src: str | Path, arch: str, *, out: str | Path | None = None, fmt: str | None = None,
-         name: str | None = None) -> Path:
+def port(
+    src: str | Path, arch: str, *, out: str | Path | None = None, fmt: str | None = None, name: str | None = None
+) -> Path:
     """Convert a weights file to jaxviz's safetensors layout, checking every tensor.
 
     Args:
@@ -1258,15 +1351,28 @@ def port(src: str | Path, arch: str, *, out: str | Path | None = None, fmt: str 
     return _port(Path(src), arch, out=out, fmt=fmt, name=name)
 
 
-def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | None = None,
-          entry: dict | None = None, digests: dict[str, str] | None = None) -> Path:
+def _port(
+    src: Path,
+    arch: str,
+    *,
+    out=None,
+    fmt=None,
+    name=None,
+    origin: str | None = None,
+    entry: dict | None = None,
+    digests: dict[str, str] | None = None,
+) -> Path:
     """port(), plus what fetch knows: the source's `origin` (URL), its manifest `entry`, its `digests`."""
     if arch not in _PORTABLE:
-        raise WeightsError(f"port reads torchvision-layout weights of {', '.join(_PORTABLE)} (timm and Keras "
-                           f"layouts: VGG weights only, {', '.join(_VGG_ARCHS)}), not arch={arch!r}")
+        raise WeightsError(
+            f"port reads torchvision-layout weights of {', '.join(_PORTABLE)} (timm and Keras "
+            f"layouts: VGG weights only, {', '.join(_VGG_ARCHS)}), not arch={arch!r}"
+        )
     if not (src.is_file() or (src.is_dir() and _keras_hub_preset(src))):
-        raise WeightsError(f"{src}: no such file to port" + (" (a folder, but not a KerasHub preset: no "
-                                                              "config.json and model.weights.h5)" if src.is_dir() else ""))
+        raise WeightsError(
+            f"{src}: no such file to port"
+            + (" (a folder, but not a KerasHub preset: no config.json and model.weights.h5)" if src.is_dir() else "")
+        )
     if fmt is None:
         fmt = _guess_format(src)
     fmt = {"pth": "torch", "pt": "torch", "h5": "keras", "hdf5": "keras"}.get(fmt, fmt)
@@ -1280,12 +1386,16 @@ def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | 
         variables = {PARAMS: params}
         if keras is not None:
             preprocessing = keras.preprocessing
-            extra.update(source_keras=f"Keras {keras.version}, {keras.layout} layout",
-                         preprocessing_from=keras.preprocessing_from)
+            extra.update(
+                source_keras=f"Keras {keras.version}, {keras.layout} layout",
+                preprocessing_from=keras.preprocessing_from,
+            )
     else:
         if fmt == "keras":
-            raise WeightsError(f"{src}: Keras files are ported for {', '.join(_VGG_ARCHS)} only; {arch} ports from "
-                               f"a torchvision state dict (.pth, or safetensors with torchvision's names)")
+            raise WeightsError(
+                f"{src}: Keras files are ported for {', '.join(_VGG_ARCHS)} only; {arch} ports from "
+                f"a torchvision state dict (.pth, or safetensors with torchvision's names)"
+            )
         tensors = _read_torch(src) if fmt == "torch" else _read_safetensors(src)
         _refuse_jaxviz_layout(list(tensors), src)
         variables, num_classes, dropped = _to_variables(tensors, arch, src)
@@ -1301,17 +1411,25 @@ def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | 
         entry = _manifest_match(src, digests)
     if entry is not None:
         if bool(entry.get("include_top", True)) != include_top:
-            raise WeightsError(f"{src}: the manifest says {entry['name']} has include_top={entry.get('include_top')}, "
-                               f"but the file {'has' if include_top else 'lacks'} the classifier")
+            raise WeightsError(
+                f"{src}: the manifest says {entry['name']} has include_top={entry.get('include_top')}, "
+                f"but the file {'has' if include_top else 'lacks'} the classifier"
+            )
         name = name or entry["name"]
     name = name or src.stem
     out = Path(out) if out is not None else weights_dir() / f"{name}.safetensors"
     meta = {
-        "arch": arch, "name": name,
+        "arch": arch,
+        "name": name,
         "preprocessing": preprocessing,
-        "source": origin or str(src.resolve()), "source_file": str(src.resolve()),
-        "source_sha256": digests["sha256"], "source_format": fmt, "source_layout": layout,
-        "include_top": include_top, "num_classes": num_classes, **extra,
+        "source": origin or str(src.resolve()),
+        "source_file": str(src.resolve()),
+        "source_sha256": digests["sha256"],
+        "source_format": fmt,
+        "source_layout": layout,
+        "include_top": include_top,
+        "num_classes": num_classes,
+        **extra,
     }
     return _save(out, variables, meta, "port")
 
@@ -1319,9 +1437,11 @@ def _port(src: Path, arch: str, *, out=None, fmt=None, name=None, origin: str | 
 def _offline_message(name: str, entry: dict, reason: Any) -> str:
     where = entry.get("url") or f"https://huggingface.co/{entry.get('hf_repo')}"
     known = f" (a file named {entry['file']} is saved as {name})" if entry.get("url") else ""
-    return (f"could not download {name} from {where}: {reason}. We seem to be offline (or the server is "
-            f"unreachable). If you have the file (or can copy it from a machine that is online), port it: "
-            f"`jaxviz weights port FILE --arch {entry['arch']}`{known}.")
+    return (
+        f"could not download {name} from {where}: {reason}. We seem to be offline (or the server is "
+        f"unreachable). If you have the file (or can copy it from a machine that is online), port it: "
+        f"`jaxviz weights port FILE --arch {entry['arch']}`{known}."
+    )
 
 
 def _download(url: str, dest: Path, *, entry: dict, progress: bool = True) -> dict[str, str]:
@@ -1340,8 +1460,10 @@ def _download(url: str, dest: Path, *, entry: dict, progress: bool = True) -> di
         if e.code == 416 and start:  # nothing left to send: the part is already whole
             complete, response = True, None
         else:
-            raise WeightsError(f"downloading {url} failed: HTTP {e.code} {e.reason}; try again later, or "
-                               f"port a copy you have with `jaxviz weights port FILE --arch {entry['arch']}`") from e
+            raise WeightsError(
+                f"downloading {url} failed: HTTP {e.code} {e.reason}; try again later, or "
+                f"port a copy you have with `jaxviz weights port FILE --arch {entry['arch']}`"
+            ) from e
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         raise WeightsError(_offline_message(entry["name"], entry, getattr(e, "reason", e))) from e
     if not complete:
@@ -1353,9 +1475,18 @@ def _download(url: str, dest: Path, *, entry: dict, progress: bool = True) -> di
             total = start + int(length) if length is not None else None
             from tqdm.auto import tqdm
 
-            with open(part, "ab" if start else "wb") as f, tqdm(
-                    total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-                    desc=dest.name, disable=not progress) as bar:
+            with (
+                open(part, "ab" if start else "wb") as f,
+                tqdm(
+                    total=total,
+                    initial=start,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=dest.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 try:
                     while chunk := response.read(_CHUNK):
                         f.write(chunk)
@@ -1363,16 +1494,21 @@ def _download(url: str, dest: Path, *, entry: dict, progress: bool = True) -> di
                 except (OSError, http.client.HTTPException) as e:
                     raise WeightsError(
                         f"download of {url} was interrupted after {f.tell()} bytes ({e}); {part} is kept and "
-                        f"`jaxviz weights fetch {entry['name']}` resumes it") from e
+                        f"`jaxviz weights fetch {entry['name']}` resumes it"
+                    ) from e
         if total is not None and part.stat().st_size != total:
-            raise WeightsError(f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
-                               f"`jaxviz weights fetch {entry['name']}` resumes it")
+            raise WeightsError(
+                f"download of {url} stopped at {part.stat().st_size} of {total} bytes; "
+                f"`jaxviz weights fetch {entry['name']}` resumes it"
+            )
     digests = _file_digests(part, md5=bool(entry.get("md5")))
     problems = _checksum_problems(digests, entry, _recorded_checksums().get(entry["name"]))
     if problems:
         part.unlink()
-        raise WeightsError(f"checksum mismatch for {url}: {'; '.join(problems)}. The download was deleted; "
-                           f"fetch again (if it keeps failing, the server's file or the manifest entry changed)")
+        raise WeightsError(
+            f"checksum mismatch for {url}: {'; '.join(problems)}. The download was deleted; "
+            f"fetch again (if it keeps failing, the server's file or the manifest entry changed)"
+        )
     os.replace(part, dest)
     return digests
 
@@ -1388,8 +1524,10 @@ def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
     """
     entries = _manifest()
     if name not in entries:
-        raise WeightsError(f"unknown weights {name!r}; known: {', '.join(sorted(entries))} "
-                           f"(or port a file you have: `jaxviz weights port FILE --arch A`)")
+        raise WeightsError(
+            f"unknown weights {name!r}; known: {', '.join(sorted(entries))} "
+            f"(or port a file you have: `jaxviz weights port FILE --arch A`)"
+        )
     entry = entries[name]
     out = weights_dir() / f"{name}.safetensors"
     if out.exists() and not force:
@@ -1401,15 +1539,20 @@ def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
             raise WeightsError(f"fetching {name} needs huggingface_hub: pip install huggingface_hub") from None
         try:
             extra = {"force_download": True} if force else {}
-            src = Path(hf_hub_download(repo_id=entry["hf_repo"], filename=entry["hf_file"],
-                                       revision=entry.get("revision"), **extra))
+            src = Path(
+                hf_hub_download(
+                    repo_id=entry["hf_repo"], filename=entry["hf_file"], revision=entry.get("revision"), **extra
+                )
+            )
         except Exception as e:  # hub errors are many types (offline, gated, missing); all end here
             raise WeightsError(_offline_message(name, entry, f"{type(e).__name__}: {e}")) from e
         digests = _file_digests(src, md5=bool(entry.get("md5")))
         problems = _checksum_problems(digests, entry, _recorded_checksums().get(name))
         if problems:
-            raise WeightsError(f"checksum mismatch for {src} ({name}): {'; '.join(problems)}; delete it from the "
-                               f"Hugging Face cache and fetch again")
+            raise WeightsError(
+                f"checksum mismatch for {src} ({name}): {'; '.join(problems)}; delete it from the "
+                f"Hugging Face cache and fetch again"
+            )
         origin = f"hf://{entry['hf_repo']}/{entry['hf_file']}"
     else:
         src = weights_dir() / entry["file"]
@@ -1417,8 +1560,10 @@ def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
             digests = _file_digests(src, md5=bool(entry.get("md5")))
             problems = _checksum_problems(digests, entry, _recorded_checksums().get(name))
             if problems:
-                raise WeightsError(f"{src} is already here but fails its checksum ({'; '.join(problems)}); "
-                                   f"delete it or run `jaxviz weights fetch {name} --force`")
+                raise WeightsError(
+                    f"{src} is already here but fails its checksum ({'; '.join(problems)}); "
+                    f"delete it or run `jaxviz weights fetch {name} --force`"
+                )
         else:
             if force:
                 with contextlib.suppress(FileNotFoundError):
@@ -1426,8 +1571,9 @@ def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
             digests = _download(entry["url"], src, entry=entry, progress=progress)
         origin = entry["url"]
     _record_checksum(name, src.name, digests)
-    return _port(src, entry["arch"], out=out, fmt=entry.get("format"), name=name, origin=origin, entry=entry,
-                 digests=digests)
+    return _port(
+        src, entry["arch"], out=out, fmt=entry.get("format"), name=name, origin=origin, entry=entry, digests=digests
+    )
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -1442,14 +1588,21 @@ def resolve(name_or_path: str | Path) -> Path:
     entries = _manifest()
     if key in entries:
         entry = entries[key]
-        how = (f"the source is {entry['url']}" if entry.get("url")
-               else f"the source is {entry['hf_file']} from https://huggingface.co/{entry['hf_repo']}")
+        how = (
+            f"the source is {entry['url']}"
+            if entry.get("url")
+            else f"the source is {entry['hf_file']} from https://huggingface.co/{entry['hf_repo']}"
+        )
         same = f"; a file named {entry['file']} is saved as {key}" if entry.get("url") else ""
-        raise WeightsError(f"weights {key!r} are not in {weights_dir()} yet: run `jaxviz weights fetch {key}`, or "
-                           f"if you have the file, `jaxviz weights port FILE --arch {entry['arch']}` ({how}{same})")
-    raise WeightsError(f"no weights {key!r}: neither a file nor a name in {weights_dir()}. Known names: "
-                       f"{', '.join(sorted(entries)) or '(none)'}; get one with `jaxviz weights fetch NAME`, or "
-                       f"port a file you have with `jaxviz weights port FILE --arch A`")
+        raise WeightsError(
+            f"weights {key!r} are not in {weights_dir()} yet: run `jaxviz weights fetch {key}`, or "
+            f"if you have the file, `jaxviz weights port FILE --arch {entry['arch']}` ({how}{same})"
+        )
+    raise WeightsError(
+        f"no weights {key!r}: neither a file nor a name in {weights_dir()}. Known names: "
+        f"{', '.join(sorted(entries)) or '(none)'}; get one with `jaxviz weights fetch NAME`, or "
+        f"port a file you have with `jaxviz weights port FILE --arch A`"
+    )
 
 
 def verify(name_or_path: str | Path) -> dict:
@@ -1463,9 +1616,14 @@ def verify(name_or_path: str | Path) -> dict:
     path = resolve(name_or_path)
     variables, meta = load_variables(path)
     arch, include_top, num_classes = meta["arch"], bool(meta.get("include_top", True)), meta.get("num_classes")
-    report: dict[str, Any] = {"path": str(path), "name": meta.get("name", path.stem), "arch": arch,
-                              "include_top": include_top, "num_classes": num_classes,
-                              "preprocessing": meta.get("preprocessing")}
+    report: dict[str, Any] = {
+        "path": str(path),
+        "name": meta.get("name", path.stem),
+        "arch": arch,
+        "include_top": include_top,
+        "num_classes": num_classes,
+        "preprocessing": meta.get("preprocessing"),
+    }
     failures: list[str] = []
 
     src = Path(meta["source_file"]) if meta.get("source_file") else None
@@ -1496,8 +1654,9 @@ def verify(name_or_path: str | Path) -> dict:
         ok = _tensors_sha256(flat) == meta["tensors_sha256"]
         report["tensors_sha256"] = "ok" if ok else "failed"
         if not ok:
-            failures.append("the tensors' sha256 differs from the one stored when the file was written "
-                            "(the file was modified)")
+            failures.append(
+                "the tensors' sha256 differs from the one stored when the file was written (the file was modified)"
+            )
     if not problems and "fingerprint" in meta:
         now = _fingerprint(variables, arch, include_top, num_classes)
         fp_problems, rel = _fingerprint_problems(meta["fingerprint"], now)
@@ -1507,8 +1666,9 @@ def verify(name_or_path: str | Path) -> dict:
     else:
         report["fingerprint"] = "skipped"
     if failures:
-        raise WeightsError(f"{path}: verification failed: " + "; ".join(failures)
-                           + ". Fetch or port the weights again.")
+        raise WeightsError(
+            f"{path}: verification failed: " + "; ".join(failures) + ". Fetch or port the weights again."
+        )
     report["ok"] = True
     return report
 
@@ -1525,14 +1685,27 @@ def list_weights() -> list[dict]:
     entries = _manifest()
     for name, entry in entries.items():
         path = folder / f"{name}.safetensors"
-        rows.append({**entry, "source": entry.get("layout", ""), "present": path.is_file(), "path": str(path),
-                     "in_manifest": True})
+        rows.append(
+            {
+                **entry,
+                "source": entry.get("layout", ""),
+                "present": path.is_file(),
+                "path": str(path),
+                "in_manifest": True,
+            }
+        )
     if folder.is_dir():
         for path in sorted(folder.glob("*.safetensors")):
             if path.stem in entries:
                 continue
-            row = {"name": path.stem, "arch": "?", "source": "local", "present": True, "path": str(path),
-                   "in_manifest": False}
+            row = {
+                "name": path.stem,
+                "arch": "?",
+                "source": "local",
+                "present": True,
+                "path": str(path),
+                "in_manifest": False,
+            }
             with contextlib.suppress(WeightsError, ValueError):
                 meta = _read_meta(path)
                 row.update({k: meta[k] for k in ("arch", "preprocessing", "include_top") if k in meta})

@@ -22,7 +22,9 @@ def from_layer(model, variables, a, layer, input_shape):
 
 def layer_gradient(model, variables, x, layer, scalar):
     """`(A, ∂Σ scalar(logits)/∂A)` at `layer`."""
-    acts, grads, _ = taps.layer_gradient(model, variables, x, (layer,), lambda o: jax.grad(lambda o: jnp.sum(scalar(o)))(o))
+    acts, grads, _ = taps.layer_gradient(
+        model, variables, x, (layer,), lambda o: jax.grad(lambda o: jnp.sum(scalar(o)))(o)
+    )
     return acts[layer], grads[layer]
 
 

@@ -33,6 +33,7 @@ VGG19_BLOCKS = (2, 2, 4, 4, 4)
 
 # --- torch semantics: NCHW ---------------------------------------------------------------
 
+
 def conv2d_nchw(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, padding: int) -> np.ndarray:
     """torch.nn.functional.conv2d, stride 1: y[n,o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] x[n,c,i+u,j+v]."""
     x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
@@ -48,7 +49,7 @@ def relu(x: np.ndarray) -> np.ndarray:
 def max_pool2d_nchw(x: np.ndarray, k: int = 2) -> np.ndarray:
     """MaxPool2d(k, k): windows that do not fit are dropped (floor mode)."""
     n, c, h, w = x.shape
-    x = x[:, :, :h // k * k, :w // k * k]
+    x = x[:, :, : h // k * k, : w // k * k]
     return x.reshape(n, c, h // k, k, w // k, k).max(axis=(3, 5))
 
 
@@ -115,6 +116,7 @@ def timm_vgg(sd: dict[str, np.ndarray], x_nchw: np.ndarray, blocks=VGG16_BLOCKS)
 
 # --- Keras semantics: NHWC ---------------------------------------------------------------
 
+
 def conv2d_nhwc_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """Keras Conv2D, stride 1, padding='same' (odd kernels): kernel `(kh, kw, in, out)`."""
     ph, pw = kernel.shape[0] // 2, kernel.shape[1] // 2
@@ -126,7 +128,7 @@ def conv2d_nhwc_same(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.
 def max_pool2d_nhwc(x: np.ndarray, k: int = 2) -> np.ndarray:
     """MaxPooling2D(k), padding='valid'."""
     n, h, w, c = x.shape
-    x = x[:, :h // k * k, :w // k * k]
+    x = x[:, : h // k * k, : w // k * k]
     return x.reshape(n, h // k, k, w // k, k, c).max(axis=(2, 4))
 
 
@@ -148,8 +150,9 @@ def keras_classifier(layers: dict[str, list[np.ndarray]], pool5: np.ndarray) -> 
     return x @ layers["predictions"][0] + layers["predictions"][1]
 
 
-def keras_vgg(layers: dict[str, list[np.ndarray]], x_nhwc: np.ndarray, blocks=VGG16_BLOCKS,
-              include_top: bool = True) -> np.ndarray:
+def keras_vgg(
+    layers: dict[str, list[np.ndarray]], x_nhwc: np.ndarray, blocks=VGG16_BLOCKS, include_top: bool = True
+) -> np.ndarray:
     """Keras VGG: logits (pre-softmax) with the top, block5_pool `(N, h, w, 512)` without it."""
     pool5 = keras_vgg_features(layers, x_nhwc, blocks)
     return keras_classifier(layers, pool5) if include_top else pool5

@@ -18,6 +18,7 @@ except ImportError:
 
 # --- model access, one image at a time -------------------------------------------------------
 
+
 def logits_fn(model, params, stop=None):
     """image (H, W, C) → output vector/map of one image at layer `stop` (None = logits)."""
     return jax.jit(lambda xi: forward(model, params, xi[None], stop_at=stop)[0])
@@ -36,6 +37,7 @@ def softmax(z):
 
 # --- SmoothGrad ----------------------------------------------------------------------------
 
+
 def smoothgrad(model, params, x, classes, n, level, key, variant):
     """Image i, sample s: noise ~ N(0, σ_i²) from split(fold_in(key, i), n)[s], σ_i = level·(max−min)."""
     grad = grad_fn(model, params, lambda o, c: o[c])
@@ -52,7 +54,7 @@ def smoothgrad(model, params, x, classes, n, level, key, variant):
         if variant == "mean":
             maps.append(gs.mean(0))
         elif variant == "squared":
-            maps.append((gs ** 2).mean(0))
+            maps.append((gs**2).mean(0))
         else:
             maps.append(((gs - gs.mean(0)) ** 2).mean(0))
     return np.stack(maps)
@@ -60,20 +62,26 @@ def smoothgrad(model, params, x, classes, n, level, key, variant):
 
 # --- Integrated Gradients ------------------------------------------------------------------
 
+
 def integrated_gradients_trapezoid(model, params, x, x0, classes, steps):
     """(x − x0) · trapezoid rule over `steps` evenly spaced points from x0 to x, one gradient at a time."""
     grad = grad_fn(model, params, lambda o, c: o[c])
     x, x0 = np.asarray(x, np.float64), np.asarray(x0, np.float64)
     maps = []
     for i in range(x.shape[0]):
-        gs = [np.asarray(grad(jnp.asarray(x0[i] + s / (steps - 1) * (x[i] - x0[i]), jnp.float32),
-                              int(classes[i])), np.float64) for s in range(steps)]
+        gs = [
+            np.asarray(
+                grad(jnp.asarray(x0[i] + s / (steps - 1) * (x[i] - x0[i]), jnp.float32), int(classes[i])), np.float64
+            )
+            for s in range(steps)
+        ]
         integral = sum((gs[s] + gs[s + 1]) / 2 for s in range(steps - 1)) / (steps - 1)
         maps.append((x[i] - x0[i]) * integral)
     return np.stack(maps)
 
 
 # --- occlusion -----------------------------------------------------------------------------
+
 
 def occlusion(model, params, x, classes, patch, stride, fill, prob=True):
     """Occlude one window at a time (starts 0, stride, ..., plus one at the border if needed)."""
@@ -90,17 +98,19 @@ def occlusion(model, params, x, classes, patch, stride, fill, prob=True):
         for y0 in starts(h):
             for x0 in starts(w):
                 img = x[i].copy()
-                img[y0:y0 + patch, x0:x0 + patch, :] = fill
-                total[y0:y0 + patch, x0:x0 + patch] += clean - value(img)
-                count[y0:y0 + patch, x0:x0 + patch] += 1
+                img[y0 : y0 + patch, x0 : x0 + patch, :] = fill
+                total[y0 : y0 + patch, x0 : x0 + patch] += clean - value(img)
+                count[y0 : y0 + patch, x0 : x0 + patch] += 1
         maps[i] = total / count
     return maps
 
 
 # --- CAM family ----------------------------------------------------------------------------
 
+
 def upsample_bilinear(m, hw):
     """Bilinear upsampling `(N, h, w)` → `(N, H, W)`, half-pixel centers, edges clamped."""
+
     def axis_weights(n_in, n_out):
         mat = np.zeros((n_out, n_in))
         for o in range(n_out):
@@ -111,6 +121,7 @@ def upsample_bilinear(m, hw):
             mat[o, lo] += 1 - (src - lo)
             mat[o, hi] += src - lo
         return mat
+
     rows, cols = axis_weights(m.shape[1], hw[0]), axis_weights(m.shape[2], hw[1])
     return np.einsum("Hh,nhw,Ww->nHW", rows, np.asarray(m, np.float64), cols)
 
@@ -134,7 +145,7 @@ def grad_cam_pp(a, g):
                 for x in range(w):
                     gij = g[i, y, x, c]
                     if gij != 0:
-                        alpha = gij ** 2 / (2 * gij ** 2 + s * gij ** 3)
+                        alpha = gij**2 / (2 * gij**2 + s * gij**3)
                         weight += alpha * max(gij, 0)
             cams[i] += weight * a[i, :, :, c]
     return cams
@@ -153,7 +164,7 @@ def score_cam(model, params, x, a, classes):
     for i in range(n):
         scores = np.zeros(k)  # one weight per channel
         for c in range(k):
-            m = upsample_bilinear(a[i:i + 1, :, :, c], x.shape[1:3])[0]
+            m = upsample_bilinear(a[i : i + 1, :, :, c], x.shape[1:3])[0]
             if m.max() > m.min():
                 m = (m - m.min()) / (m.max() - m.min())
             else:
@@ -171,6 +182,7 @@ def cam_weighted_sum(a, kernel, classes):
 
 
 # --- FullGrad ------------------------------------------------------------------------------
+
 
 def minmax(t):
     """Per-image min-max scaling to [0, 1] over all remaining axes."""

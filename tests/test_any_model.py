@@ -64,17 +64,32 @@ def _check_all_methods(model, variables, x, names):
     return first
 
 
-GRADIENT_AND_CAM = ["saliency", "gradient_x_input", "deconvnet", "guided_backprop", "cam", "grad_cam",
-                    "guided_grad_cam", "grad_cam_pp", "layer_cam", "fullgrad"]
+GRADIENT_AND_CAM = [
+    "saliency",
+    "gradient_x_input",
+    "deconvnet",
+    "guided_backprop",
+    "cam",
+    "grad_cam",
+    "guided_grad_cam",
+    "grad_cam_pp",
+    "layer_cam",
+    "fullgrad",
+]
 EVERY = [m for m in METHODS if m != "cam_gmp"]  # the zoo's heads average-pool (or flatten)
 # Every method on light nets of two families; the gradient and CAM methods on one architecture of
 # every family (plain and BN VGG, AlexNet, SqueezeNet's Fire concats, ResNet's basic and bottleneck
 # blocks, GoogLeNet's inception concats, DenseNet's dense concats, the sequential VGG16). The deeper
 # siblings (vgg13/16_bn/19_bn, resnet34/101/152, vgg19) are the same module classes repeated: their
 # ports are checked against torchvision in test_zoo.py. JAXVIZ_FULL_MATRIX=1 runs every method on all.
-MATRIX = {"resnet18": EVERY, "squeezenet1_1": EVERY,
-          **{a: GRADIENT_AND_CAM for a in ("alexnet", "vgg11", "vgg11_bn", "squeezenet1_0", "resnet50", "googlenet",
-                                           "densenet121", "vgg16")}}
+MATRIX = {
+    "resnet18": EVERY,
+    "squeezenet1_1": EVERY,
+    **{
+        a: GRADIENT_AND_CAM
+        for a in ("alexnet", "vgg11", "vgg11_bn", "squeezenet1_0", "resnet50", "googlenet", "densenet121", "vgg16")
+    },
+}
 if os.environ.get("JAXVIZ_FULL_MATRIX"):
     MATRIX = {a: EVERY for a in (*TORCHVISION_ARCHS, "vgg16", "vgg19")}
     SMALLER = {}
@@ -126,8 +141,9 @@ def test_every_method_on_a_user_network(user, kind):
         names = [m for m in names if m not in LAYERED]
     res = _check_all_methods(model, variables, x, names)
     for name in names:
-        np.testing.assert_allclose(res[name].maps, ref[name].maps, rtol=1e-4,
-                                   atol=1e-5 * float(np.abs(ref[name].maps).max()), err_msg=name)
+        np.testing.assert_allclose(
+            res[name].maps, ref[name].maps, rtol=1e-4, atol=1e-5 * float(np.abs(ref[name].maps).max()), err_msg=name
+        )
 
 
 def test_layers_by_module_path_on_a_user_network(user):

@@ -16,8 +16,19 @@ from jaxviz.data.images import load_image
 
 SIZE = 32  # model input side: small and fast; every test uses it and BATCH, so one compile each
 BATCH = 4
-FIELDS = {"image", "stem", "model", "method", "target", "class", "class_name", "logit", "probability",
-          "files", "seconds"}
+FIELDS = {
+    "image",
+    "stem",
+    "model",
+    "method",
+    "target",
+    "class",
+    "class_name",
+    "logit",
+    "probability",
+    "files",
+    "seconds",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +39,10 @@ def lm():
 @pytest.fixture(scope="module")
 def jitted(lm):
     """Jitted methods like demo.py's, shared by every test (compiled once per shape)."""
-    return {name: jax.jit(lambda x, ids=None, f=METHODS[name]: f(lm.model, lm.params, x, None))
-            for name in ("saliency", "grad_cam")}
+    return {
+        name: jax.jit(lambda x, ids=None, f=METHODS[name]: f(lm.model, lm.params, x, None))
+        for name in ("saliency", "grad_cam")
+    }
 
 
 class Counter:
@@ -44,6 +57,7 @@ class Counter:
             self.calls[name] = self.calls.get(name, 0) + 1
             self.shapes.update(a.shape for a in args if isinstance(a, np.ndarray) and a.ndim == 4)
             return fn(*args, **kwargs)
+
         return counted
 
 
@@ -80,8 +94,16 @@ def _results(out):
 
 def test_directory_globs_and_hidden_files(tmp_path):
     d = tmp_path / "photos"
-    for name in ["b.JPG", "a.png", "sub/c.jpeg", "sub/deeper/d.webp", ".hidden.png", ".cache/e.png",
-                 "notes.txt", "sub/f.tiff"]:
+    for name in [
+        "b.JPG",
+        "a.png",
+        "sub/c.jpeg",
+        "sub/deeper/d.webp",
+        ".hidden.png",
+        ".cache/e.png",
+        "notes.txt",
+        "sub/f.tiff",
+    ]:
         _image(d / name, shape=(4, 4, 3)) if not name.endswith(".txt") else (d / name).write_text("x")
 
     found = batch.discover_images([str(d)])
@@ -105,8 +127,8 @@ def test_list_files_with_comments_and_relative_paths(tmp_path):
     lists.mkdir()
     (lists / "inner.txt").write_text("../z.png\n")
     (lists / "main.txt").write_text(
-        "# a comment\n\n  ../imgs/y.jpg  \n#../imgs/x.png\n../imgs/*.png\n@inner.txt\n"
-        f"{tmp_path / 'imgs' / 'y.jpg'}\n")
+        f"# a comment\n\n  ../imgs/y.jpg  \n#../imgs/x.png\n../imgs/*.png\n@inner.txt\n{tmp_path / 'imgs' / 'y.jpg'}\n"
+    )
 
     for spec in (f"@{lists / 'main.txt'}", str(lists / "main.txt")):
         assert [p.name for p in batch.discover_images([spec])] == ["y.jpg", "x.png", "z.png"]
@@ -132,14 +154,17 @@ def test_missing_paths_and_empty_results_are_errors(tmp_path):
 # --------------------------------------------------------------------------- output names
 
 
-@pytest.mark.parametrize("path, root, stem", [
-    ("/data/a/cat.jpg", "/data", "a/cat"),
-    ("/data/a b/ca:t?.v2.jpg", "/data", "a_b/ca_t__v2"),
-    ("/data/../etc/passwd.png", "/etc", "passwd"),
-    ("/data/C:/x.png", "/data", "C_/x"),
-    ("/data/con.png", "/data", "con_"),
-    ("/data/.hidden.png", "/data", "_hidden"),
-])
+@pytest.mark.parametrize(
+    "path, root, stem",
+    [
+        ("/data/a/cat.jpg", "/data", "a/cat"),
+        ("/data/a b/ca:t?.v2.jpg", "/data", "a_b/ca_t__v2"),
+        ("/data/../etc/passwd.png", "/etc", "passwd"),
+        ("/data/C:/x.png", "/data", "C_/x"),
+        ("/data/con.png", "/data", "con_"),
+        ("/data/.hidden.png", "/data", "_hidden"),
+    ],
+)
 def test_output_stem_is_sanitized(path, root, stem):
     assert batch.output_stem(path, root) == stem
 
@@ -193,7 +218,8 @@ def test_bad_files_are_skipped_and_logged(lm, counted, mixed_dir, tmp_path):
     records = _results(out)
     assert len(records) == 3 * len(methods)
     assert {(Path(r["image"]).name, r["method"]) for r in records} == {
-        (n, m) for n in ("photo.jpg", "gray.png", "rgba.png") for m in methods}
+        (n, m) for n in ("photo.jpg", "gray.png", "rgba.png") for m in methods
+    }
     for r in records:
         assert FIELDS <= set(r)
         assert r["model"] == lm.name and r["target"] is None
@@ -262,8 +288,11 @@ def test_truncated_last_line_is_tolerated_and_redone(lm, counted, tmp_path):
 
 
 def test_same_names_in_different_folders_and_suffixes_keep_separate_outputs(lm, jitted, tmp_path):
-    images = [_image(tmp_path / "in" / "a" / "cat.jpg", seed=1), _image(tmp_path / "in" / "b" / "cat.jpg", seed=2),
-              _image(tmp_path / "in" / "a" / "cat.png", seed=3)]
+    images = [
+        _image(tmp_path / "in" / "a" / "cat.jpg", seed=1),
+        _image(tmp_path / "in" / "b" / "cat.jpg", seed=2),
+        _image(tmp_path / "in" / "a" / "cat.png", seed=3),
+    ]
     out = tmp_path / "out"
     _run(lm, images, jitted, out)
 
@@ -363,8 +392,9 @@ def test_bind_methods_matches_direct_call(lm, jitted):
     bound = batch.bind_methods(lm, ["grad_cam"])
     x = np.random.default_rng(0).normal(size=(BATCH, SIZE, SIZE, 3)).astype(np.float32)
     ids = np.arange(BATCH, dtype=np.uint32)
-    np.testing.assert_allclose(np.asarray(bound["grad_cam"](x, ids)[0]), np.asarray(jitted["grad_cam"](x)[0]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(bound["grad_cam"](x, ids)[0]), np.asarray(jitted["grad_cam"](x)[0]), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_smoothgrad_noise_follows_the_image_not_its_batch_position(lm, tmp_path):

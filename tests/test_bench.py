@@ -54,6 +54,7 @@ def test_paired_rounds_give_the_time_ratio_and_alternate_who_goes_first():
         def call():
             order.append(name)
             time.sleep(seconds)
+
         return call
 
     ratio, rounds = bench._paired(side("ours", 0.01), side("theirs", 0.03), 4)
@@ -64,8 +65,9 @@ def test_paired_rounds_give_the_time_ratio_and_alternate_who_goes_first():
 
 @pytest.mark.skipif(not _has_captum(), reason="needs torch and captum")
 def test_paired_speed_up_is_in_the_row_and_the_table(tmp_path):
-    result = bench.run([bench.Case("shapesnet", 32, "saliency", 2)], repeats=1, paired=3, out=None,
-                       deviation=False, limits=False)
+    result = bench.run(
+        [bench.Case("shapesnet", 32, "saliency", 2)], repeats=1, paired=3, out=None, deviation=False, limits=False
+    )
     (row,) = result["rows"]
     assert row["paired_rounds"] == 3 and row["paired_speedup"] > 0
     assert result["config"]["paired"] == 3
@@ -74,8 +76,9 @@ def test_paired_speed_up_is_in_the_row_and_the_table(tmp_path):
 
 
 def test_run_without_captum():
-    result = bench.run([bench.Case("shapesnet", 32, "saliency", 2)], repeats=1, captum=False, out=None,
-                       deviation=False, limits=False)
+    result = bench.run(
+        [bench.Case("shapesnet", 32, "saliency", 2)], repeats=1, captum=False, out=None, deviation=False, limits=False
+    )
     (row,) = result["rows"]
     assert row["jaxviz_ips"] > 0
     assert row["captum_ips"] is None and row["speedup"] is None
@@ -87,8 +90,9 @@ def test_random_params_shapes_and_scale():
     model = VGG(blocks=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), hidden=64, num_classes=7)
     params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))["params"]
     mine = bench.random_params(model, (64, 64, 3), seed=1)["params"]
-    assert {k: {kk: vv.shape for kk, vv in v.items()} for k, v in mine.items()} == \
-           {k: {kk: vv.shape for kk, vv in v.items()} for k, v in params.items()}
+    assert {k: {kk: vv.shape for kk, vv in v.items()} for k, v in mine.items()} == {
+        k: {kk: vv.shape for kk, vv in v.items()} for k, v in params.items()
+    }
     k = np.asarray(mine["conv2_1"]["kernel"])  # fan_in 3·3·8 = 72
     assert k.std() == pytest.approx(np.sqrt(2 / 72), rel=0.1)
 
@@ -134,7 +138,7 @@ def test_bundle_case_flops_memory_and_partial_files(tmp_path):
 
 
 def test_time_budget_skips_and_lists(tmp_path):
-    cases = [bench.Case("shapesnet", 32, "saliency", 1), bench.Case("shapesnet", 32, "saliency", 10 ** 6)]
+    cases = [bench.Case("shapesnet", 32, "saliency", 1), bench.Case("shapesnet", 32, "saliency", 10**6)]
     result = bench.run(cases, repeats=1, out=None, captum=False, time_budget_s=60, deviation=False, limits=False)
     small, huge = result["rows"]
     assert small["jaxviz_ips"] > 0
@@ -146,8 +150,14 @@ def test_time_budget_skips_and_lists(tmp_path):
 
 
 def test_bf16_case_and_deviation_table():
-    result = bench.run([bench.Case("shapesnet", 64, "grad_cam", 2, "bfloat16")], repeats=1, out=None, captum=False,
-                       deviation=("grad_cam",), limits=False)
+    result = bench.run(
+        [bench.Case("shapesnet", 64, "grad_cam", 2, "bfloat16")],
+        repeats=1,
+        out=None,
+        captum=False,
+        deviation=("grad_cam",),
+        limits=False,
+    )
     (row,) = result["rows"]
     assert row["dtype"] == "bfloat16" and row["jaxviz_ips"] > 0
     (dev,) = result["deviation"]
@@ -158,14 +168,21 @@ def test_bf16_case_and_deviation_table():
 def test_gpu_plan_order_and_contents():
     cases = bench.gpu_plan()
     vgg = [c for c in cases if c.model == "vgg16" and c.dtype == "float32"]
-    assert {c.batch for c in vgg} == {1, 8, 32, 64} and {c.method for c in vgg} == {*bench.DEFAULT_METHODS,
-                                                                                    bench.BUNDLE}
+    assert {c.batch for c in vgg} == {1, 8, 32, 64} and {c.method for c in vgg} == {
+        *bench.DEFAULT_METHODS,
+        bench.BUNDLE,
+    }
     assert cases[0] == bench.Case("vgg16", 224, bench.BUNDLE, 64) and cases[-1].batch == 1
     at = cases.index
-    assert at(bench.Case("shapesnet", 64, "saliency", 64)) < at(bench.Case("vgg16", 224, "saliency", 8)) \
-        < at(bench.Case("vgg16", 224, "saliency", 32)) < at(bench.Case("vgg16", 224, "saliency", 1))
-    assert {c for c in cases if c.dtype == "bfloat16"} == {bench.Case("vgg16", 224, m, 64, "bfloat16")
-                                                           for m in ("saliency", bench.BUNDLE)}
+    assert (
+        at(bench.Case("shapesnet", 64, "saliency", 64))
+        < at(bench.Case("vgg16", 224, "saliency", 8))
+        < at(bench.Case("vgg16", 224, "saliency", 32))
+        < at(bench.Case("vgg16", 224, "saliency", 1))
+    )
+    assert {c for c in cases if c.dtype == "bfloat16"} == {
+        bench.Case("vgg16", 224, m, 64, "bfloat16") for m in ("saliency", bench.BUNDLE)
+    }
     assert len(cases) == 2 * 4 * 7 + 2
 
 
@@ -173,9 +190,9 @@ def test_device_limits_and_rss_peak():
     lim = bench.device_limits()
     assert lim["float32"] > 1e9 and "sgemm" in lim["source"]
     with bench.RssPeak() as m:
-        a = np.ones(64 * 2 ** 20 // 8)  # 64 MiB, touched
+        a = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
         a.sum()
-    assert m.rise >= 48 * 2 ** 20
+    assert m.rise >= 48 * 2**20
 
 
 def test_captum_bundle_is_five_maps():
@@ -192,8 +209,17 @@ def test_captum_bundle_is_five_maps():
 
 
 def test_run_configured_bundle_flag():
-    result = bench.run_configured(models=["shapesnet:32"], methods=["saliency"], batches=[2], bundle=True, repeats=1,
-                                  captum=False, out=None, deviation=False, limits=False)
+    result = bench.run_configured(
+        models=["shapesnet:32"],
+        methods=["saliency"],
+        batches=[2],
+        bundle=True,
+        repeats=1,
+        captum=False,
+        out=None,
+        deviation=False,
+        limits=False,
+    )
     assert [(r["method"], r["dtype"]) for r in result["rows"]] == [("saliency", "float32"), (bench.BUNDLE, "float32")]
     with pytest.raises(ValueError, match="not both"):
         bench.run_configured(quick=True, gpu=True)

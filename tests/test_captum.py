@@ -65,12 +65,15 @@ def _ours(name, model, params, x, **options):
     return compiled(name, model, **options)(params, x, np.array(TARGETS), key=jax.random.key(0))
 
 
-@pytest.mark.parametrize("method,captum_cls,kwargs", [
-    ("saliency", "Saliency", {"abs": False}),
-    ("gradient_x_input", "InputXGradient", {}),
-    ("deconvnet", "Deconvolution", {}),
-    ("guided_backprop", "GuidedBackprop", {}),
-])
+@pytest.mark.parametrize(
+    "method,captum_cls,kwargs",
+    [
+        ("saliency", "Saliency", {"abs": False}),
+        ("gradient_x_input", "InputXGradient", {}),
+        ("deconvnet", "Deconvolution", {}),
+        ("guided_backprop", "GuidedBackprop", {}),
+    ],
+)
 def test_gradient_methods(setup, method, captum_cls, kwargs):
     """Captum's Deconvolution / GuidedBackprop override the backward of every nn.ReLU — as ours
     replace every ReLU's (the peer has one nn.ReLU per activation layer)."""
@@ -97,9 +100,18 @@ def setup64(setup):
     return model, params64, np.asarray(x, np.float64), to_torch(model, params).double(), xt.double()
 
 
-@pytest.mark.parametrize("baseline,rule", [
-    *[("zeros", r) for r in ("riemann_left", "riemann_right", "riemann_middle", "gausslegendre", "riemann_trapezoid")],
-    (-0.5, "riemann_right"), (-0.5, "riemann_trapezoid"), ("image", "gausslegendre")])
+@pytest.mark.parametrize(
+    "baseline,rule",
+    [
+        *[
+            ("zeros", r)
+            for r in ("riemann_left", "riemann_right", "riemann_middle", "gausslegendre", "riemann_trapezoid")
+        ],
+        (-0.5, "riemann_right"),
+        (-0.5, "riemann_trapezoid"),
+        ("image", "gausslegendre"),
+    ],
+)
 def test_integrated_gradients(setup64, baseline, rule):
     """In float64, so that the path's dozens of gradients never straddle a max-pool tie or a ReLU
     kink that float32 rounding (or Captum's float32 `linspace` nodes) would put on the other side —
@@ -116,16 +128,25 @@ def test_integrated_gradients(setup64, baseline, rule):
     torch.set_default_dtype(torch.float64)  # Captum builds its nodes with torch.linspace
     try:
         want = captum_attr.IntegratedGradients(peer).attribute(
-            xt, baselines=base_t, target=TARGETS, n_steps=steps, method=rule)
+            xt, baselines=base_t, target=TARGETS, n_steps=steps, method=rule
+        )
     finally:
         torch.set_default_dtype(dtype)
     want = nchw_to_nhwc(want)
     # `compiled("integrated_gradients", model, method=...)` collides with compiled's own first
     # parameter name, so the quadrature rule is passed to the method function directly.
     with jax.enable_x64(True):
-        ig = jax.jit(lambda p, x: integrated_gradients(
-            model, p, x, jnp.asarray(TARGETS), steps=steps, method=rule,
-            baseline=baseline if baseline == "zeros" else jnp.asarray(base)))
+        ig = jax.jit(
+            lambda p, x: integrated_gradients(
+                model,
+                p,
+                x,
+                jnp.asarray(TARGETS),
+                steps=steps,
+                method=rule,
+                baseline=baseline if baseline == "zeros" else jnp.asarray(base),
+            )
+        )
         maps, _, _, _ = ig(params, x)
         maps = np.asarray(maps)
     assert maps.dtype == np.float64
@@ -137,7 +158,8 @@ def test_integrated_gradients(setup64, baseline, rule):
 
 def _captum_layer_gradcam(peer, xt, layer, relu):
     return captum_attr.LayerGradCam(peer, peer.layer(layer)).attribute(
-        xt, target=TARGETS, relu_attributions=relu)  # (N, 1, h, w)
+        xt, target=TARGETS, relu_attributions=relu
+    )  # (N, 1, h, w)
 
 
 def test_grad_cam_at_layer_resolution(setup):
@@ -179,9 +201,19 @@ def test_occlusion(setup, prob, fill):
     patch, stride = 8, 4  # (32 − 8) % 4 == 0: no border window
     forward = (lambda z: torch.softmax(peer(z), dim=-1)) if prob else peer
     c = xt.shape[1]
-    want = captum_attr.Occlusion(forward).attribute(
-        xt, sliding_window_shapes=(c, patch, patch), strides=(c, stride, stride), baselines=fill,
-        target=TARGETS, perturbations_per_eval=16).detach().numpy()
+    want = (
+        captum_attr.Occlusion(forward)
+        .attribute(
+            xt,
+            sliding_window_shapes=(c, patch, patch),
+            strides=(c, stride, stride),
+            baselines=fill,
+            target=TARGETS,
+            perturbations_per_eval=16,
+        )
+        .detach()
+        .numpy()
+    )
     np.testing.assert_array_equal(want, np.repeat(want[:, :1], c, axis=1))  # one window spans all channels
     maps, _, _, _ = _ours("occlusion", model, params, x, patch=patch, stride=stride, fill=fill, prob=prob)
     _close(maps, want[:, 0])
@@ -192,11 +224,16 @@ def test_smoothgrad_zero_noise(setup):
     gradient, its square and zero (one compiled function for the three variants)."""
     model, params, x, peer, xt = setup
     names = ("smoothgrad", "smoothgrad_squared", "vargrad")
-    ours = jax.jit(lambda p, x: [METHODS[m](model, p, x, jnp.asarray(TARGETS), n=4, level=0.0,
-                                            key=jax.random.key(0))[0] for m in names])(params, x)
+    ours = jax.jit(
+        lambda p, x: [
+            METHODS[m](model, p, x, jnp.asarray(TARGETS), n=4, level=0.0, key=jax.random.key(0))[0] for m in names
+        ]
+    )(params, x)
     nt = captum_attr.NoiseTunnel(captum_attr.Saliency(peer))
-    want = {t: nchw_to_nhwc(nt.attribute(xt, nt_type=t, nt_samples=4, stdevs=0.0, target=TARGETS, abs=False))
-            for t in ("smoothgrad", "smoothgrad_sq", "vargrad")}
+    want = {
+        t: nchw_to_nhwc(nt.attribute(xt, nt_type=t, nt_samples=4, stdevs=0.0, target=TARGETS, abs=False))
+        for t in ("smoothgrad", "smoothgrad_sq", "vargrad")
+    }
     _close(ours[0], want["smoothgrad"])
     _close(ours[1], want["smoothgrad_sq"])
     scale = float(np.abs(want["smoothgrad"]).max()) ** 2

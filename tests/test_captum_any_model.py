@@ -54,8 +54,11 @@ def _zoo(arch, size, layer):
     return model, v, peer, (size, size, 3), layer, lambda p: p.get_submodule(layer)
 
 
-CASES = {"user_net": _user, "resnet50": lambda: _zoo("resnet50", 64, "layer4"),
-         "squeezenet1_0": lambda: _zoo("squeezenet1_0", 64, "features")}
+CASES = {
+    "user_net": _user,
+    "resnet50": lambda: _zoo("resnet50", 64, "layer4"),
+    "squeezenet1_0": lambda: _zoo("squeezenet1_0", 64, "features"),
+}
 
 
 @pytest.fixture(scope="module", params=list(CASES))
@@ -73,8 +76,11 @@ def _close(got, want, tol=TOL):
     assert np.abs(got - want).max() <= tol * scale, np.abs(got - want).max() / scale
 
 
-@pytest.mark.parametrize("ours,theirs", [(saliency, "Saliency"), (guided_backprop, "GuidedBackprop"),
-                                         (deconvnet, "Deconvolution")], ids=["saliency", "guided", "deconvnet"])
+@pytest.mark.parametrize(
+    "ours,theirs",
+    [(saliency, "Saliency"), (guided_backprop, "GuidedBackprop"), (deconvnet, "Deconvolution")],
+    ids=["saliency", "guided", "deconvnet"],
+)
 def test_gradient_methods_equal_captum_in_float64(case, ours, theirs):
     model, v, peer, x, _, _ = case
     with jax.enable_x64(True):

@@ -33,7 +33,9 @@ def test_demo_writes_every_method(tmp_path, capsys):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(records) == 3 * len(summary["methods"])
     assert {r["class_name"] for r in records} == {p["label"] for p in summary["predictions"]}
-    assert (out / "explorer" / "index.html").is_file() and len(list((out / "explorer" / "thumbs").iterdir())) == 1 + len(summary["methods"])
+    assert (out / "explorer" / "index.html").is_file() and len(
+        list((out / "explorer" / "thumbs").iterdir())
+    ) == 1 + len(summary["methods"])
 
 
 def test_demo_unknown_method_is_a_clear_error(tmp_path, capsys):
@@ -79,8 +81,17 @@ def _write_images(folder):
 def test_attribute_cli_resumes_and_logs_bad_files(tmp_path, capsys):
     labels = _write_images(tmp_path / "in")
     out = tmp_path / "out"
-    argv = ["attribute", str(tmp_path / "in"), "--method", "saliency,grad_cam", "--out", str(out),
-            "--batch-size", "2", "--quiet"]
+    argv = [
+        "attribute",
+        str(tmp_path / "in"),
+        "--method",
+        "saliency,grad_cam",
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--quiet",
+    ]
     assert main(argv) == 1  # an image failed: exit status 1 (the others are done)
     text = capsys.readouterr()
     assert "3 images done" in text.out and "broken.jpg" in text.err and "--allow-failures" in text.err
@@ -97,23 +108,52 @@ def test_attribute_cli_resumes_and_logs_bad_files(tmp_path, capsys):
 def test_attribute_cli_targets(tmp_path, capsys):
     _write_images(tmp_path / "in")
     out = tmp_path / "out"
-    assert main(["attribute", str(tmp_path / "in" / "rgb.jpg"), "--method", "guided_backprop", "--quiet",
-                 "--target", "relu3_1:7", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "attribute",
+                str(tmp_path / "in" / "rgb.jpg"),
+                "--method",
+                "guided_backprop",
+                "--quiet",
+                "--target",
+                "relu3_1:7",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
     assert rec["target"] == {"unit": {"layer": "relu3_1", "channel": 7, "y": None, "x": None}}
     assert rec["channel"] == 7 and rec["activation"] >= 0
-    assert main(["attribute", str(tmp_path / "in" / "rgb.jpg"), "--target", "hexagon", "--quiet",
-                 "--out", str(tmp_path / "o2")]) == 2
+    assert (
+        main(
+            [
+                "attribute",
+                str(tmp_path / "in" / "rgb.jpg"),
+                "--target",
+                "hexagon",
+                "--quiet",
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
+        == 2
+    )
     assert "hexagon" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv,files", [
-    (["filters"], ["filters_conv1_1.png", "filters_conv1_1.json"]),
-    (["filters", "--model", "lenet5"], ["filters_conv1.png"]),
-    (["stats", "--n", "40"], ["stats.png", "stats.csv", "stats.json"]),
-    (["topk", "--n", "40", "--unit", "3", "--k", "4"], ["topk_relu4_2.png", "topk_relu4_2.json"]),
-    (["neighbours", "--n", "60", "--k", "3", "--queries", "2"], ["neighbours_relu4_2.png"]),
-])
+@pytest.mark.parametrize(
+    "argv,files",
+    [
+        (["filters"], ["filters_conv1_1.png", "filters_conv1_1.json"]),
+        (["filters", "--model", "lenet5"], ["filters_conv1.png"]),
+        (["stats", "--n", "40"], ["stats.png", "stats.csv", "stats.json"]),
+        (["topk", "--n", "40", "--unit", "3", "--k", "4"], ["topk_relu4_2.png", "topk_relu4_2.json"]),
+        (["neighbours", "--n", "60", "--k", "3", "--queries", "2"], ["neighbours_relu4_2.png"]),
+    ],
+)
 def test_inspect_commands_write_figures_and_numbers(tmp_path, argv, files):
     assert main(["inspect", *argv, "--out", str(tmp_path), "--quiet"]) == 0
     for name in files:
@@ -133,8 +173,24 @@ def test_inspect_filters_of_a_dense_layer_is_a_clear_error(tmp_path, capsys):
 
 def test_demo_on_lenet_digits_marks_relu_rules_not_applicable(tmp_path):
     out = tmp_path / "lenet"
-    assert main(["demo", "--model", "lenet5", "--n", "2", "--method", "saliency", "--method", "guided_backprop",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--model",
+                "lenet5",
+                "--n",
+                "2",
+                "--method",
+                "saliency",
+                "--method",
+                "guided_backprop",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["methods"] == ["saliency"] and "no ReLU" in summary["not_applicable"]["guided_backprop"]
     assert np.load(next((out / "saliency").glob("*.npy"))).shape == (28, 28, 1)

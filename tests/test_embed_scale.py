@@ -47,6 +47,7 @@ class LazyImages:
 
 # --- grid_fill / grid_assignment ----------------------------------------------------------------
 
+
 def test_grid_fill_fills_every_cell_with_distinct_points():
     pts = _blobs(5000, 0)
     fill = embed.grid_fill(pts, 40, 40)
@@ -55,8 +56,9 @@ def test_grid_fill_fills_every_cell_with_distinct_points():
     assert len(np.unique(fill)) == 1600
 
 
-@pytest.mark.parametrize("rows,cols,method", [(10, 12, "dense"), (60, 60, "auto"), (60, 60, "local"),
-                                              (60, 60, "greedy")])
+@pytest.mark.parametrize(
+    "rows,cols,method", [(10, 12, "dense"), (60, 60, "auto"), (60, 60, "local"), (60, 60, "greedy")]
+)
 def test_jittered_grid_points_land_in_their_own_cells(rows, cols, method):
     rng = np.random.default_rng(1)
     cells = _cells(rows, cols)
@@ -113,6 +115,7 @@ def test_grid_fill_50k_points_on_100x100_cells_is_fast():
 
 # --- t-SNE --------------------------------------------------------------------------------------
 
+
 def _two_clusters(n=1500, d=20, seed=0):
     rng = np.random.default_rng(seed)
     lab = np.arange(n) % 2
@@ -163,6 +166,7 @@ def test_tsne_method_errors(monkeypatch):
 
 # --- thumbnails and figures ---------------------------------------------------------------------
 
+
 def test_thumbnail_grid_reads_only_shown_images_in_order():
     imgs = np.random.default_rng(0).uniform(size=(50, 4, 6, 3)).astype(np.float32)
     lazy = LazyImages(imgs)
@@ -195,8 +199,16 @@ def test_embedding_figures_at_scale_with_lazy_images(tmp_path, monkeypatch):
         return real_save(fig, path, *a, **k)
 
     monkeypatch.setattr(embed, "save_figure", save)
-    y = embed.embedding_figures(None, None, tmp_path / "s.png", tmp_path / "g.png", points2d=pts,
-                                images=lazy, labels=rng.integers(10, size=n), classes=[str(i) for i in range(10)])
+    y = embed.embedding_figures(
+        None,
+        None,
+        tmp_path / "s.png",
+        tmp_path / "g.png",
+        points2d=pts,
+        images=lazy,
+        labels=rng.integers(10, size=n),
+        classes=[str(i) for i in range(10)],
+    )
     assert y.shape == (n, 2)
     assert titles == ["t-SNE (3 000 images)", "t-SNE grid (50x50 cells of 3 000 images, nearest point per cell)"]
     read = np.unique(np.concatenate(lazy.reads))
@@ -204,6 +216,7 @@ def test_embedding_figures_at_scale_with_lazy_images(tmp_path, monkeypatch):
     assert (tmp_path / "g.png").exists() and (tmp_path / "s.png").exists()
 
     titles.clear()
-    embed.embedding_figures(None, None, tmp_path / "s2.png", tmp_path / "g2.png", points2d=pts[:100],
-                            images=lazy.arr[:100], grid=(5, 8))
+    embed.embedding_figures(
+        None, None, tmp_path / "s2.png", tmp_path / "g2.png", points2d=pts[:100], images=lazy.arr[:100], grid=(5, 8)
+    )
     assert titles[1] == "t-SNE grid (5x8 cells of 100 images, nearest point per cell)"

@@ -35,7 +35,7 @@ def test_embedded_accuracy_on_fresh_shapes(embedded):
     data = shapes.generate(1000, size=64, seed=FRESH_SEED)
     predict = jax.jit(lambda x: embedded.logits(x).argmax(-1))
     x = normalize(data.images, embedded.preprocessing)
-    pred = np.concatenate([np.asarray(predict(x[i:i + 250])) for i in range(0, 1000, 250)])
+    pred = np.concatenate([np.asarray(predict(x[i : i + 250])) for i in range(0, 1000, 250)])
     assert np.mean(pred == data.labels) >= 0.95
 
 
@@ -43,12 +43,18 @@ def test_load_weights_file_with_own_classes(tmp_path, shapesnet):
     model, params = shapesnet
     path = tmp_path / "mine.safetensors"
     names = [f"class{i}" for i in range(10)]
-    save_weights(path, jax.tree_util.tree_map(np.asarray, params),
-                 {"arch": "shapesnet", "preprocessing": "unit", "classes": names})
+    save_weights(
+        path,
+        jax.tree_util.tree_map(np.asarray, params),
+        {"arch": "shapesnet", "preprocessing": "unit", "classes": names},
+    )
     lm = jaxviz.load(weights=path)
     assert lm.labels.name(3) == "class3" and lm.preprocessing.name == "unit"
-    np.testing.assert_allclose(lm.logits(np.ones((1, 64, 64, 3), np.float32)),
-                               model.apply({"params": params}, np.ones((1, 64, 64, 3), np.float32)), rtol=1e-6)
+    np.testing.assert_allclose(
+        lm.logits(np.ones((1, 64, 64, 3), np.float32)),
+        model.apply({"params": params}, np.ones((1, 64, 64, 3), np.float32)),
+        rtol=1e-6,
+    )
     with pytest.raises(WeightsError, match="shapesnet"):
         jaxviz.load("vgg16", weights=path)
 

@@ -56,9 +56,16 @@ def test_unit_target_guided_backprop(shapesnet):
     assert np.asarray(out2[1, pos[0], pos[1], 5]) == np.asarray(out2[1, ..., 5]).max()
 
 
-@pytest.mark.parametrize("target,match", [(10, "out of range"), ([1, 2], "shape|broadcast"),
-                                          (Unit("relu3_1", 999), "channel"), (Unit("nope", 1), "unknown layer"),
-                                          (1.5, "class indices")])
+@pytest.mark.parametrize(
+    "target,match",
+    [
+        (10, "out of range"),
+        ([1, 2], "shape|broadcast"),
+        (Unit("relu3_1", 999), "channel"),
+        (Unit("nope", 1), "unknown layer"),
+        (1.5, "class indices"),
+    ],
+)
 def test_bad_targets_are_clear(shapesnet, target, match):
     model, params = shapesnet
     with pytest.raises((ValueError, KeyError), match=match):
@@ -74,6 +81,7 @@ def test_unknown_method_and_option(shapesnet):
 
 
 # --- throughput modes (issue 8) ---------------------------------------------------------------
+
 
 def test_bfloat16_mode_runs_in_bf16_and_returns_float32(shapesnet):
     from jaxviz.attribution.engine import program_cost

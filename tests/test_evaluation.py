@@ -47,31 +47,71 @@ def write_coco(folder, names=("a.png", "b.png", "c.png"), size=(40, 48)):
     rng = np.random.default_rng(0)
     expected = {}
     poly = np.zeros((h, w), bool)
-    poly[8:20, 10:30] = True                       # the polygon (10,8)-(30,20), pixel corners
+    poly[8:20, 10:30] = True  # the polygon (10,8)-(30,20), pixel corners
     blob = np.zeros((h, w), bool)
     blob[5:30, 5:15] = True
-    blob[25:35, 15:40] = True                      # an L shape as compressed RLE
+    blob[25:35, 15:40] = True  # an L shape as compressed RLE
     crowd = np.zeros((h, w), bool)
-    crowd[::3, 20:] = True                         # stripes as uncompressed RLE
+    crowd[::3, 20:] = True  # stripes as uncompressed RLE
     images, anns = [], []
     for i, name in enumerate(names):
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(path)
         images.append({"id": i + 1, "file_name": name, "height": h, "width": w})
-    anns.append({"id": 1, "image_id": 1, "category_id": 4, "iscrowd": 0, "area": 240.0, "bbox": [10, 8, 20, 12],
-                 "segmentation": [[10, 8, 30, 8, 30, 20, 10, 20]]})
-    anns.append({"id": 2, "image_id": 2, "category_id": 2, "iscrowd": 0, "area": float(blob.sum()),
-                 "bbox": [5, 5, 35, 30], "segmentation": _rle_json(blob)})
-    anns.append({"id": 3, "image_id": 2, "category_id": 4, "iscrowd": 0, "area": 12.0, "bbox": [40, 2, 3, 4],
-                 "segmentation": _rle_json(_box(h, w, 2, 6, 40, 43))})
-    anns.append({"id": 4, "image_id": 3, "category_id": 10, "iscrowd": 1, "area": float(crowd.sum()),
-                 "bbox": [20, 0, 28, 40], "segmentation": _uncompressed_rle(crowd)})
+    anns.append(
+        {
+            "id": 1,
+            "image_id": 1,
+            "category_id": 4,
+            "iscrowd": 0,
+            "area": 240.0,
+            "bbox": [10, 8, 20, 12],
+            "segmentation": [[10, 8, 30, 8, 30, 20, 10, 20]],
+        }
+    )
+    anns.append(
+        {
+            "id": 2,
+            "image_id": 2,
+            "category_id": 2,
+            "iscrowd": 0,
+            "area": float(blob.sum()),
+            "bbox": [5, 5, 35, 30],
+            "segmentation": _rle_json(blob),
+        }
+    )
+    anns.append(
+        {
+            "id": 3,
+            "image_id": 2,
+            "category_id": 4,
+            "iscrowd": 0,
+            "area": 12.0,
+            "bbox": [40, 2, 3, 4],
+            "segmentation": _rle_json(_box(h, w, 2, 6, 40, 43)),
+        }
+    )
+    anns.append(
+        {
+            "id": 4,
+            "image_id": 3,
+            "category_id": 10,
+            "iscrowd": 1,
+            "area": float(crowd.sum()),
+            "bbox": [20, 0, 28, 40],
+            "segmentation": _uncompressed_rle(crowd),
+        }
+    )
     cats = [{"id": 2, "name": "square"}, {"id": 4, "name": "star"}, {"id": 10, "name": "traffic light"}]
     path = folder / "instances.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    expected = {(names[0], "star"): poly, (names[1], "square"): blob,
-                (names[1], "star"): _box(h, w, 2, 6, 40, 43), (names[2], "traffic light"): crowd}
+    expected = {
+        (names[0], "star"): poly,
+        (names[1], "square"): blob,
+        (names[1], "star"): _box(h, w, 2, 6, 40, 43),
+        (names[2], "traffic light"): crowd,
+    }
     return path, expected
 
 
@@ -123,7 +163,7 @@ def test_category_mapping(tmp_path):
     one = coco_class_table()
     assert set(one) == set(table) and all(one[c] in table[c] for c in table)
     assert class_candidates("zebra", labels) == (340,) == class_candidates("zebra", labels, "best")
-    assert class_candidates("person", labels) == ()            # no ImageNet class for people
+    assert class_candidates("person", labels) == ()  # no ImageNet class for people
     assert all(0 <= i < 1000 for v in table.values() for i in v) and len(table) >= 50
     shapes_labels = Labels.from_names(shapes.CLASSES)
     assert class_candidates("star", shapes_labels) == (shapes.CLASSES.index("star"),)
@@ -133,8 +173,10 @@ def test_category_mapping(tmp_path):
     (tmp_path / "t.json").write_text('{"dog": "beagle", "cat": 283}')
     for spec in ({"dog": "beagle", "cat": 283}, tmp_path / "t.tsv", tmp_path / "t.json"):
         mine = load_class_table(spec)
-        assert class_candidates("dog", labels, table=mine) == (162,) and class_candidates("cat", labels, table=mine) == (283,)
-        assert class_candidates("elephant", labels, table=mine) == ()   # not in the user's table
+        assert class_candidates("dog", labels, table=mine) == (162,) and class_candidates(
+            "cat", labels, table=mine
+        ) == (283,)
+        assert class_candidates("elephant", labels, table=mine) == ()  # not in the user's table
     assert load_class_table(None) == one
     with pytest.raises(ValueError, match="'dog' -> 'wolfhound x'"):
         class_candidates("dog", labels, table={"dog": "wolfhound x"})
@@ -159,7 +201,7 @@ def test_shapes_benchmark_is_reproducible_and_masks_match():
 def test_resize_sample_keeps_the_object():
     img = np.zeros((30, 60, 3), np.float32)
     mask = np.zeros((30, 60), bool)
-    mask[10:20, 0:30] = True                       # left half, middle third of rows
+    mask[10:20, 0:30] = True  # left half, middle third of rows
     same = resize_sample(img, mask, "original")
     assert same[1] is mask
     r_img, r_mask = resize_sample(img, mask, 90)
@@ -169,7 +211,7 @@ def test_resize_sample_keeps_the_object():
 
 def test_mask_to_map_geometry():
     mask = np.zeros((300, 200), bool)
-    mask[:, :100] = True                           # left half
+    mask[:, :100] = True  # left half
     stretched = mask_to_map(mask, (50, 50))
     assert stretched[:, :25].all() and not stretched[:, 25:].any()
     cropped = mask_to_map(mask, (224, 224), "torchvision")  # resize to 256x384, crop 224 in the middle
@@ -184,9 +226,18 @@ def _attribution_run(tmp_path, maps: dict, image_names):
         stem = name.rsplit(".", 1)[0]
         (out / method).mkdir(parents=True, exist_ok=True)
         np.save(out / method / f"{stem}.npy", m)
-        lines.append({"image": str(tmp_path / name), "resolved": str(tmp_path / name), "stem": stem,
-                      "model": "m", "method": method, "class": 920, "class_name": "traffic light",
-                      "files": {"npy": f"{method}/{stem}.npy", "png": f"{method}/{stem}.png"}})
+        lines.append(
+            {
+                "image": str(tmp_path / name),
+                "resolved": str(tmp_path / name),
+                "stem": stem,
+                "model": "m",
+                "method": method,
+                "class": 920,
+                "class_name": "traffic light",
+                "files": {"npy": f"{method}/{stem}.npy", "png": f"{method}/{stem}.png"},
+            }
+        )
     (out / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"torn')
     return out
 
@@ -196,21 +247,24 @@ def test_evaluate_attribution_run_with_mask_folder_and_coco(tmp_path):
     crowd = expected[("c.png", "traffic light")]
     inside = np.where(crowd, 1.0, 0.0).astype(np.float32)[..., None] * np.ones(3, np.float32)
     uniform = np.ones((40, 48), np.float32)
-    out = _attribution_run(tmp_path, {("c.png", "inside"): inside, ("c.png", "uniform"): uniform,
-                                      ("a.png", "uniform"): uniform}, ["a.png", "c.png"])
+    out = _attribution_run(
+        tmp_path,
+        {("c.png", "inside"): inside, ("c.png", "uniform"): uniform, ("a.png", "uniform"): uniform},
+        ["a.png", "c.png"],
+    )
     masks = tmp_path / "masks"
     masks.mkdir()
     Image.fromarray(crowd.astype(np.uint8) * 255).save(masks / "c.png")
     res = evaluate_attribution_run(out, masks=masks, dilation=0.0, progress=False)
     by = {(r["stem"], r["method"]): r for r in res["records"]}
     assert by[("c", "inside")]["P"] == pytest.approx(1.0) and by[("c", "inside")]["pointing"]
-    assert by[("c", "uniform")]["P"] == pytest.approx(crowd.mean())      # uniform map: P = mask area share
+    assert by[("c", "uniform")]["P"] == pytest.approx(crowd.mean())  # uniform map: P = mask area share
     assert [s[:2] for s in res["skipped"]] == [(str(tmp_path / "a.png"), "uniform")]  # no a.png mask
     assert (out / "evaluation.jsonl").read_text().count("\n") == 2 and (out / "evaluation" / "method.md").exists()
 
     res = evaluate_attribution_run(out, coco=ann, dilation=0.0, progress=False)  # class 920 = traffic light
     by = {(r["stem"], r["method"]): r for r in res["records"]}
     assert by[("c", "inside")]["P"] == pytest.approx(1.0)
-    assert "no annotated object" in res["skipped"][0][2]                  # a.png holds only a star
+    assert "no annotated object" in res["skipped"][0][2]  # a.png holds only a star
     with pytest.raises(ValueError, match="exactly one"):
         evaluate_attribution_run(out, progress=False)

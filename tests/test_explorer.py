@@ -44,20 +44,41 @@ def runs(tmp_path_factory):
         Image.fromarray(mask.astype(np.uint8) * 255).save(masks / f"{name}.png")
     (imgs / "broken.png").write_bytes(b"not a png")
     a, b = tmp / "a", tmp / "b"
-    _cli("attribute", imgs, "--method", "saliency,grad_cam", "--batch-size", 48, "--out", a, "--quiet",
-         "--allow-failures")
+    _cli(
+        "attribute",
+        imgs,
+        "--method",
+        "saliency,grad_cam",
+        "--batch-size",
+        48,
+        "--out",
+        a,
+        "--quiet",
+        "--allow-failures",
+    )
     _cli("evaluate", a, "--masks", masks)
     subset = tmp / "subset.txt"
     subset.write_text("".join(f"{imgs / name}.png\n" for name in names[:60]))
-    _cli("attribute", f"@{subset}", "--method", "grad_cam", "--outputs", "store", "--store-dtype", "float16",
-         "--out", b, "--quiet")
+    _cli(
+        "attribute",
+        f"@{subset}",
+        "--method",
+        "grad_cam",
+        "--outputs",
+        "store",
+        "--store-dtype",
+        "float16",
+        "--out",
+        b,
+        "--quiet",
+    )
     return {"a": a, "b": b, "imgs": imgs, "tmp": tmp}
 
 
 def _load(path: Path):
     """The JSON that a data file hands to the page."""
     text = path.read_text(encoding="utf-8")
-    return json.loads(text[text.index(",") + 1:text.rindex(")")])
+    return json.loads(text[text.index(",") + 1 : text.rindex(")")])
 
 
 def test_read_run_takes_every_ledger_and_skips_a_torn_line(runs, tmp_path):
@@ -90,8 +111,10 @@ def test_report_data_and_incremental_rebuild(runs, tmp_path):
     failed = shard["status"].index(2)
     assert "not an image" in meta["reasons"][shard["reason"][failed]]
     p = shard["name"].index("img_005.png")
-    evaluation = {(json.loads(x)["stem"], json.loads(x)["method"]): json.loads(x)
-                  for x in (runs["a"] / "evaluation.jsonl").read_text().splitlines()}
+    evaluation = {
+        (json.loads(x)["stem"], json.loads(x)["method"]): json.loads(x)
+        for x in (runs["a"] / "evaluation.jsonl").read_text().splitlines()
+    }
     assert shard["metrics"]["P|c1"][p] == pytest.approx(evaluation[("img_005", "grad_cam")]["P"])
     page = _load(out / "data" / "page-00000.js")["rows"][p]
     saliency = np.load(runs["a"] / page["records"]["c0"]["files"]["npy"])
@@ -99,7 +122,7 @@ def test_report_data_and_incremental_rebuild(runs, tmp_path):
     # sprites: one WebP per column and page; row p's input tile is its image
     sprite = np.asarray(Image.open(out / "thumbs" / "in" / "g00000.webp").convert("RGB"), np.float32)
     assert sprite.shape == (100 * 64, 64, 3)
-    tile = np.asarray(Image.fromarray(sprite[p * 64:(p + 1) * 64].astype(np.uint8)).resize((48, 48)), np.float32)
+    tile = np.asarray(Image.fromarray(sprite[p * 64 : (p + 1) * 64].astype(np.uint8)).resize((48, 48)), np.float32)
     original = np.asarray(Image.open(runs["imgs"] / "img_005.png").convert("RGB"), np.float32)
     assert np.abs(tile - original).mean() < 12  # lossy WebP, resized twice
     # a rebuild redraws nothing; a changed map redraws its page only
@@ -211,7 +234,9 @@ def test_explorer_in_chromium(site, runs):
         _not_blank(shots / f"{name}.png")
 
 
-@pytest.mark.skipif(not os.environ.get("JAXVIZ_BENCH_EXPLORER"), reason="benchmark: set JAXVIZ_BENCH_EXPLORER=<explorer folder>")
+@pytest.mark.skipif(
+    not os.environ.get("JAXVIZ_BENCH_EXPLORER"), reason="benchmark: set JAXVIZ_BENCH_EXPLORER=<explorer folder>"
+)
 def test_first_paint_benchmark():
     site = Path(os.environ["JAXVIZ_BENCH_EXPLORER"])
     with _browser() as p:
@@ -221,11 +246,13 @@ def test_first_paint_benchmark():
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto((site / "index.html").as_uri())
             page.wait_for_function("performance.getEntriesByName('jaxviz:indexed').length > 0", timeout=120_000)
-            times.append(page.evaluate("""() => ({
+            times.append(
+                page.evaluate("""() => ({
                 fcp: performance.getEntriesByName('first-contentful-paint')[0].startTime,
                 grid: performance.getEntriesByName('jaxviz:grid')[0].startTime,
                 indexed: performance.getEntriesByName('jaxviz:indexed')[0].startTime,
-                rows: document.querySelector('#count').textContent})"""))
+                rows: document.querySelector('#count').textContent})""")
+            )
             page.close()
         browser.close()
     print(json.dumps(times, indent=1))

@@ -96,10 +96,13 @@ def test_cam_norm_minmax_is_seed002s_scaling_fused_and_alone(shapes_he):
     """cam_norm="minmax" (seed 002: − min, then ÷ max) is the "max" map rescaled to span [0, 1]."""
     model, params = shapes_he
     x = jax.random.normal(jax.random.key(3), (3, 32, 32, 3))
-    fused = _check_equal(model, params, x, [1, 4, 7], ["grad_cam", "guided_grad_cam", "guided_backprop"],
-                         cam_norm="minmax")
-    _close(fused["guided_grad_cam"].maps, np.asarray(fused["guided_backprop"].maps)
-           * np.asarray(fused["grad_cam"].maps)[..., None])
+    fused = _check_equal(
+        model, params, x, [1, 4, 7], ["grad_cam", "guided_grad_cam", "guided_backprop"], cam_norm="minmax"
+    )
+    _close(
+        fused["guided_grad_cam"].maps,
+        np.asarray(fused["guided_backprop"].maps) * np.asarray(fused["grad_cam"].maps)[..., None],
+    )
     # the scaling itself, on a CAM that is positive everywhere (a random net's CAM touches 0 after ReLU)
     cam = 0.5 + jax.random.uniform(jax.random.key(1), (2, 4, 5))
     by_max = np.asarray(upsample_normalize(cam, (16, 20)), np.float64)
@@ -175,11 +178,15 @@ def test_bfloat16_bundle_returns_float32_close_to_float32(shapes_he):
         assert np.corrcoef(a, b)[0, 1] > 0.9, name
 
 
-@pytest.mark.parametrize("shape,window,strides,padding", [
-    ((2, 8, 8, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),      # VGG's pools: windows tile the input
-    ((2, 7, 11, 2), (3, 3), (3, 3), ((0, 0), (0, 0))),     # trailing rows and columns no window reads
-    ((2, 15, 16, 2), (3, 3), (2, 2), ((1, 1), (1, 2))),    # ResNet's stem pool: overlapping, padded
-    ((1, 9, 9, 2), (3, 3), (1, 1), ((1, 1), (1, 1)))])     # GoogLeNet's stride-1 branch pool
+@pytest.mark.parametrize(
+    "shape,window,strides,padding",
+    [
+        ((2, 8, 8, 3), (2, 2), (2, 2), ((0, 0), (0, 0))),  # VGG's pools: windows tile the input
+        ((2, 7, 11, 2), (3, 3), (3, 3), ((0, 0), (0, 0))),  # trailing rows and columns no window reads
+        ((2, 15, 16, 2), (3, 3), (2, 2), ((1, 1), (1, 2))),  # ResNet's stem pool: overlapping, padded
+        ((1, 9, 9, 2), (3, 3), (1, 1), ((1, 1), (1, 1))),
+    ],
+)  # GoogLeNet's stride-1 branch pool
 def test_max_pool_vjp_equals_select_and_scatter_with_ties(shape, window, strides, padding):
     """The fast backward sends each window's cotangent where XLA's select-and-scatter does: bit for
     bit where windows tile the input, up to the order of the sums where they overlap."""
@@ -190,8 +197,9 @@ def test_max_pool_vjp_equals_select_and_scatter_with_ties(shape, window, strides
     y = lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads)
     np.testing.assert_array_equal(pool.max_pool(x, window, strides, padding), y)
     g = jax.random.normal(jax.random.key(1), y.shape)
-    (want,) = jax.vjp(lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads),
-                      x)[1](g)
+    (want,) = jax.vjp(lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), pads), x)[1](
+        g
+    )
     (got,) = jax.vjp(lambda x: pool.max_pool(x, window, strides, padding), x)[1](g)
     if window == strides:
         np.testing.assert_array_equal(got, want)

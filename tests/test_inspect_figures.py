@@ -31,11 +31,12 @@ def _is_png(path) -> bool:
 
 # --- nearest neighbours ------------------------------------------------------------------
 
+
 def test_exact_copy_is_first_neighbour_at_distance_zero(small_shapes):
     pixels = small_shapes.images.reshape(len(small_shapes), -1)
     q = 17
-    db = np.concatenate([pixels[:q], pixels[q + 1:], pixels[q:q + 1]])  # the copy goes last
-    idx, dist = neighbours.nearest_neighbours(pixels[q:q + 1], db, 3)
+    db = np.concatenate([pixels[:q], pixels[q + 1 :], pixels[q : q + 1]])  # the copy goes last
+    idx, dist = neighbours.nearest_neighbours(pixels[q : q + 1], db, 3)
     assert idx[0, 0] == len(db) - 1
     assert dist[0, 0] == pytest.approx(0.0, abs=1e-5)
     assert dist[0, 1] > 1e-3
@@ -58,7 +59,7 @@ def test_cosine_and_euclidean_on_normalized_features_agree_in_order():
     cos_idx, cos_d = neighbours.nearest_neighbours(q, db, 10, metric="cosine")
     euc_idx, euc_d = neighbours.nearest_neighbours(q, db, 10, normalize_features=True)
     np.testing.assert_array_equal(cos_idx, euc_idx)
-    np.testing.assert_allclose(euc_d ** 2, 2 * cos_d, atol=1e-5)  # |a-b|² = 2(1 - cos) for unit vectors
+    np.testing.assert_allclose(euc_d**2, 2 * cos_d, atol=1e-5)  # |a-b|² = 2(1 - cos) for unit vectors
     raw_idx, _ = neighbours.nearest_neighbours(q, db, 10)
     assert not np.array_equal(raw_idx, cos_idx)  # the scaling matters without normalization
 
@@ -89,12 +90,14 @@ def test_trained_features_group_shapes_better_than_pixels(tmp_path, shapes_lm):
 
 def test_layer_features_pools_spatial_outputs(shapes_lm, small_shapes):
     f = neighbours.layer_features(shapes_lm, small_shapes.images[:5], "relu4_2", batch=2)
-    a = jaxviz.taps.activations(shapes_lm.model, shapes_lm.params,
-                           neighbours.model_input(shapes_lm, small_shapes.images[:5]), ["relu4_2"])["relu4_2"]
+    a = jaxviz.taps.activations(
+        shapes_lm.model, shapes_lm.params, neighbours.model_input(shapes_lm, small_shapes.images[:5]), ["relu4_2"]
+    )["relu4_2"]
     np.testing.assert_allclose(f, np.asarray(a).mean(axis=(1, 2)), rtol=1e-5, atol=1e-5)
 
 
 # --- grid assignment and t-SNE -----------------------------------------------------------
+
 
 def test_grid_assignment_is_a_permutation_of_cells():
     pts = np.random.default_rng(2).normal(size=(23, 2))
@@ -136,13 +139,13 @@ def test_tsne_shape_and_determinism():
 
 def test_embedding_figures(tmp_path, small_shapes):
     feats = small_shapes.images.reshape(len(small_shapes), -1)[:, ::7]
-    y = embed.embedding_figures(small_shapes, feats, tmp_path / "scatter.png", tmp_path / "grid.png",
-                                perplexity=10)
+    y = embed.embedding_figures(small_shapes, feats, tmp_path / "scatter.png", tmp_path / "grid.png", perplexity=10)
     assert y.shape == (len(small_shapes), 2)
     assert _is_png(tmp_path / "scatter.png") and _is_png(tmp_path / "grid.png")
 
 
 # --- filters and feature maps ------------------------------------------------------------
+
 
 def test_filter_grid_png_grows_with_filters(tmp_path):
     from PIL import Image

@@ -76,7 +76,7 @@ def test_update_with_arrays_equals_one_shot(lm, ds):
     a = all_acts(lm, ds, ["relu2_1"])["relu2_1"]
     s = stats.ChannelStats("relu2_1", a.shape[-1])
     for i in range(0, len(a), 7):
-        s.update(a[i:i + 7])
+        s.update(a[i : i + 7])
     np.testing.assert_allclose(s.mean, a.reshape(-1, a.shape[-1]).astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(s.max, a.reshape(-1, a.shape[-1]).max(0))
 
@@ -111,7 +111,7 @@ def test_top_k_equals_brute_force(lm, ds):
     n, h, w, c = a.shape
     res = topk.top_k_all(lm, ds, layer, k=k, batch_size=16, progress=False)
     flat = a.reshape(n, h * w, c)
-    best = flat.max(1)                                      # (N, C)
+    best = flat.max(1)  # (N, C)
     for ch in range(c):
         order = np.argsort(-best[:, ch], kind="stable")[:k]
         np.testing.assert_array_equal(res.indices[ch], order)

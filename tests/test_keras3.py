@@ -87,6 +87,7 @@ def test_keras_applications_vgg19_without_top(tmp_path, weights_dir):
 
 # --- KerasHub -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def keras_hub():
     return pytest.importorskip("keras_hub")
@@ -102,10 +103,16 @@ def hub_vgg16(keras_hub, tmp_path_factory):
     folder = tmp_path_factory.mktemp("keras_hub")
     keras.utils.set_random_seed(6)
     with jax.numpy_rank_promotion("allow"):
-        backbone = keras_hub.models.VGGBackbone(stackwise_num_repeats=[2, 2, 3, 3, 3],
-                                                stackwise_num_filters=[64, 128, 256, 512, 512], image_shape=(224, 224, 3))
-        converter = keras_hub.layers.VGGImageConverter(image_size=(224, 224), scale=[1 / (255 * s) for s in TV_STD],
-                                                      offset=[-m / s for m, s in zip(TV_MEAN, TV_STD)])
+        backbone = keras_hub.models.VGGBackbone(
+            stackwise_num_repeats=[2, 2, 3, 3, 3],
+            stackwise_num_filters=[64, 128, 256, 512, 512],
+            image_shape=(224, 224, 3),
+        )
+        converter = keras_hub.layers.VGGImageConverter(
+            image_size=(224, 224),
+            scale=[1 / (255 * s) for s in TV_STD],
+            offset=[-m / s for m, s in zip(TV_MEAN, TV_STD)],
+        )
         pre = keras_hub.models.VGGImageClassifierPreprocessor(image_converter=converter)
         model = _randomize(keras_hub.models.VGGImageClassifier(backbone=backbone, num_classes=7, preprocessor=pre), 7)
         model.save_weights(folder / "task.weights.h5")

@@ -20,8 +20,16 @@ def test_thousand_classes_loaded_once(labels):
 def test_dragonfly_by_every_kind_of_query(labels):
     assert labels.name(319) == "dragonfly"
     assert labels.wnid(319) == "n02268443"
-    for query in ["dragonfly", "n02268443", "319", 319, np.int64(319), "Darning Needle",
-                  "  DRAGONFLY ", "snake_doctor"]:
+    for query in [
+        "dragonfly",
+        "n02268443",
+        "319",
+        319,
+        np.int64(319),
+        "Darning Needle",
+        "  DRAGONFLY ",
+        "snake_doctor",
+    ]:
         assert labels.index(query) == 319, query
 
 

@@ -55,6 +55,7 @@ def test_short_training_lowers_the_loss():
 
 # --- MNIST IDX files --------------------------------------------------------------------------
 
+
 def _write_idx(folder, prefix, images, labels, *, gz):
     folder.mkdir(parents=True, exist_ok=True)
     img = struct.pack(">4I", 2051, *images.shape) + images.astype(np.uint8).tobytes()

@@ -21,8 +21,13 @@ from jaxviz.models.base import ACT, CONV, DENSE, FLATTEN, POOL, Layer, Sequentia
 
 class Tiny(SequentialNet):
     def layers(self):
-        return (Layer("conv1", CONV, 4, kernel=3, padding=1), Layer("relu1", ACT), Layer("pool1", POOL, 2),
-                Layer("flatten", FLATTEN), Layer("fc", DENSE, 3))
+        return (
+            Layer("conv1", CONV, 4, kernel=3, padding=1),
+            Layer("relu1", ACT),
+            Layer("pool1", POOL, 2),
+            Layer("flatten", FLATTEN),
+            Layer("fc", DENSE, 3),
+        )
 
 
 def _numpy_forward(x, p):
@@ -33,14 +38,14 @@ def _numpy_forward(x, p):
     for y in range(h):
         for xx in range(w):
             for o in range(k.shape[3]):
-                z[y, xx, o] = np.sum(xp[y:y + 3, xx:xx + 3, :] * k[:, :, :, o]) + b[o]
+                z[y, xx, o] = np.sum(xp[y : y + 3, xx : xx + 3, :] * k[:, :, :, o]) + b[o]
     f = np.maximum(z, 0)
     pooled = np.zeros((h // 2, w // 2, f.shape[2]))
     switch = {}
     for y in range(h // 2):
         for xx in range(w // 2):
             for o in range(f.shape[2]):
-                win = f[2 * y:2 * y + 2, 2 * xx:2 * xx + 2, o]
+                win = f[2 * y : 2 * y + 2, 2 * xx : 2 * xx + 2, o]
                 dy, dx = np.unravel_index(np.argmax(win), win.shape)
                 pooled[y, xx, o] = win[dy, dx]
                 switch[y, xx, o] = (2 * y + dy, 2 * xx + dx)
@@ -67,7 +72,7 @@ def _numpy_backward(x, p, c, rule):
     for y in range(h):
         for xx in range(w):
             for o in range(k.shape[3]):
-                dxp[y:y + 3, xx:xx + 3, :] += dz[y, xx, o] * k[:, :, :, o]
+                dxp[y : y + 3, xx : xx + 3, :] += dz[y, xx, o] * k[:, :, :, o]
     return dxp[1:-1, 1:-1], df, f
 
 

@@ -16,16 +16,16 @@ from jaxviz.taps import activations
 
 def test_box_of_the_largest_component_above_the_threshold():
     m = np.zeros((20, 30))
-    m[2:5, 3:6] = 1.0          # small blob, the maximum
-    m[10:18, 12:25] = 0.5      # large blob at half the maximum
-    assert map_box(m, 0.2).tolist() == [12, 10, 25, 18]   # both above 20 %: the larger wins
-    assert map_box(m, 0.6).tolist() == [3, 2, 6, 5]       # only the small one is above 60 %
+    m[2:5, 3:6] = 1.0  # small blob, the maximum
+    m[10:18, 12:25] = 0.5  # large blob at half the maximum
+    assert map_box(m, 0.2).tolist() == [12, 10, 25, 18]  # both above 20 %: the larger wins
+    assert map_box(m, 0.6).tolist() == [3, 2, 6, 5]  # only the small one is above 60 %
     d = np.zeros((6, 6))
-    d[0:2, 0:2], d[2:5, 2:5] = 1.0, 0.5                    # touching only at a corner: one component
+    d[0:2, 0:2], d[2:5, 2:5] = 1.0, 0.5  # touching only at a corner: one component
     assert map_box(d, 0.2).tolist() == [0, 0, 5, 5]
     assert map_box(np.zeros((4, 5))).tolist() == [0, 0, 5, 4]  # nothing positive: the whole image
     rgb = np.zeros((20, 30, 3))
-    rgb[10:18, 12:25, 1] = -2.0                            # (H, W, C) maps reduce by the channel norm
+    rgb[10:18, 12:25, 1] = -2.0  # (H, W, C) maps reduce by the channel norm
     assert map_box(rgb).tolist() == [12, 10, 25, 18]
 
 
@@ -45,10 +45,10 @@ def test_localization_errors_count_class_and_overlap():
     boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]])
     truth = [np.array([[0, 0, 10, 10]]), np.array([[20, 20, 30, 30], [0, 0, 10, 6]]), np.array([[0, 0, 4, 4]])]
     r = localization(boxes, truth, correct=[False, True, True])
-    np.testing.assert_allclose(r.iou, [1.0, 0.6, 0.16])   # image 1: the better of its two boxes
+    np.testing.assert_allclose(r.iou, [1.0, 0.6, 0.16])  # image 1: the better of its two boxes
     assert r.located.tolist() == [True, True, False]
-    assert r.gt_known_error == pytest.approx(1 / 3)       # only the overlap counts
-    assert r.top1_error == pytest.approx(2 / 3)           # image 0 has the wrong class
+    assert r.gt_known_error == pytest.approx(1 / 3)  # only the overlap counts
+    assert r.top1_error == pytest.approx(2 / 3)  # image 0 has the wrong class
     with pytest.raises(ValueError, match="2 boxes but ground truth for 3"):
         localization(boxes[:2], truth)
 
@@ -74,15 +74,45 @@ def test_coco_boxes_from_an_annotation_file(tmp_path):
     (tmp_path / "val").mkdir()
     Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "val" / "a.png")
     poly = lambda x, y, w, h: [[x, y, x + w, y, x + w, y + h, x, y + h]]
-    anns = [{"id": 1, "image_id": 7, "category_id": 3, "bbox": [2, 3, 10, 5], "area": 50, "iscrowd": 0,
-             "segmentation": poly(2, 3, 10, 5)},
-            {"id": 2, "image_id": 7, "category_id": 3, "bbox": [20, 10, 8, 8], "area": 64, "iscrowd": 0,
-             "segmentation": poly(20, 10, 8, 8)},
-            {"id": 3, "image_id": 7, "category_id": 4, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0,
-             "segmentation": poly(0, 0, 5, 5)}]
+    anns = [
+        {
+            "id": 1,
+            "image_id": 7,
+            "category_id": 3,
+            "bbox": [2, 3, 10, 5],
+            "area": 50,
+            "iscrowd": 0,
+            "segmentation": poly(2, 3, 10, 5),
+        },
+        {
+            "id": 2,
+            "image_id": 7,
+            "category_id": 3,
+            "bbox": [20, 10, 8, 8],
+            "area": 64,
+            "iscrowd": 0,
+            "segmentation": poly(20, 10, 8, 8),
+        },
+        {
+            "id": 3,
+            "image_id": 7,
+            "category_id": 4,
+            "bbox": [0, 0, 5, 5],
+            "area": 25,
+            "iscrowd": 0,
+            "segmentation": poly(0, 0, 5, 5),
+        },
+    ]
     ann = tmp_path / "ann.json"
-    ann.write_text(json.dumps({"images": [{"id": 7, "file_name": "a.png", "height": 40, "width": 50}],
-                               "annotations": anns, "categories": [{"id": 3, "name": "zebra"}, {"id": 4, "name": "pizza"}]}))
+    ann.write_text(
+        json.dumps(
+            {
+                "images": [{"id": 7, "file_name": "a.png", "height": 40, "width": 50}],
+                "annotations": anns,
+                "categories": [{"id": 3, "name": "zebra"}, {"id": 4, "name": "pizza"}],
+            }
+        )
+    )
     [s] = coco_samples(tmp_path / "val", ann, categories=["zebra"])
     np.testing.assert_array_equal(sample_boxes(s, ann), [[2, 3, 12, 8], [20, 10, 28, 18]])
 
@@ -98,8 +128,8 @@ def test_occlusion_sweep_agrees_with_the_occlusion_map_and_the_layer():
     drop = s.clean[np.arange(2), d.labels][:, None, None] - s.probs[np.arange(2), ..., d.labels]
     rows, cols = np.zeros((5, 32)), np.zeros((5, 32))
     for i, start in enumerate(s.rows):
-        rows[i, start:start + 8] = 1
-        cols[i, start:start + 8] = 1
+        rows[i, start : start + 8] = 1
+        cols[i, start : start + 8] = 1
     expect = np.einsum("nab,ay,bx->nyx", drop, rows, cols) / np.outer(rows.sum(0), cols.sum(0))
     got = occlusion(lm.model, lm.variables, x, d.labels, patch=8, stride=6).maps
     np.testing.assert_allclose(got, expect, atol=2e-5)

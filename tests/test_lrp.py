@@ -36,8 +36,12 @@ class Dense2(nn.Module):
 @pytest.fixture(scope="module")
 def dense():
     rng = np.random.default_rng(0)
-    v = {"params": {"hidden": {"kernel": rng.standard_normal((6, 4)), "bias": rng.standard_normal(4) * 0.3},
-                    "out": {"kernel": rng.standard_normal((4, 3)), "bias": np.zeros(3)}}}
+    v = {
+        "params": {
+            "hidden": {"kernel": rng.standard_normal((6, 4)), "bias": rng.standard_normal(4) * 0.3},
+            "out": {"kernel": rng.standard_normal((4, 3)), "bias": np.zeros(3)},
+        }
+    }
     x = rng.standard_normal((2, 1, 2, 3))
     return v, x
 
@@ -98,7 +102,7 @@ def test_rule_equals_its_formula(dense, name):
         want = (g / _stab(np.ones_like(xs) @ ones)) @ ones.T
     else:
         rule = L.WSquare()
-        want = (g / _stab(np.ones_like(xs) @ w ** 2 + b ** 2)) @ (w ** 2).T
+        want = (g / _stab(np.ones_like(xs) @ w**2 + b**2)) @ (w**2).T
     np.testing.assert_allclose(_relevance_in(rule, v, x), want, rtol=1e-10, atol=1e-12)
 
 
@@ -155,8 +159,15 @@ def test_batchnorm_is_merged_into_the_conv_before_it():
         v = {"params": {**v["params"], "BatchNorm_0": bn}, "batch_stats": {"BatchNorm_0": stats}}
         s = bn["scale"] / jnp.sqrt(stats["var"] + 1e-5)
         conv = v["params"]["Conv_0"]
-        merged = {"params": {"Conv_0": {"kernel": conv["kernel"] * s.reshape(1, 1, 1, 4), "bias": (conv["bias"] - stats["mean"]) * s
-                                        + bn["bias"]}, "Dense_0": v["params"]["Dense_0"]}}
+        merged = {
+            "params": {
+                "Conv_0": {
+                    "kernel": conv["kernel"] * s.reshape(1, 1, 1, 4),
+                    "bias": (conv["bias"] - stats["mean"]) * s + bn["bias"],
+                },
+                "Dense_0": v["params"]["Dense_0"],
+            }
+        }
         t = jnp.asarray([0, 2])
         for name in ("epsilon_plus", "epsilon_gamma_box"):
             a = lrp(ConvBN(), v, jnp.asarray(x), t, composite=name, low=-3.0, high=3.0)
@@ -170,8 +181,9 @@ def test_logit_start_scales_by_the_target_logit(dense):
     comp = "epsilon_plus"
     one = lrp(Dense2(), v, jnp.asarray(x, jnp.float32), 1, composite=comp)
     logit = lrp(Dense2(), v, jnp.asarray(x, jnp.float32), 1, composite=comp, start="logit")
-    np.testing.assert_allclose(np.asarray(logit.maps), np.asarray(one.maps) * np.asarray(one.out[:, 1]).reshape(
-        -1, 1, 1, 1), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(logit.maps), np.asarray(one.maps) * np.asarray(one.out[:, 1]).reshape(-1, 1, 1, 1), rtol=1e-6
+    )
 
 
 def test_unknown_composite_and_missing_box_are_refused():
@@ -185,8 +197,10 @@ def test_unknown_composite_and_missing_box_are_refused():
 
 def test_a_researchers_own_rule_in_a_composite():
     """A new conv rule in a few lines (here: LRP-0 written as a function) equals the built-in ε=0."""
-    mine = L.linear_rule(lambda layer, g: layer.x * layer.back(layer.w, g / L.stabilize(
-        layer.out(layer.x, layer.w, layer.b), 0.0)), "lrp0")
+    mine = L.linear_rule(
+        lambda layer, g: layer.x * layer.back(layer.w, g / L.stabilize(layer.out(layer.x, layer.w, layer.b), 0.0)),
+        "lrp0",
+    )
     model = BiasFreeNet()
     x = jax.random.normal(jax.random.key(1), (2, 12, 12, 2))
     v = model.init(jax.random.key(0), x)
@@ -255,11 +269,16 @@ def test_a_study_holds_lrp_composites_as_method_variants():
     ids = jnp.arange(2)
     fns = bind_methods(lm, ["lrp", "lrp:epsilon_gamma_box", "lrp:composite=epsilon_plus,epsilon=0.1"])
     box = lrp(lm.model, lm.variables, x, None, composite="epsilon_gamma_box", **input_bounds(lm.preprocessing))
-    np.testing.assert_allclose(np.asarray(fns["lrp:epsilon_gamma_box"](x, ids)[0]), np.asarray(box.maps), rtol=1e-5,
-                               atol=1e-8)
+    np.testing.assert_allclose(
+        np.asarray(fns["lrp:epsilon_gamma_box"](x, ids)[0]), np.asarray(box.maps), rtol=1e-5, atol=1e-8
+    )
     plus = lrp(lm.model, lm.variables, x, None, composite="epsilon_plus", epsilon=0.1)
-    np.testing.assert_allclose(np.asarray(fns["lrp:composite=epsilon_plus,epsilon=0.1"](x, ids)[0]),
-                               np.asarray(plus.maps), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        np.asarray(fns["lrp:composite=epsilon_plus,epsilon=0.1"](x, ids)[0]),
+        np.asarray(plus.maps),
+        rtol=1e-5,
+        atol=1e-8,
+    )
     assert not np.allclose(np.asarray(fns["lrp"](x, ids)[0]), np.asarray(box.maps))
     assert fns["lrp:epsilon_gamma_box"].settings["options"]["composite"] == "epsilon_gamma_box"
     assert validate_config({"methods": ["saliency", "lrp:epsilon_gamma_box"]})["methods"][1] == "lrp:epsilon_gamma_box"
@@ -303,6 +322,7 @@ def test_tanh_passes_relevance_and_lenet_equals_zennit():
     on its torch twin in float64."""
     from jaxviz.bench import random_params
     from jaxviz.models import build
+
     class Squash(nn.Module):
         @nn.compact
         def __call__(self, x):

@@ -37,6 +37,7 @@ def _pick(classes):
 
 # --- SmoothGrad ------------------------------------------------------------------------------
 
+
 def test_smoothgrad_level_zero_is_saliency(shapesnet, x):
     model, params = shapesnet
     sg, index, out, _ = smoothgrad(model, params, x, CLASSES, n=5, level=0.0, key=jax.random.key(0))
@@ -49,21 +50,25 @@ def test_smoothgrad_level_zero_is_saliency(shapesnet, x):
 @pytest.fixture(scope="module")
 def smoothgrad_reference(shapesnet, x):
     model, params = shapesnet
-    return {v: ref.smoothgrad(model, params, x, CLASSES, 5, 0.2, jax.random.key(4), v)
-            for v in ("mean", "squared", "vargrad")}
+    return {
+        v: ref.smoothgrad(model, params, x, CLASSES, 5, 0.2, jax.random.key(4), v)
+        for v in ("mean", "squared", "vargrad")
+    }
 
 
 @pytest.mark.parametrize("variant,chunk", [("mean", None), ("squared", 2), ("vargrad", 3)])
 def test_smoothgrad_matches_loop(shapesnet, x, smoothgrad_reference, variant, chunk):
     """Chunks of 2 and 3 over 5 samples leave remainders; every chunking must match the same loop."""
     model, params = shapesnet
-    sg, _, _, _ = smoothgrad(model, params, x, CLASSES, n=5, level=0.2, variant=variant,
-                          key=jax.random.key(4), chunk=chunk)
+    sg, _, _, _ = smoothgrad(
+        model, params, x, CLASSES, n=5, level=0.2, variant=variant, key=jax.random.key(4), chunk=chunk
+    )
     want = smoothgrad_reference[variant]
     np.testing.assert_allclose(sg, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
 # --- Integrated Gradients --------------------------------------------------------------------
+
 
 def test_integrated_gradients_completeness(shapesnet, x):
     model, params = shapesnet
@@ -100,6 +105,7 @@ def test_baselines(x):
 
 # --- Unit targets and bad options --------------------------------------------------------------
 
+
 def test_sample_methods_explain_units(shapesnet, x):
     model, params = shapesnet
     unit = Unit("relu3_1", 5)
@@ -114,21 +120,27 @@ def test_sample_methods_explain_units(shapesnet, x):
     np.testing.assert_array_equal(index2, [5, 5])
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda m, p, x: smoothgrad(m, p, x, n=2, level=-0.1, key=jax.random.key(0)), "level must be >= 0"),
-    (lambda m, p, x: smoothgrad(m, p, x, n=0, key=jax.random.key(0)), "n >= 1"),
-    (lambda m, p, x: smoothgrad(m, p, x, n=2, variant="median", key=jax.random.key(0)), "unknown smoothgrad variant"),
-    (lambda m, p, x: integrated_gradients(m, p, x, steps=0), "steps >= 1"),
-    (lambda m, p, x: integrated_gradients(m, p, x, steps=1), "needs steps >= 2"),
-    (lambda m, p, x: integrated_gradients(m, p, x, steps=4, method="simpson"), "unknown integration method"),
-    (lambda m, p, x: integrated_gradients(m, p, x, steps=4, baseline="uniform"), "needs a PRNG key"),
-    (lambda m, p, x: integrated_gradients(m, p, x, steps=4, baseline="black"), "unknown baseline"),
-    (lambda m, p, x: integrated_gradients(m, p, x, steps=4, baseline=jnp.zeros(5)), "does not broadcast"),
-    (lambda m, p, x: occlusion(m, p, x, patch=40), "larger than the 32x32 image"),
-    (lambda m, p, x: occlusion(m, p, x, stride=0), "stride must be a positive int"),
-    (lambda m, p, x: score_cam(m, p, x, chunk=0), "chunk must be"),
-    (lambda m, p, x: cam_gmp(m, p, x), "global-max-pooling head"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda m, p, x: smoothgrad(m, p, x, n=2, level=-0.1, key=jax.random.key(0)), "level must be >= 0"),
+        (lambda m, p, x: smoothgrad(m, p, x, n=0, key=jax.random.key(0)), "n >= 1"),
+        (
+            lambda m, p, x: smoothgrad(m, p, x, n=2, variant="median", key=jax.random.key(0)),
+            "unknown smoothgrad variant",
+        ),
+        (lambda m, p, x: integrated_gradients(m, p, x, steps=0), "steps >= 1"),
+        (lambda m, p, x: integrated_gradients(m, p, x, steps=1), "needs steps >= 2"),
+        (lambda m, p, x: integrated_gradients(m, p, x, steps=4, method="simpson"), "unknown integration method"),
+        (lambda m, p, x: integrated_gradients(m, p, x, steps=4, baseline="uniform"), "needs a PRNG key"),
+        (lambda m, p, x: integrated_gradients(m, p, x, steps=4, baseline="black"), "unknown baseline"),
+        (lambda m, p, x: integrated_gradients(m, p, x, steps=4, baseline=jnp.zeros(5)), "does not broadcast"),
+        (lambda m, p, x: occlusion(m, p, x, patch=40), "larger than the 32x32 image"),
+        (lambda m, p, x: occlusion(m, p, x, stride=0), "stride must be a positive int"),
+        (lambda m, p, x: score_cam(m, p, x, chunk=0), "chunk must be"),
+        (lambda m, p, x: cam_gmp(m, p, x), "global-max-pooling head"),
+    ],
+)
 def test_bad_options_raise(shapesnet, x, call, message):
     model, params = shapesnet
     with pytest.raises(ValueError, match=message):
@@ -136,6 +148,7 @@ def test_bad_options_raise(shapesnet, x, call, message):
 
 
 # --- occlusion -------------------------------------------------------------------------------
+
 
 def test_occlusion_matches_loop(shapesnet, x):
     """stride 5 leaves (32 − 8) % 5 != 0: the last window is aligned to the border."""
@@ -147,11 +160,13 @@ def test_occlusion_matches_loop(shapesnet, x):
     whole, _, _, _ = occlusion(model, params, x, CLASSES, patch=8, stride=5, fill=fill, chunk=None)
     np.testing.assert_allclose(whole, maps, rtol=1e-5, atol=1e-7)  # other batch shapes: other conv rounding
     raw, _, _, _ = occlusion(model, params, x, CLASSES, patch=8, stride=5, fill=fill, prob=False, chunk=None)
-    np.testing.assert_allclose(raw, ref.occlusion(model, params, x, CLASSES, 8, 5, fill, prob=False),
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        raw, ref.occlusion(model, params, x, CLASSES, 8, 5, fill, prob=False), rtol=1e-4, atol=1e-5
+    )
 
 
 # --- CAM family ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("layer", [None, "relu3_2"])
 def test_grad_cam_pp_and_layer_cam_match_formulas(shapesnet, x, layer):
@@ -183,9 +198,12 @@ def test_cam_gmp_matches_formula(x):
     params = model.init(jax.random.key(5), jnp.zeros((1, 32, 32, 3)))["params"]
     assert model.layers()[-2].name == "gmp"
     a = activations(model, params, x, ["relu4_2"])["relu4_2"]
-    np.testing.assert_allclose(from_layer(model, params, a, "relu4_2", x.shape[1:]),
-                               jnp.max(a, axis=(1, 2)) @ params["fc"]["kernel"] + params["fc"]["bias"][None],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        from_layer(model, params, a, "relu4_2", x.shape[1:]),
+        jnp.max(a, axis=(1, 2)) @ params["fc"]["kernel"] + params["fc"]["bias"][None],
+        rtol=1e-5,
+        atol=1e-6,
+    )
     m, index, logits, _ = cam_gmp(model, params, x, CLASSES)
     want = ref.finish_cam(ref.cam_weighted_sum(a, params["fc"]["kernel"], CLASSES), x.shape[1:3])
     np.testing.assert_allclose(m, want, atol=1e-5)
@@ -195,6 +213,7 @@ def test_cam_gmp_matches_formula(x):
 
 
 # --- FullGrad --------------------------------------------------------------------------------
+
 
 def test_fullgrad_bias_terms_are_layer_gradients(shapesnet, x):
     model, params = shapesnet
@@ -215,7 +234,9 @@ def test_fullgrad_bias_terms_are_layer_gradients(shapesnet, x):
     np.testing.assert_array_equal(index, CLASSES)
 
 
-@pytest.mark.parametrize("which,target", [("shapesnet", None), ("tiny_vgg", 3), ("shapesnet", Unit("relu3_1", 5, 2, 3))])
+@pytest.mark.parametrize(
+    "which,target", [("shapesnet", None), ("tiny_vgg", 3), ("shapesnet", Unit("relu3_1", 5, 2, 3))]
+)
 def test_fullgrad_completeness(request, x, which, target):
     """ReLU nets are piecewise linear: y = Σ ∇x·x + Σ_layers Σ ∇z_l·b_l, dense biases included."""
     model, params = request.getfixturevalue(which)
@@ -233,15 +254,22 @@ def test_fullgrad_completeness(request, x, which, target):
 
 # --- batch independence of the deterministic methods ------------------------------------------
 
-@pytest.mark.parametrize("method", [
-    lambda m, p, x: integrated_gradients(m, p, x, steps=4)[0],
-    lambda m, p, x: occlusion(m, p, x, patch=8, stride=8)[0],
-    lambda m, p, x: grad_cam_pp(m, p, x)[0],
-    lambda m, p, x: score_cam(m, p, x, layer="relu3_2", chunk=16)[0],
-    lambda m, p, x: fullgrad(m, p, x)[0],
-], ids=["integrated_gradients", "occlusion", "grad_cam_pp", "score_cam", "fullgrad"])
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda m, p, x: integrated_gradients(m, p, x, steps=4)[0],
+        lambda m, p, x: occlusion(m, p, x, patch=8, stride=8)[0],
+        lambda m, p, x: grad_cam_pp(m, p, x)[0],
+        lambda m, p, x: score_cam(m, p, x, layer="relu3_2", chunk=16)[0],
+        lambda m, p, x: fullgrad(m, p, x)[0],
+    ],
+    ids=["integrated_gradients", "occlusion", "grad_cam_pp", "score_cam", "fullgrad"],
+)
 def test_batch_independence(shapesnet, x, method):
     model, params = shapesnet
     both = method(model, params, x)
     alone = method(model, params, x[1:])
-    np.testing.assert_allclose(both[1], alone[0], rtol=1e-4, atol=1e-4 * float(jnp.abs(alone).max()))  # float32 conv rounding differs by batch size
+    np.testing.assert_allclose(
+        both[1], alone[0], rtol=1e-4, atol=1e-4 * float(jnp.abs(alone).max())
+    )  # float32 conv rounding differs by batch size

@@ -40,7 +40,7 @@ from jaxviz.rules import relu_rule, with_rule
 
 def square_mask(n=1, size=40, top=10, side=10):
     m = np.zeros((n, size, size), bool)
-    m[:, top:top + side, top:top + side] = True
+    m[:, top : top + side, top : top + side] = True
     return m
 
 
@@ -80,9 +80,9 @@ def test_energy_is_the_summed_squares_of_every_value_by_default():
     """Seed 002's E_total = Σ_{x,y} |I(x, y)|², |·|² the squared norm over channels, by hand."""
     m = square_mask()
     maps = np.zeros((1, 40, 40, 3))
-    maps[0, 0, 0] = (1.0, -1.0, 0.0)       # outside the mask: 1 + 1 + 0 = 2 (not 0)
-    maps[0, 15, 15] = (1.0, 2.0, 0.5)      # inside: 1 + 4 + 0.25 = 5.25
-    maps[0, 39, 20] = (0.0, 0.0, -3.0)     # outside: 9
+    maps[0, 0, 0] = (1.0, -1.0, 0.0)  # outside the mask: 1 + 1 + 0 = 2 (not 0)
+    maps[0, 15, 15] = (1.0, 2.0, 0.5)  # inside: 1 + 4 + 0.25 = 5.25
+    maps[0, 39, 20] = (0.0, 0.0, -3.0)  # outside: 9
     r = energy_concentration(maps, m, dilation=0)
     np.testing.assert_allclose((r.E, r.E_total, r.P), ([5.25], [16.25], [5.25 / 16.25]))
     np.testing.assert_allclose(pixel_energy(maps)[0, 0, 0], 2.0)
@@ -94,8 +94,8 @@ def test_energy_is_the_summed_squares_of_every_value_by_default():
 def test_sum_reduction_sums_channels_with_sign_before_squaring():
     m = square_mask()
     maps = np.zeros((1, 40, 40, 3))
-    maps[0, 0, 0] = (1.0, -1.0, 0.0)       # outside the mask, cancels: no energy
-    maps[0, 15, 15] = (1.0, 2.0, 0.5)      # inside: (3.5)² = 12.25
+    maps[0, 0, 0] = (1.0, -1.0, 0.0)  # outside the mask, cancels: no energy
+    maps[0, 15, 15] = (1.0, 2.0, 0.5)  # inside: (3.5)² = 12.25
     r = energy_concentration(maps, m, dilation=0, channels="sum")
     np.testing.assert_allclose((r.P, r.E, r.E_total), ([1.0], [12.25], [12.25]))
     np.testing.assert_allclose(channel_sum(maps)[0, 15, 15], 3.5)
@@ -120,10 +120,10 @@ def test_energy_rejects_mismatched_masks():
 
 def test_dilation_grows_square_by_stated_amount():
     m = square_mask()
-    np.testing.assert_allclose(dilation_radius(m, 0.6), [3.0])          # 0.6 · √100 / 2
+    np.testing.assert_allclose(dilation_radius(m, 0.6), [3.0])  # 0.6 · √100 / 2
     sq = dilate_masks(m, 0.6, shape="square")[0]
     expected = np.zeros((40, 40), bool)
-    expected[7:23, 7:23] = True                                          # side 10 + 2·3
+    expected[7:23, 7:23] = True  # side 10 + 2·3
     np.testing.assert_array_equal(sq, expected)
     disc = dilate_masks(m, 0.6)[0]
     # 100 + 4 sides of 3×10 + per corner the (dx, dy) ≥ 1 with dx² + dy² ≤ 9: (1,1) (1,2) (2,1) (2,2)
@@ -134,16 +134,19 @@ def test_dilation_grows_square_by_stated_amount():
 def test_dilation_matches_distance_transform_and_edges():
     rng = np.random.default_rng(0)
     masks = ndimage.gaussian_filter(rng.random((4, 30, 37)), 2) > 0.52
-    masks[3] = False                                                      # empty stays empty
-    masks[2, :3, :3] = True                                               # touches the border
+    masks[3] = False  # empty stays empty
+    masks[2, :3, :3] = True  # touches the border
     for shape, metric in (("disc", None), ("square", "chessboard")):
         out = dilate_masks(masks, 0.35, shape=shape)
         for m, o, r in zip(masks, out, dilation_radius(masks, 0.35)):
             if not m.any():
                 assert not o.any()
                 continue
-            d = ndimage.distance_transform_edt(~m) if metric is None else \
-                ndimage.distance_transform_cdt(~m, metric=metric)
+            d = (
+                ndimage.distance_transform_edt(~m)
+                if metric is None
+                else ndimage.distance_transform_cdt(~m, metric=metric)
+            )
             np.testing.assert_array_equal(o, d <= r + 1e-9)
     np.testing.assert_array_equal(dilate_masks(masks, 0.0), masks)
     with pytest.raises(ValueError, match="fraction"):
@@ -163,15 +166,15 @@ def test_pointing_game_hit_miss_and_tolerance_boundary():
         return m
 
     assert pointing_game(point_at(10, 10), mask, tolerance=0)[0]
-    assert pointing_game(point_at(10, 25), mask)[0]                        # distance 15: on the boundary
+    assert pointing_game(point_at(10, 25), mask)[0]  # distance 15: on the boundary
     assert not pointing_game(point_at(10, 25), mask, tolerance=14)[0]
-    assert pointing_game(point_at(19, 22), mask)[0]                        # √(9² + 12²) = 15
-    assert not pointing_game(point_at(19, 23), mask)[0]                    # √(81 + 169) ≈ 15.8
+    assert pointing_game(point_at(19, 22), mask)[0]  # √(9² + 12²) = 15
+    assert not pointing_game(point_at(19, 23), mask)[0]  # √(81 + 169) ≈ 15.8
     assert pointing_game(point_at(12, 12, sign=-1.0), mask, tolerance=3)[0]  # |sum|: a negative peak counts
     np.testing.assert_array_equal(map_maxima(point_at(19, 23)), [[19, 23]])
     both = np.concatenate([point_at(10, 12), point_at(40, 40)])
     np.testing.assert_array_equal(pointing_game(both, np.repeat(mask, 2, 0), tolerance=5), [True, False])
-    assert not pointing_game(point_at(10, 10), np.zeros_like(mask))[0]     # no object: always a miss
+    assert not pointing_game(point_at(10, 10), np.zeros_like(mask))[0]  # no object: always a miss
 
 
 # --------------------------------------------------------------------------- deletion / insertion
@@ -179,16 +182,18 @@ def test_pointing_game_hit_miss_and_tolerance_boundary():
 
 def masked_mean_model(mask):
     """Class 0 scores the mean of channel 0 over `mask` (class 1 always 0)."""
+
     def model_fn(x):
         x = np.asarray(x, np.float64)
         return np.stack([x[..., 0][:, mask].mean(axis=1), np.zeros(len(x))], axis=1)
+
     return model_fn
 
 
 @pytest.fixture
 def stripe_case():
     mask = np.zeros((10, 10), bool)
-    mask[:2] = True                                                       # 20 of 100 pixels
+    mask[:2] = True  # 20 of 100 pixels
     image = np.repeat(mask[None, :, :, None].astype(np.float32), 3, axis=-1)
     return mask, image
 
@@ -199,11 +204,12 @@ def test_deletion_ideal_below_random_below_worst(stripe_case):
     kw = {"steps": 10, "baseline": "constant", "chunk": 8}
     ideal = deletion_insertion(f, image, mask[None] * 1.0, np.array([0]), **kw)
     worst = deletion_insertion(f, image, (~mask)[None] * 1.0, np.array([0]), **kw)
-    rand = deletion_insertion(f, np.repeat(image, 8, 0), np.random.default_rng(0).random((8, 10, 10)),
-                              np.zeros(8, int), **kw)
-    np.testing.assert_allclose(ideal.curves, [[1, .5, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
-    np.testing.assert_allclose(ideal.auc, [0.1])                          # (1.5 − 0.5) / 10
-    np.testing.assert_allclose(worst.auc, [0.9])                          # (9.5 − 0.5) / 10
+    rand = deletion_insertion(
+        f, np.repeat(image, 8, 0), np.random.default_rng(0).random((8, 10, 10)), np.zeros(8, int), **kw
+    )
+    np.testing.assert_allclose(ideal.curves, [[1, 0.5, 0, 0, 0, 0, 0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(ideal.auc, [0.1])  # (1.5 − 0.5) / 10
+    np.testing.assert_allclose(worst.auc, [0.9])  # (9.5 − 0.5) / 10
     assert 0.1 < rand.auc.mean() < 0.9 and 0.35 < rand.auc.mean() < 0.65  # ≈ 0.5 for a random order
     np.testing.assert_allclose(ideal.fractions, np.linspace(0, 1, 11))
 
@@ -214,7 +220,7 @@ def test_insertion_is_the_reverse(stripe_case):
     kw = {"mode": "insertion", "steps": 10, "baseline": "constant", "chunk": 8}
     ideal = deletion_insertion(f, image, mask[None] * 1.0, np.array([0]), **kw)
     worst = deletion_insertion(f, image, (~mask)[None] * 1.0, np.array([0]), **kw)
-    np.testing.assert_allclose(ideal.curves, [[0, .5, 1, 1, 1, 1, 1, 1, 1, 1, 1]])
+    np.testing.assert_allclose(ideal.curves, [[0, 0.5, 1, 1, 1, 1, 1, 1, 1, 1, 1]])
     np.testing.assert_allclose((ideal.auc, worst.auc), ([0.9], [0.1]))
 
 
@@ -227,13 +233,22 @@ def test_deletion_batching_and_chunking_invariance(stripe_case):
     targets = np.array([0, 1, 0, 0, 1])
     ref = deletion_insertion(f, images, maps, targets, steps=7, baseline="blur", sigma=1.0, chunk=64)
     for chunk in (1, 3, 8):
-        np.testing.assert_allclose(deletion_insertion(f, images, maps, targets, steps=7, baseline="blur",
-                                                      sigma=1.0, chunk=chunk).curves, ref.curves, rtol=1e-12)
-    one_by_one = np.concatenate([deletion_insertion(f, images[i:i + 1], maps[i:i + 1], targets[i:i + 1], steps=7,
-                                                    baseline="blur", sigma=1.0, chunk=5).curves for i in range(5)])
+        np.testing.assert_allclose(
+            deletion_insertion(f, images, maps, targets, steps=7, baseline="blur", sigma=1.0, chunk=chunk).curves,
+            ref.curves,
+            rtol=1e-12,
+        )
+    one_by_one = np.concatenate(
+        [
+            deletion_insertion(
+                f, images[i : i + 1], maps[i : i + 1], targets[i : i + 1], steps=7, baseline="blur", sigma=1.0, chunk=5
+            ).curves
+            for i in range(5)
+        ]
+    )
     np.testing.assert_allclose(one_by_one, ref.curves, rtol=1e-12)
     np.testing.assert_allclose(ref.auc, auc(ref.curves))
-    np.testing.assert_array_equal(ref.curves[[1, 4]], 0.0)                # class 1 scores 0 throughout
+    np.testing.assert_array_equal(ref.curves[[1, 4]], 0.0)  # class 1 scores 0 throughout
 
 
 def test_deletion_with_jitted_model_calls_fixed_batch(stripe_case):
@@ -244,10 +259,17 @@ def test_deletion_with_jitted_model_calls_fixed_batch(stripe_case):
         seen.add(x.shape[0])
         return jnp.stack([jnp.mean(x[..., 0] * mask, axis=(1, 2)), jnp.zeros(x.shape[0])], axis=1)
 
-    r = deletion_insertion(model_fn, np.repeat(image, 3, 0), np.random.default_rng(2).random((3, 10, 10)),
-                           np.zeros(3, int), steps=5, chunk=4, softmax=True)
+    r = deletion_insertion(
+        model_fn,
+        np.repeat(image, 3, 0),
+        np.random.default_rng(2).random((3, 10, 10)),
+        np.zeros(3, int),
+        steps=5,
+        chunk=4,
+        softmax=True,
+    )
     assert seen == {4}
-    assert np.all((r.curves > 0) & (r.curves < 1))                          # softmax probabilities
+    assert np.all((r.curves > 0) & (r.curves < 1))  # softmax probabilities
 
 
 def test_baselines_and_order():
@@ -258,9 +280,10 @@ def test_baselines_and_order():
     with pytest.raises(ValueError, match="broadcast"):
         make_baseline(img, np.zeros(4))
     ranks = pixel_order(np.array([[[0.1, -0.9], [0.5, 0.5]]]))
-    np.testing.assert_array_equal(ranks, [[[2, 3], [0, 1]]])              # ties: row-major
-    np.testing.assert_array_equal(pixel_order(np.array([[[0.1, -0.9], [0.5, 0.5]]]), order_by="abs"),
-                                  [[[3, 0], [1, 2]]])
+    np.testing.assert_array_equal(ranks, [[[2, 3], [0, 1]]])  # ties: row-major
+    np.testing.assert_array_equal(
+        pixel_order(np.array([[[0.1, -0.9], [0.5, 0.5]]]), order_by="abs"), [[[3, 0], [1, 2]]]
+    )
 
 
 # --------------------------------------------------------------------------- similarity
@@ -271,8 +294,10 @@ def test_spearman_matches_scipy_with_ties():
     a = np.round(rng.normal(size=(4, 9, 11)) * 2)
     b = a + np.round(rng.normal(size=a.shape))
     for absolute in (False, True):
-        expected = [spearmanr(np.abs(x).ravel() if absolute else x.ravel(),
-                              np.abs(y).ravel() if absolute else y.ravel())[0] for x, y in zip(a, b)]
+        expected = [
+            spearmanr(np.abs(x).ravel() if absolute else x.ravel(), np.abs(y).ravel() if absolute else y.ravel())[0]
+            for x, y in zip(a, b)
+        ]
         np.testing.assert_allclose(spearman(a, b, absolute=absolute), expected, rtol=1e-12)
     np.testing.assert_array_equal(rank_average(np.array([[3.0, 1.0, 3.0, 2.0]])), [[3.5, 1.0, 3.5, 2.0]])
     assert np.isnan(spearman(np.ones((1, 5)), np.arange(5.0)[None]))[0]
@@ -283,7 +308,7 @@ def test_ssim_hand_cases():
     a = rng.random((2, 16, 16))
     np.testing.assert_allclose(ssim(a, a), 1.0)
     zeros, ones = np.zeros((1, 16, 16)), np.ones((1, 16, 16))
-    c1 = (0.01 * 1.0) ** 2                                                # μ: 0 vs 1, no variance
+    c1 = (0.01 * 1.0) ** 2  # μ: 0 vs 1, no variance
     np.testing.assert_allclose(ssim(zeros, ones), c1 / (1 + c1))
     np.testing.assert_allclose(ssim(zeros, ones, window="uniform"), c1 / (1 + c1))
 
@@ -293,11 +318,21 @@ def test_ssim_matches_skimage():
     rng = np.random.default_rng(5)
     a = rng.random((3, 20, 23))
     b = np.clip(a + 0.3 * rng.normal(size=a.shape), 0, 1)
-    np.testing.assert_allclose(ssim(a, b, window="uniform"),
-                               [metrics.structural_similarity(x, y, data_range=1.0) for x, y in zip(a, b)], rtol=1e-10)
-    np.testing.assert_allclose(ssim(a, b), [metrics.structural_similarity(
-        x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False) for x, y in zip(a, b)],
-        rtol=1e-10)
+    np.testing.assert_allclose(
+        ssim(a, b, window="uniform"),
+        [metrics.structural_similarity(x, y, data_range=1.0) for x, y in zip(a, b)],
+        rtol=1e-10,
+    )
+    np.testing.assert_allclose(
+        ssim(a, b),
+        [
+            metrics.structural_similarity(
+                x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+            )
+            for x, y in zip(a, b)
+        ],
+        rtol=1e-10,
+    )
 
 
 # --------------------------------------------------------------------------- randomization checks
@@ -342,16 +377,18 @@ def test_randomizing_all_layers_decorrelates_gradients():
     from jaxviz.models.loading import load
 
     lm = load()
-    r = random_input_check(lm.model, lm.params, ["saliency"], n=8, shape=(32, 32, 3), seed=0, progress=False,
-                           batch_size=8)
+    r = random_input_check(
+        lm.model, lm.params, ["saliency"], n=8, shape=(32, 32, 3), seed=0, progress=False, batch_size=8
+    )
     assert r.steps == ("all",)
-    assert abs(np.nanmean(r.spearman[0, 0])) < 0.1                         # signed maps: no rank agreement
+    assert abs(np.nanmean(r.spearman[0, 0])) < 0.1  # signed maps: no rank agreement
     assert np.nanmean(r.spearman_abs[0, 0]) < 0.3
     noise = np.asarray(jax.random.normal(jax.random.key(1), (8, 32, 32, 3)), np.float32)
-    top = cascading_randomization(lm.model, lm.params, noise, ["saliency"], r.targets, seed=0, progress=False,
-                                  batch_size=8)
+    top = cascading_randomization(
+        lm.model, lm.params, noise, ["saliency"], r.targets, seed=0, progress=False, batch_size=8
+    )
     curve = np.nanmean(top.spearman_abs[0], axis=1)
-    assert curve[0] > 0.5 > curve[-1]                                     # only fc randomized: still similar
+    assert curve[0] > 0.5 > curve[-1]  # only fc randomized: still similar
 
 
 def test_a_new_backward_rule_is_scored_with_the_same_code(tiny, tmp_path):
@@ -371,14 +408,21 @@ def test_a_new_backward_rule_is_scored_with_the_same_code(tiny, tmp_path):
 
     f = jax.jit(lambda z: model.apply({"params": params}, z))
 
-    np.testing.assert_allclose(deletion_insertion(f, x, mine, targets, steps=8, chunk=36).auc,
-                               deletion_insertion(f, x, ref, targets, steps=8, chunk=36).auc, rtol=1e-5)
-    r = cascading_randomization(model, params, x, {"mine": my_method, "saliency": "saliency"}, targets,
-                                progress=False, batch_size=4)
+    np.testing.assert_allclose(
+        deletion_insertion(f, x, mine, targets, steps=8, chunk=36).auc,
+        deletion_insertion(f, x, ref, targets, steps=8, chunk=36).auc,
+        rtol=1e-5,
+    )
+    r = cascading_randomization(
+        model, params, x, {"mine": my_method, "saliency": "saliency"}, targets, progress=False, batch_size=4
+    )
     np.testing.assert_allclose(r.spearman_abs[0], r.spearman_abs[1], atol=1e-6)
     table = summary(r)
     assert set(table["ssim"]) == {"mine", "saliency"}
-    for fn, name in ((plot_similarity_curves, "curves.png"), (plot_similarity_bars, "bars.png"),
-                     (plot_randomization_maps, "maps.png")):
+    for fn, name in (
+        (plot_similarity_curves, "curves.png"),
+        (plot_similarity_bars, "bars.png"),
+        (plot_randomization_maps, "maps.png"),
+    ):
         path = fn(r, tmp_path / name)
         assert path.stat().st_size > 5000

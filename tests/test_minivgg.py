@@ -37,7 +37,7 @@ def test_minivgg_accuracy_on_fresh_shapes(minivgg):
     data = shapes.generate(1000, size=64, seed=FRESH_SEED)
     predict = jax.jit(lambda x: minivgg.logits(x).argmax(-1))
     x = normalize(data.images, minivgg.preprocessing)
-    pred = np.concatenate([np.asarray(predict(x[i:i + 250])) for i in range(0, 1000, 250)])
+    pred = np.concatenate([np.asarray(predict(x[i : i + 250])) for i in range(0, 1000, 250)])
     assert np.mean(pred == data.labels) >= 0.95
 
 

@@ -29,8 +29,9 @@ def _adaptive_avg_reference(x, o):
 @pytest.mark.parametrize("hw", [(7, 7), (10, 13), (14, 14), (3, 5), (1, 1)])
 def test_adaptive_avg_pool_matches_torch_semantics(hw):
     x = np.random.default_rng(0).standard_normal((2, *hw, 3)).astype(np.float32)
-    np.testing.assert_allclose(adaptive_avg_pool(jnp.asarray(x), (7, 7)), _adaptive_avg_reference(x, 7),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        adaptive_avg_pool(jnp.asarray(x), (7, 7)), _adaptive_avg_reference(x, 7), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_vgg_layer_names_both_schemes():

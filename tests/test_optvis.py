@@ -33,16 +33,20 @@ def tiny():
     model = ShapesNet(widths=((4,), (8,), (8,), (8,)))
     params = jax.jit(model.init)(jax.random.key(3), jnp.zeros((1, 16, 16, 3)))["params"]
     from jaxviz.data.preprocess import get_preprocessing
+
     return model, params, get_preprocessing("centered")
 
 
 # --- objectives ----------------------------------------------------------------------------
 
+
 def _acts():
     rng = np.random.default_rng(0)
-    return {"conv": jnp.asarray(rng.normal(size=(2, 5, 6, 4)), jnp.float32),
-            "logits": jnp.asarray(rng.normal(size=(2, 7)), jnp.float32),
-            "image": jnp.asarray(rng.uniform(size=(2, 8, 8, 3)), jnp.float32)}
+    return {
+        "conv": jnp.asarray(rng.normal(size=(2, 5, 6, 4)), jnp.float32),
+        "logits": jnp.asarray(rng.normal(size=(2, 7)), jnp.float32),
+        "image": jnp.asarray(rng.uniform(size=(2, 8, 8, 3)), jnp.float32),
+    }
 
 
 def test_objective_values_match_numpy():
@@ -75,8 +79,13 @@ def test_objective_algebra():
 def test_diversity_prefers_different_images():
     same = {"conv": jnp.ones((2, 3, 3, 4))}
     rng = np.random.default_rng(1)
-    diff = {"conv": jnp.asarray(np.abs(rng.normal(size=(2, 3, 3, 4))) * np.array([1, 0, 1, 0] * 1)[None, None, None]
-                                + np.array([0, 0, 0, 0])[None, None, None], jnp.float32)}
+    diff = {
+        "conv": jnp.asarray(
+            np.abs(rng.normal(size=(2, 3, 3, 4))) * np.array([1, 0, 1, 0] * 1)[None, None, None]
+            + np.array([0, 0, 0, 0])[None, None, None],
+            jnp.float32,
+        )
+    }
     diff["conv"] = diff["conv"].at[1].set(jnp.asarray(np.abs(rng.normal(size=(3, 3, 4))) * np.array([0, 1, 0, 1])))
     assert float(O.diversity("conv")(same)) == pytest.approx(-1.0, abs=1e-5)
     assert float(O.diversity("conv")(diff)) > -0.01
@@ -88,20 +97,29 @@ def test_style_costs_match_literal_sums():
     n_h, n_w, n_c = a_g.shape
     jc = sum((a_c[i, j, k] - a_g[i, j, k]) ** 2 for i in range(n_h) for j in range(n_w) for k in range(n_c))
     assert np.isclose(S.content_cost(a_c, a_g), jc / (4 * n_h * n_w * n_c), rtol=1e-5)
-    g = lambda a: np.array([[sum(a[i, j, p] * a[i, j, q] for i in range(n_h) for j in range(n_w))
-                              for q in range(n_c)] for p in range(n_c)])
+    g = lambda a: np.array(
+        [[sum(a[i, j, p] * a[i, j, q] for i in range(n_h) for j in range(n_w)) for q in range(n_c)] for p in range(n_c)]
+    )
     np.testing.assert_allclose(S.gram(a_s), g(a_s), rtol=1e-5, atol=1e-5)
-    js = ((g(a_s) - g(a_g)) ** 2).sum() / (4 * n_c ** 2 * (n_h * n_w) ** 2)
+    js = ((g(a_s) - g(a_g)) ** 2).sum() / (4 * n_c**2 * (n_h * n_w) ** 2)
     assert np.isclose(S.style_cost(S.gram(a_s), a_g), js, rtol=1e-5)
 
 
 # --- parameterizations, transforms, regularizers ----------------------------------------------------
 
-@pytest.mark.parametrize("make", [
-    lambda s: P.pixel(s, valid="clip"), lambda s: P.pixel(s, valid="sigmoid"),
-    lambda s: P.pixel(s, valid="sigmoid", decorrelate=True), lambda s: P.pixel(s, valid="none", decorrelate=True),
-    lambda s: P.fourier(s), lambda s: P.fourier(s, decorrelate=False, valid="none", decay_power=1.5),
-    lambda s: P.fourier((1, 15, 9, 3))])
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: P.pixel(s, valid="clip"),
+        lambda s: P.pixel(s, valid="sigmoid"),
+        lambda s: P.pixel(s, valid="sigmoid", decorrelate=True),
+        lambda s: P.pixel(s, valid="none", decorrelate=True),
+        lambda s: P.fourier(s),
+        lambda s: P.fourier(s, decorrelate=False, valid="none", decay_power=1.5),
+        lambda s: P.fourier((1, 15, 9, 3)),
+    ],
+)
 def test_param_round_trip(make):
     shape = (1, 12, 10, 3)
     p = make(shape)
@@ -159,10 +177,19 @@ def test_regularizers():
 
 # --- the render loop --------------------------------------------------------------------------------
 
+
 def _renderer(tiny, **kw):
     model, params, pp = tiny
-    return Renderer(model, params, pp, lambda c: O.channel("relu3_1", c) - 0.01 * R.l2(),
-                    P.pixel((1, 16, 16, 3)), optax.adam(0.05), transforms=T.compose(T.jitter(2), T.roll(1)), **kw)
+    return Renderer(
+        model,
+        params,
+        pp,
+        lambda c: O.channel("relu3_1", c) - 0.01 * R.l2(),
+        P.pixel((1, 16, 16, 3)),
+        optax.adam(0.05),
+        transforms=T.compose(T.jitter(2), T.roll(1)),
+        **kw,
+    )
 
 
 def test_vmapped_units_equal_single_runs_and_no_retrace(tiny):
@@ -170,7 +197,7 @@ def test_vmapped_units_equal_single_runs_and_no_retrace(tiny):
     keys, units = unit_keys(0, 3), jnp.arange(3)
     many = r.run(keys, units, 6)
     assert r.traces == 1  # 2 chunks of 3 steps: one compilation
-    singles = [r.run(keys[i:i + 1], units[i:i + 1], 6) for i in range(3)]
+    singles = [r.run(keys[i : i + 1], units[i : i + 1], 6) for i in range(3)]
     assert r.traces == 2  # U=1 compiles once and is reused for every unit
     np.testing.assert_allclose(many.images, np.concatenate([s.images for s in singles]), atol=1e-5)
     np.testing.assert_allclose(many.losses, np.concatenate([s.losses for s in singles]), rtol=1e-4, atol=1e-5)
@@ -192,7 +219,7 @@ def test_sgd_matches_torch_weight_decay_and_momentum():
     state = tx.init(ox)
     for _ in range(5):
         opt.zero_grad()
-        (t ** 2 + t).sum().backward()
+        (t**2 + t).sum().backward()
         opt.step()
         upd, state = tx.update(grad(ox), state, ox)
         ox = optax.apply_updates(ox, upd)
@@ -204,8 +231,10 @@ def test_model_acts_logits_on_any_model(tiny):
     img = jnp.full((1, 16, 16, 3), 0.5)
     acts = jax.jit(lambda x: model_acts(model, params, pp, x, ("logits", "relu2_1")))(img)
     from jaxviz.data.preprocess import normalize
+
     np.testing.assert_allclose(acts["logits"], model.apply({"params": params}, normalize(img, pp)), rtol=1e-5)
     from jaxviz.models import VGG
+
     vgg = VGG(blocks=(1, 1), widths=(4, 4), hidden=8, num_classes=3)
     vp = jax.jit(vgg.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))["params"]
     out = jax.eval_shape(lambda p, x: model_acts(vgg, p, pp, x, ("logits",)), vp, jnp.zeros((1, 32, 32, 3)))
@@ -213,6 +242,7 @@ def test_model_acts_logits_on_any_model(tiny):
 
 
 # --- each seed's recipe on the embedded model -----------------------------------------------------------
+
 
 def test_class_model_reaches_each_target(lm):
     classes = [0, 3, 6]
@@ -236,6 +266,7 @@ def test_filter_visualization_raises_its_channel_most(lm):
 
 def test_deepdream_raises_layer_norm(lm):
     from jaxviz.data.shapes import generate
+
     photo = generate(1, seed=7).images
     v = V.dream(lm, photo, ["relu3_1"], octaves=2, steps=6)
     assert v.extra["norm_end"][0] > 1.2 * v.extra["norm_start"][0]
@@ -244,6 +275,7 @@ def test_deepdream_raises_layer_norm(lm):
 
 def test_style_transfer_lowers_style_cost_keeps_content(lm):
     from jaxviz.optvis.cli import sample_photos
+
     photos = sample_photos()  # scikit-learn's china and flower photos
     if photos is None:
         pytest.skip("scikit-learn is not installed")
@@ -258,6 +290,7 @@ def test_style_transfer_lowers_style_cost_keeps_content(lm):
 
 def test_adversarial_reaches_target_within_linf(lm):
     from jaxviz.data.shapes import generate
+
     b = generate(2, seed=11)
     targets = [(int(c) + 3) % 10 for c in b.labels]
     eps = 8 / 255
@@ -291,6 +324,7 @@ def test_fgsm_sign_and_size(tiny):
 def test_presets_and_model_defaults():
     from jaxviz.models import VGG16
     from jaxviz.optvis.presets import PRESETS, hparams, style_layers
+
     for kind, name in PRESETS:
         hp = hparams(kind, name)
         make_optimizer(hp.get("optimizer", "adam"), hp["lr"])
@@ -309,6 +343,7 @@ def test_presets_and_model_defaults():
 
 def test_parse_indices(lm):
     from jaxviz.optvis.cli import parse_indices
+
     assert parse_indices(["0-2", "5", "star,ring"], 10, "class", lm.labels) == [0, 1, 2, 5, 3, 5]
     assert parse_indices(None, 10, "class") is None
     with pytest.raises(ValueError, match="out of range"):
@@ -319,8 +354,10 @@ def test_parse_indices(lm):
 
 def test_cli_writes_png_npy_json(tmp_path):
     import jaxviz.cli as C
-    rc = C.main(["visualize", "class", "--class", "star", "--class", "0", "--steps", "4", "--out", str(tmp_path),
-                 "--quiet"])
+
+    rc = C.main(
+        ["visualize", "class", "--class", "star", "--class", "0", "--steps", "4", "--out", str(tmp_path), "--quiet"]
+    )
     assert rc == 0
     meta = json.loads((tmp_path / "class_simonyan.json").read_text())
     assert meta["preset"] == "simonyan" and meta["hparams"]["steps"] == 4 and meta["hparams"]["momentum"] == 0.9

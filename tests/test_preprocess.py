@@ -66,9 +66,7 @@ def test_caffe_pure_red_goes_to_bgr_channel_2():
 def test_caffe_pure_blue_goes_to_bgr_channel_0():
     blue = np.zeros((1, 1, 3), np.float32)
     blue[..., 2] = 1.0
-    np.testing.assert_allclose(
-        normalize(blue, CAFFE)[0, 0], [255.0 - 103.939, -116.779, -123.68], atol=1e-4
-    )
+    np.testing.assert_allclose(normalize(blue, CAFFE)[0, 0], [255.0 - 103.939, -116.779, -123.68], atol=1e-4)
 
 
 def test_torchvision_normalize_matches_hand_computed_values():
@@ -174,8 +172,9 @@ def test_torchvision_224_is_seed_000_resize_224_then_crop_224():
     # A 448x600 photo: Pillow's bilinear to 300x224 (the shorter side to 224, not 256), then columns 38..261;
     # the 256-preset instead keeps rows 16..239 of a 256x342 resize.
     photo = _random_image((448, 600, 3), seed=3)
-    ref = np.stack([np.asarray(Image.fromarray(photo[..., c]).resize((300, 224), Image.Resampling.BILINEAR))
-                    for c in range(3)], -1)[:, 38:262]
+    ref = np.stack(
+        [np.asarray(Image.fromarray(photo[..., c]).resize((300, 224), Image.Resampling.BILINEAR)) for c in range(3)], -1
+    )[:, 38:262]
     np.testing.assert_allclose(resize_and_crop(photo, 224, 224), ref, atol=1e-6)
     assert not np.allclose(resize_and_crop(photo, TORCHVISION.resize, TORCHVISION.crop), ref, atol=1e-2)
 

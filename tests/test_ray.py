@@ -62,8 +62,9 @@ def _same_as_local(out: Path, local: Path) -> None:
     assert max(counts.values()) == 1, "an image was written twice"
     for key, record in mine.items():
         want = theirs[key]
-        assert {k: v for k, v in record.items() if k not in VOLATILE} == \
-            {k: v for k, v in want.items() if k not in VOLATILE}, key
+        assert {k: v for k, v in record.items() if k not in VOLATILE} == {
+            k: v for k, v in want.items() if k not in VOLATILE
+        }, key
     for method in METHODS:
         records, maps = read_maps(out, method)
         local_records, local_maps = read_maps(local, method)

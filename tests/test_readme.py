@@ -16,6 +16,11 @@ def _block(tag: str) -> str:
 def test_new_rule_example_runs_on_an_unseen_network(capsys):
     exec(compile(_block("new-rule"), "README.md:new-rule", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [ln.split()[0] for ln in lines] == ["saliency", "gradient_x_input", "integrated_gradients", "grad_cam",
-                                               "fullgrad"]
+    assert [ln.split()[0] for ln in lines] == [
+        "saliency",
+        "gradient_x_input",
+        "integrated_gradients",
+        "grad_cam",
+        "fullgrad",
+    ]
     assert all(float(ln.split()[-1]) == float(ln.split()[-1]) for ln in lines)  # finite AUCs, not NaN

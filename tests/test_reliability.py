@@ -45,13 +45,27 @@ def _files(folder, n=6):
 
 def _snapshot(out: Path) -> dict:
     """Every file under `out` (the lock file aside) with its bytes."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and not p.name.endswith(".lock")}
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and not p.name.endswith(".lock")
+    }
 
 
 def _attribute(out, *args):
-    return ["attribute", *args, "--size", str(SIZE), "--batch-size", str(BATCH), "--outputs", "npy",
-            "--out", str(out), "--quiet"]
+    return [
+        "attribute",
+        *args,
+        "--size",
+        str(SIZE),
+        "--batch-size",
+        str(BATCH),
+        "--outputs",
+        "npy",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 HOLDER = textwrap.dedent("""
@@ -108,8 +122,9 @@ def test_two_real_runs_started_together_never_both_write(tmp_path):
     # 600 images at 415 images/s, before the signal came: exit 0)
     methods = ["--method", "saliency,smoothgrad", "--opt", "n=16"]
     argv = [sys.executable, "-m", "jaxviz.cli", *_attribute(out, str(data), *methods)]
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV) for _ in range(2)
+    ]
     outs = [p.communicate() for p in procs]
     results = [(p.returncode, stdout, stderr) for p, (stdout, stderr) in zip(procs, outs)]
     codes = sorted(rc for rc, _, _ in results)
@@ -145,16 +160,31 @@ def test_processes_of_one_multi_process_run_share_the_folder_but_not_an_index(tm
 # --------------------------------------------------------------------------- 2. settings in the ledger
 
 
-@pytest.mark.parametrize("first, second, differs", [
-    (["--method", "smoothgrad", "--opt", "n=2"], ["--method", "smoothgrad", "--opt", "n=3"],
-     "options.n: 2 in the folder, 3 now (--opt)"),
-    (["--method", "smoothgrad", "--opt", "n=2"], ["--method", "smoothgrad", "--opt", "n=2", "--seed", "1"],
-     "seed: 0 in the folder, 1 now (--seed)"),
-    (["--method", "saliency"], ["--method", "saliency", "--dtype", "bfloat16"],
-     'dtype: "float32" in the folder, "bfloat16" now (--dtype)'),
-    (["--method", "saliency"], ["--method", "saliency", "--target", "3"],
-     "target: null in the folder, 3 now (--target)"),
-])
+@pytest.mark.parametrize(
+    "first, second, differs",
+    [
+        (
+            ["--method", "smoothgrad", "--opt", "n=2"],
+            ["--method", "smoothgrad", "--opt", "n=3"],
+            "options.n: 2 in the folder, 3 now (--opt)",
+        ),
+        (
+            ["--method", "smoothgrad", "--opt", "n=2"],
+            ["--method", "smoothgrad", "--opt", "n=2", "--seed", "1"],
+            "seed: 0 in the folder, 1 now (--seed)",
+        ),
+        (
+            ["--method", "saliency"],
+            ["--method", "saliency", "--dtype", "bfloat16"],
+            'dtype: "float32" in the folder, "bfloat16" now (--dtype)',
+        ),
+        (
+            ["--method", "saliency"],
+            ["--method", "saliency", "--target", "3"],
+            "target: null in the folder, 3 now (--target)",
+        ),
+    ],
+)
 def test_rerun_with_other_settings_is_refused_and_changes_nothing(tmp_path, folder, capsys, first, second, differs):
     out = tmp_path / "run"
     files = _files(folder, 3)
@@ -203,8 +233,9 @@ def test_a_default_option_spelled_out_is_the_same_identity(tmp_path, lm, folder)
     kw = dict(batch_size=BATCH, size=SIZE, progress=False, log=lambda _: None, outputs=("npy",))
     files = _files(folder, 2)
     assert batch.run_attribution(lm, files, batch.bind_methods(lm, ["smoothgrad"]), tmp_path / "r", **kw).done == 2
-    again = batch.run_attribution(lm, files, batch.bind_methods(lm, ["smoothgrad"], options={"n": 50}),
-                                  tmp_path / "r", **kw)
+    again = batch.run_attribution(
+        lm, files, batch.bind_methods(lm, ["smoothgrad"], options={"n": 50}), tmp_path / "r", **kw
+    )
     assert again.done == 0 and again.skipped_existing == 2
 
 
@@ -270,14 +301,20 @@ def test_resume_from_another_directory_finds_the_same_inputs(tmp_path, folder, c
 # --------------------------------------------------------------------------- 9. one-line errors, exit codes
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--method", "smoothgrad", "--opt", "n=abc"], "option n='abc': smoothgrad's n takes int values"),
-    (["--method", "integrated_gradients", "--opt", "step=8"], "no chosen method takes 'step'"),
-    (["--size", "0"], "--size '0': give a number of pixels"),
-    (["--size", "-5"], "--size '-5': give a number of pixels"),
-    (["--workers", "4"], "--workers go with --engine ray"),
-    (["--engine", "ray", "--devices", "all"], "with another engine (--engine ray) each worker uses its own devices"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--method", "smoothgrad", "--opt", "n=abc"], "option n='abc': smoothgrad's n takes int values"),
+        (["--method", "integrated_gradients", "--opt", "step=8"], "no chosen method takes 'step'"),
+        (["--size", "0"], "--size '0': give a number of pixels"),
+        (["--size", "-5"], "--size '-5': give a number of pixels"),
+        (["--workers", "4"], "--workers go with --engine ray"),
+        (
+            ["--engine", "ray", "--devices", "all"],
+            "with another engine (--engine ray) each worker uses its own devices",
+        ),
+    ],
+)
 def test_bad_arguments_are_one_line_errors_before_any_work(tmp_path, folder, capsys, argv, message):
     out = tmp_path / "run"
     base = _attribute(out, *_files(folder, 2))
@@ -337,8 +374,14 @@ class _Tensor:
 
         import torch
 
-        return torch._utils._rebuild_tensor_v2, (self.storage, 0, self.size, self.stride, False,
-                                                 collections.OrderedDict())
+        return torch._utils._rebuild_tensor_v2, (
+            self.storage,
+            0,
+            self.size,
+            self.stride,
+            False,
+            collections.OrderedDict(),
+        )
 
 
 def test_pth_whose_strides_expand_its_storage_is_refused_without_allocating(tmp_path):
@@ -387,8 +430,8 @@ def test_non_finite_weights_are_refused_at_save_and_at_verify(tmp_path, lm):
     assert not (tmp_path / "nan.safetensors").exists()
     raw = bytearray(good.read_bytes())  # the same NaN written into a file's bytes
     n = int.from_bytes(raw[:8], "little")
-    begin, _ = json.loads(raw[8:8 + n])[f"{layer}.kernel"]["data_offsets"]
-    raw[8 + n + begin:8 + n + begin + 4] = np.array([np.nan], np.float32).tobytes()
+    begin, _ = json.loads(raw[8 : 8 + n])[f"{layer}.kernel"]["data_offsets"]
+    raw[8 + n + begin : 8 + n + begin + 4] = np.array([np.nan], np.float32).tobytes()
     good.write_bytes(bytes(raw))
     with pytest.raises(WeightsError, match="holds 1 NaN.*fingerprint differs"):
         weights.verify(good)
@@ -404,8 +447,17 @@ def test_non_finite_logits_are_failed_items_and_json_stays_strict(tmp_path, lm, 
         return maps, classes, logits.at[0].set(np.nan)
 
     poisoned.settings = real.settings
-    s = batch.run_attribution(lm, _files(folder, 4), {"saliency": poisoned}, tmp_path / "r", batch_size=BATCH,
-                              size=SIZE, progress=False, log=lambda _: None, outputs=("npy",))
+    s = batch.run_attribution(
+        lm,
+        _files(folder, 4),
+        {"saliency": poisoned},
+        tmp_path / "r",
+        batch_size=BATCH,
+        size=SIZE,
+        progress=False,
+        log=lambda _: None,
+        outputs=("npy",),
+    )
     assert len(s.failed) == 1 and "NaN or infinite logits" in s.failed[0][1]
     lines = (tmp_path / "r" / "results.jsonl").read_text().splitlines()
     assert len(lines) == 3
@@ -475,8 +527,10 @@ def test_disk_full_is_one_line_and_the_run_resumes_to_the_same_maps(tmp_path, fo
     assert "MiB free there" in err and "run the same command again" in err
     monkeypatch.setattr(np, "save", real_save)
     assert main(_attribute(out, *files)) == 0
-    clean, resumed = ({r["stem"]: np.load(d / r["files"]["npy"]) for r in map(json.loads, open(d / "results.jsonl"))}
-                      for d in (tmp_path / "clean", out))
+    clean, resumed = (
+        {r["stem"]: np.load(d / r["files"]["npy"]) for r in map(json.loads, open(d / "results.jsonl"))}
+        for d in (tmp_path / "clean", out)
+    )
     assert clean.keys() == resumed.keys() and len(clean) == 8
     for stem in clean:
         np.testing.assert_array_equal(clean[stem], resumed[stem])
@@ -495,12 +549,21 @@ def test_ctrl_c_stops_within_seconds_and_the_run_resumes(tmp_path):
     argv = [sys.executable, "-m", "jaxviz.cli", *_attribute(out, str(data), *methods)]
     # Ctrl-C as in a terminal: a parent started in the background without job control (`cmd &` in a
     # script) passes SIGINT on ignored, and Python then never raises KeyboardInterrupt (the run ended 0)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     results = out / "results.jsonl"
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and \
-            (not results.exists() or results.read_text().count("\n") < 40):
+    while (
+        proc.poll() is None
+        and time.monotonic() < deadline
+        and (not results.exists() or results.read_text().count("\n") < 40)
+    ):
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()
     t0 = time.monotonic()
@@ -553,15 +616,36 @@ def _free_port() -> int:
 def _distributed(out, data, n_processes=2):
     """`n_processes` real `jaxviz attribute --distributed` processes, coordinated on this machine."""
     port = _free_port()
-    return [subprocess.Popen([sys.executable, "-m", "jaxviz.cli", *_attribute(out, str(data)), "--distributed",
-                              "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(n_processes),
-                              "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=ENV) for i in range(n_processes)]
+    return [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jaxviz.cli",
+                *_attribute(out, str(data)),
+                "--distributed",
+                "--coordinator",
+                f"127.0.0.1:{port}",
+                "--num-processes",
+                str(n_processes),
+                "--process-id",
+                str(i),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for i in range(n_processes)
+    ]
 
 
 def _npy_maps(out: Path) -> dict:
-    return {r["stem"]: np.load(out / r["files"]["npy"]) for p in sorted(out.glob("results*.jsonl"))
-            for r in map(json.loads, p.read_text().splitlines())}
+    return {
+        r["stem"]: np.load(out / r["files"]["npy"])
+        for p in sorted(out.glob("results*.jsonl"))
+        for r in map(json.loads, p.read_text().splitlines())
+    }
 
 
 @pytest.mark.slow
@@ -589,8 +673,11 @@ def test_a_killed_process_of_a_multi_process_run_is_recovered_by_a_rerun(tmp_pat
     procs = _distributed(out, data)
     ledger = out / "results.p1.jsonl"
     deadline = time.monotonic() + 180
-    while procs[1].poll() is None and time.monotonic() < deadline and \
-            (not ledger.exists() or ledger.read_text().count("\n") < 8):
+    while (
+        procs[1].poll() is None
+        and time.monotonic() < deadline
+        and (not ledger.exists() or ledger.read_text().count("\n") < 8)
+    ):
         time.sleep(0.05)
     procs[1].send_signal(signal.SIGKILL)
     procs[1].wait()
@@ -603,8 +690,11 @@ def test_a_killed_process_of_a_multi_process_run_is_recovered_by_a_rerun(tmp_pat
     outs = [p.communicate(timeout=300) for p in rerun]
     assert [p.returncode for p in rerun] == [0, 0], outs
     maps = _npy_maps(out)
-    pairs = [(r["stem"], r["method"]) for p in out.glob("results*.jsonl")
-             for r in map(json.loads, p.read_text().splitlines())]
+    pairs = [
+        (r["stem"], r["method"])
+        for p in out.glob("results*.jsonl")
+        for r in map(json.loads, p.read_text().splitlines())
+    ]
     assert len(pairs) == len(set(pairs)) == 120 and len(maps) == 120
 
 
@@ -666,9 +756,15 @@ def test_memory_budget_sizes(text, n):
         parse_bytes("lots")
 
 
-@pytest.mark.parametrize("name, options", [("guided_backprop", {}), ("smoothgrad", {"n": 4, "chunk": 4}),
-                                           ("integrated_gradients", {"steps": 4, "chunk": 4}),
-                                           ("score_cam", {"chunk": 4})])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("guided_backprop", {}),
+        ("smoothgrad", {"n": 4, "chunk": 4}),
+        ("integrated_gradients", {"steps": 4, "chunk": 4}),
+        ("score_cam", {"chunk": 4}),
+    ],
+)
 def test_a_pass_holds_at_most_the_budgeted_bytes_per_image(lm, name, options):
     """XLA's own accounting of the compiled pass: temp bytes per image row <= PASS_FACTOR x module outputs."""
     from jaxviz.attribution.engine import compiled
@@ -691,11 +787,19 @@ def test_chunks_and_batch_size_follow_the_memory_budget(tmp_path, lm, folder, mo
     per_image = activation_bytes(lm.model, lm.variables, (SIZE, SIZE, 3))
     seen = []
     real = engine.compiled
-    monkeypatch.setattr(engine, "compiled", lambda name, model, **kw: seen.append((name, kw.get("chunk"))) or
-                        real(name, model, **kw))
+    monkeypatch.setattr(
+        engine, "compiled", lambda name, model, **kw: seen.append((name, kw.get("chunk"))) or real(name, model, **kw)
+    )
     logged = []
-    job = AttributeJob(inputs=_files(folder, 4), methods=["smoothgrad", "score_cam"], options={"n": 4}, batch_size=4,
-                       size=SIZE, outputs=["npy"], memory_budget=int(3.5 * per_image))
+    job = AttributeJob(
+        inputs=_files(folder, 4),
+        methods=["smoothgrad", "score_cam"],
+        options={"n": 4},
+        batch_size=4,
+        size=SIZE,
+        outputs=["npy"],
+        memory_budget=int(3.5 * per_image),
+    )
     s = run_job(job, tmp_path / "r", progress=False, log=logged.append)
     assert s.done == 4
     assert any("batch size 4 lowered to 3" in line for line in logged)

@@ -22,9 +22,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def coco_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("coco_run")
     ann, _ = write_coco(tmp / "images", names=(EVIL, "b.png", "c.png"))
-    config = {"name": "coco <b>tiny</b>", "models": ["shapesnet"], "methods": ["saliency", "grad_cam"],
-              "sizes": ["original"], "examples": 2, "batch_size": 4,
-              "data": {"source": "coco", "images": str(tmp / "images"), "annotations": str(ann)}}
+    config = {
+        "name": "coco <b>tiny</b>",
+        "models": ["shapesnet"],
+        "methods": ["saliency", "grad_cam"],
+        "sizes": ["original"],
+        "examples": 2,
+        "batch_size": 4,
+        "data": {"source": "coco", "images": str(tmp / "images"), "annotations": str(ann)},
+    }
     (tmp / "config.json").write_text(json.dumps(config))
     out = tmp / "run"
     assert jaxviz.cli.main(["experiment", "run", str(tmp / "config.json"), "--out", str(out), "--quiet"]) == 0
@@ -37,8 +43,11 @@ def coco_run(tmp_path_factory):
 def test_cli_run_on_coco_records_and_escaping(coco_run):
     records = read_records(coco_run)
     # a.png-like EVIL image: star; b.png: square and star; c.png: traffic light (no shapes class: skipped)
-    assert sorted({(r["image"], r["category"]) for r in records}) == [(EVIL, "star"), ("b.png", "square"),
-                                                                      ("b.png", "star")]
+    assert sorted({(r["image"], r["category"]) for r in records}) == [
+        (EVIL, "star"),
+        ("b.png", "square"),
+        ("b.png", "star"),
+    ]
     assert json.loads((coco_run / "summary.json").read_text())["skipped_objects"] == {"shapesnet:traffic light": 1}
     html = (coco_run / "report.html").read_text()
     assert EVIL not in html and "&lt;script&gt;alert(1)&lt;/script&gt;.png" in html
@@ -61,14 +70,20 @@ def test_report_renders_in_headless_chromium(coco_run, tmp_path):
 
     # The same page plus a probe that counts images that really loaded (naturalWidth > 0) once loaded.
     probe = coco_run / "probe.html"
-    probe.write_text((coco_run / "report.html").read_text().replace(
-        "</body>", "<script>addEventListener('load', () => { const im = [...document.images];"
-        "document.body.dataset.loaded = im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length;"
-        "});</script></body>"))
+    probe.write_text(
+        (coco_run / "report.html")
+        .read_text()
+        .replace(
+            "</body>",
+            "<script>addEventListener('load', () => { const im = [...document.images];"
+            "document.body.dataset.loaded = im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length;"
+            "});</script></body>",
+        )
+    )
     dom = _chromium("--virtual-time-budget=10000", "--dump-dom", probe.resolve().as_uri()).stdout
     probe.unlink()
     n_imgs = dom.count("<img ")
     assert n_imgs >= 4 and f'data-loaded="{n_imgs}/{n_imgs}"' in dom
     assert dom.count("<table") >= 5 and "mean_P" in dom and "Backpropagation" in dom.split("</table>")[0]
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in dom      # the file name is text, not an element
-    assert dom.lower().count("<script") == 1                        # only the probe
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;.png" in dom  # the file name is text, not an element
+    assert dom.lower().count("<script") == 1  # only the probe

@@ -36,8 +36,9 @@ def test_optvis_presets_run_on_a_block(resnet):
     means = np.asarray(vis.extra["channel_means"])
     assert vis.images.shape[:2] == (2, 1) and means.shape == (2, 512)
     assert all(e > s for s, e in zip(vis.extra["target_activation_start"], vis.extra["target_activation_end"]))
-    dream = V.dream(resnet, np.random.default_rng(0).uniform(size=(1, SIZE, SIZE, 3)), ["layer3"], steps=2,
-                    size=SIZE, octaves=1)
+    dream = V.dream(
+        resnet, np.random.default_rng(0).uniform(size=(1, SIZE, SIZE, 3)), ["layer3"], steps=2, size=SIZE, octaves=1
+    )
     assert dream.extra["norm_end"][0] > dream.extra["norm_start"][0]
 
 
@@ -52,8 +53,12 @@ def test_receptive_field_of_a_residual_block(resnet):
 
 def test_inspect_topk_on_a_block(resnet, tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
-    ds = Dataset(rng.uniform(size=(6, SIZE, SIZE, 3)).astype(np.float32), np.zeros(6, np.int32), (),
-                 tuple(f"img{i}" for i in range(6)))
+    ds = Dataset(
+        rng.uniform(size=(6, SIZE, SIZE, 3)).astype(np.float32),
+        np.zeros(6, np.int32),
+        (),
+        tuple(f"img{i}" for i in range(6)),
+    )
     monkeypatch.setattr(C, "dataset_for", lambda lm, data, n, seed=0: ds)
     info = C.topk(resnet, tmp_path, "layer2", [0, 1], None, 6, 3, False)
     assert info["layer"] == "layer2" and len(info["units"]) == 2

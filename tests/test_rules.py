@@ -42,8 +42,9 @@ def _two_layer_reference(x, w1, w2, rule):
     return w1.T @ r1
 
 
-@pytest.mark.parametrize("rule,act", [("backprop", backprop_relu), ("deconvnet", deconvnet_relu),
-                                      ("guided", guided_relu)])
+@pytest.mark.parametrize(
+    "rule,act", [("backprop", backprop_relu), ("deconvnet", deconvnet_relu), ("guided", guided_relu)]
+)
 def test_rules_match_literal_numpy(rule, act):
     rng = np.random.default_rng(0)
     x, w1, w2 = rng.standard_normal(5), rng.standard_normal((7, 5)), rng.standard_normal(7)
@@ -96,7 +97,9 @@ def test_every_relu_spelling_is_a_site():
     relus = [s for s, _ in found if s.kind == "relu"]
     assert len(relus) == 6
     net = as_net(UserNet())
-    paths = [s.path for s, _ in sites(lambda v, x: taps.run(net, v, x)[0], v, jnp.zeros((1, *INPUT))) if s.kind == "relu"]
+    paths = [
+        s.path for s, _ in sites(lambda v, x: taps.run(net, v, x)[0], v, jnp.zeros((1, *INPUT))) if s.kind == "relu"
+    ]
     assert paths == ["", "block", "block", "", "", ""]  # functional ReLUs run in the module that calls them
     assert {s.kind for s, _ in found} >= {"conv", "dense", "max_pool", "add", "relu"}
 
@@ -104,8 +107,13 @@ def test_every_relu_spelling_is_a_site():
 def test_composites_place_rules_by_kind_path_position_and_predicate():
     v = user_variables()
     net = as_net(UserNet())
-    comp = composite({First("relu"): backprop_relu, Path("block"): deconvnet_relu,
-                      Where(lambda s: s.index == 5, kind="relu"): guided_relu})
+    comp = composite(
+        {
+            First("relu"): backprop_relu,
+            Path("block"): deconvnet_relu,
+            Where(lambda s: s.index == 5, kind="relu"): guided_relu,
+        }
+    )
     placed = [r for r in _relu_rules(net.with_rules(comp), v, INPUT).values()]
     # paths repeat (three top-level ReLUs), so check by order through the sites list instead
     x = jnp.zeros((1, *INPUT))

@@ -56,8 +56,9 @@ def test_write_folder_is_resumable_and_labelled(tmp_path):
 def test_store_holds_the_same_maps_as_npy_files(tmp_path, lm, folder):
     methods = batch.bind_methods(lm, ["saliency", "grad_cam"])
     images = sorted(folder.glob("000/*.png"))[:10]
-    s = batch.run_attribution(lm, images, methods, tmp_path, batch_size=BATCH, size=SIZE, progress=False,
-                              outputs=("npy", "store"))
+    s = batch.run_attribution(
+        lm, images, methods, tmp_path, batch_size=BATCH, size=SIZE, progress=False, outputs=("npy", "store")
+    )
     assert s.done == 10 and not list(tmp_path.glob("*/*.png"))  # no PNG views asked for
     for method in methods:
         records, load = read_maps(tmp_path, method)
@@ -66,7 +67,10 @@ def test_store_holds_the_same_maps_as_npy_files(tmp_path, lm, folder):
             np.testing.assert_array_equal(load(r), np.load(tmp_path / r["files"]["npy"]))
     # 10 images in batches of 4: three chunks per method
     assert sorted(p.name for p in (tmp_path / "store" / "saliency").iterdir()) == [
-        "00000000.npy", "00000001.npy", "00000002.npy"]
+        "00000000.npy",
+        "00000001.npy",
+        "00000002.npy",
+    ]
 
 
 def test_store_float16_and_downsampling(tmp_path, lm, folder):
@@ -75,8 +79,17 @@ def test_store_float16_and_downsampling(tmp_path, lm, folder):
     full = tmp_path / "full"
     batch.run_attribution(lm, images, methods, full, batch_size=BATCH, size=SIZE, progress=False, outputs=("store",))
     small = tmp_path / "small"
-    batch.run_attribution(lm, images, methods, small, batch_size=BATCH, size=SIZE, progress=False,
-                          outputs=("store",), store_format=StoreFormat("float16", 4))
+    batch.run_attribution(
+        lm,
+        images,
+        methods,
+        small,
+        batch_size=BATCH,
+        size=SIZE,
+        progress=False,
+        outputs=("store",),
+        store_format=StoreFormat("float16", 4),
+    )
     chunk = np.load(small / "store" / "saliency" / "00000000.npy")
     assert chunk.dtype == np.float16 and chunk.shape == (4, SIZE // 4, SIZE // 4, 3)
     a, b = _maps(full, "saliency"), _maps(small, "saliency")
@@ -92,20 +105,42 @@ def test_store_float16_and_downsampling(tmp_path, lm, folder):
 def test_unreferenced_chunks_are_pruned_on_resume(tmp_path, lm, folder):
     methods = batch.bind_methods(lm, ["saliency"])
     images = sorted(folder.glob("000/*.png"))[:4]
-    batch.run_attribution(lm, images, methods, tmp_path, batch_size=BATCH, size=SIZE, progress=False,
-                          outputs=("store",))
+    batch.run_attribution(
+        lm, images, methods, tmp_path, batch_size=BATCH, size=SIZE, progress=False, outputs=("store",)
+    )
     orphan = tmp_path / "store" / "saliency" / "00000007.npy"  # a chunk whose records a kill never wrote
     np.save(orphan, np.zeros((1,)))
-    s = batch.run_attribution(lm, images, methods, tmp_path, batch_size=BATCH, size=SIZE, progress=False,
-                              outputs=("store",))
+    s = batch.run_attribution(
+        lm, images, methods, tmp_path, batch_size=BATCH, size=SIZE, progress=False, outputs=("store",)
+    )
     assert s.done == 0 and s.skipped_existing == 4 and not orphan.exists()
 
 
 def test_resume_from_run_directory_needs_no_arguments(tmp_path, folder, capsys):
     out = tmp_path / "run"
     files = [str(p) for p in sorted(folder.glob("000/*.png"))[:6]]
-    assert main(["attribute", *files[:3], "--method", "saliency,grad_cam", "--size", str(SIZE), "--batch-size",
-                 str(BATCH), "--outputs", "store", "--store-dtype", "float16", "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "attribute",
+                *files[:3],
+                "--method",
+                "saliency,grad_cam",
+                "--size",
+                str(SIZE),
+                "--batch-size",
+                str(BATCH),
+                "--outputs",
+                "store",
+                "--store-dtype",
+                "float16",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     job = load_job(out)
     assert job.methods == ["saliency", "grad_cam"] and job.outputs == ["store"] and job.store_dtype == "float16"
     capsys.readouterr()
@@ -179,8 +214,13 @@ def test_sharded_run_equals_single_device(tmp_path, folder):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     inputs = str(folder / "000")
     for name, devices in (("single", "none"), ("sharded", "all")):
-        run = subprocess.run([sys.executable, "-c", SHARDED, inputs, str(tmp_path / name), devices], env=env,
-                             capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", SHARDED, inputs, str(tmp_path / name), devices],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert json.loads(run.stdout.strip().splitlines()[-1])["devices"] == 8
     assert "rounded up to 8" in run.stdout  # batch 6 → 8 over 8 devices
     for method in ("saliency", "grad_cam", "smoothgrad"):
@@ -191,10 +231,27 @@ def test_sharded_run_equals_single_device(tmp_path, folder):
 
 
 def _run_cli(out: Path, inputs: str) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "jaxviz.cli", "attribute", inputs, "--method", "saliency,grad_cam",
-            "--size", str(SIZE), "--batch-size", "8", "--outputs", "npy,store", "--out", str(out), "--quiet"]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    argv = [
+        sys.executable,
+        "-m",
+        "jaxviz.cli",
+        "attribute",
+        inputs,
+        "--method",
+        "saliency,grad_cam",
+        "--size",
+        str(SIZE),
+        "--batch-size",
+        "8",
+        "--outputs",
+        "npy,store",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=dict(os.environ, JAX_PLATFORMS="cpu")
+    )
 
 
 @pytest.mark.slow
@@ -245,8 +302,16 @@ def test_original_sizes_are_bucketed_one_shape_per_batch(tmp_path, lm):
     calls = []
     fn = batch.bind_methods(lm, ["grad_cam"])["grad_cam"]
     methods = {"grad_cam": lambda x, ids: calls.append(x.shape) or fn(x, ids)}
-    s = batch.run_attribution(lm, sorted(tmp_path.glob("*.png")), methods, tmp_path / "out", batch_size=2,
-                              size="original", progress=False, outputs=("npy",))
+    s = batch.run_attribution(
+        lm,
+        sorted(tmp_path.glob("*.png")),
+        methods,
+        tmp_path / "out",
+        batch_size=2,
+        size="original",
+        progress=False,
+        outputs=("npy",),
+    )
     assert s.done == 5
     assert sorted(calls) == [(1, 1024, 512, 3), (2, 32, 64, 3), (2, 96, 96, 3)]  # the lone big one: not padded
     records = {Path(r["image"]).name: r for r in _records(tmp_path / "out")}
@@ -328,8 +393,9 @@ def test_distributed_job_initializes_and_takes_its_share(tmp_path, folder, monke
     files = [str(p) for p in sorted(folder.glob("000/*.png"))[:6]]
     from jaxviz.job import AttributeJob, run_job
 
-    job = AttributeJob(inputs=files, methods=["saliency"], batch_size=BATCH, size=SIZE, outputs=["store"],
-                       distributed=True)
+    job = AttributeJob(
+        inputs=files, methods=["saliency"], batch_size=BATCH, size=SIZE, outputs=["store"], distributed=True
+    )
     s = run_job(job, tmp_path, progress=False)
     assert calls == [1] and s.done == 3
     records = _records(tmp_path)

@@ -71,10 +71,35 @@ def test_the_seeds_class_models_reach_their_class_on_the_embedded_model(seed000,
 
 def test_embedded_run_writes_every_figure_with_the_layers_mapped(seed000, tmp_path):
     # minivgg (4 conv layers, a ReLU in its head), 1 step of every optimization, one 32x32 shapes image.
-    ctx = seed000.main(["--out", str(tmp_path), "--model", "minivgg", "--classes", "circle", "--class-steps", "1",
-                        "--steps", "1", "--images", "1", "--top", "1", "--size", "32"])
-    assert ctx["figures"] == ["class_models.png", "saliency.png", "guided_backprop.png", "grad_cam.png",
-                              "layers.png", "filters.png", "deepdream.png"]
+    ctx = seed000.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--model",
+            "minivgg",
+            "--classes",
+            "circle",
+            "--class-steps",
+            "1",
+            "--steps",
+            "1",
+            "--images",
+            "1",
+            "--top",
+            "1",
+            "--size",
+            "32",
+        ]
+    )
+    assert ctx["figures"] == [
+        "class_models.png",
+        "saliency.png",
+        "guided_backprop.png",
+        "grad_cam.png",
+        "layers.png",
+        "filters.png",
+        "deepdream.png",
+    ]
     _check_page(tmp_path, ctx["figures"])
     assert ctx["grad_cam"]["layer"] == "relu3_2"
     g = ctx["guided_backprop"]
@@ -102,8 +127,11 @@ def random_vgg16(tmp_path_factory):
     variables = jax.tree_util.tree_map(draw, dict(shapes))
     path = tmp_path_factory.mktemp("vgg16") / "vgg16-random.safetensors"
     # A stated fingerprint skips the 224×224 forward pass that save_variables would run to make one.
-    weights.save_variables(path, variables, {"arch": "vgg16", "preprocessing": "torchvision",
-                                             "fingerprint": {"note": "random test weights, not computed"}})
+    weights.save_variables(
+        path,
+        variables,
+        {"arch": "vgg16", "preprocessing": "torchvision", "fingerprint": {"note": "random test weights, not computed"}},
+    )
     return path
 
 
@@ -114,15 +142,38 @@ def test_vgg16_weights_branch_uses_the_seeds_classes_and_layers(seed000, random_
     out = tmp_path / "out"
     # Guided backprop and Grad-CAM only (the VGG16-specific choices): compiling the optimization loops for VGG16 on a CPU takes minutes (the
     # Renderer closes over the weights, so XLA constant-folds the 25088x4096 classifier); their layers are checked.
-    ctx = seed000.main(["--out", str(out), "--weights", str(random_vgg16), "--size", "32", "--image",
-                        str(tmp_path / "photo.png"), "--top", "1", "--only", "guided_backprop,grad_cam"])
+    ctx = seed000.main(
+        [
+            "--out",
+            str(out),
+            "--weights",
+            str(random_vgg16),
+            "--size",
+            "32",
+            "--image",
+            str(tmp_path / "photo.png"),
+            "--top",
+            "1",
+            "--only",
+            "guided_backprop,grad_cam",
+        ]
+    )
     assert ctx["vgg"] and ctx["arch"] == "vgg16"
     assert ctx["classes"] == ["dumbbell", "dumbbell", "strawberry", "pineapple"]
     assert ctx["grad_cam"]["layer"] == "features.29"
     assert len(ctx["guided_backprop"]["relus"]) == 13 and len(ctx["guided_backprop"]["all_relus"]) == 15
     layers = ctx["seed_layers"]
     assert layers["filters"] == [(1, "conv1_1"), (2, "conv1_2"), (5, "conv3_1"), (8, "conv4_1")]
-    assert [n for _, n in layers["deepdream"]] == ["conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2",
-                                                   "conv3_3", "conv4_1", "conv4_2", "conv4_3"]
+    assert [n for _, n in layers["deepdream"]] == [
+        "conv1_2",
+        "conv2_1",
+        "conv2_2",
+        "conv3_1",
+        "conv3_2",
+        "conv3_3",
+        "conv4_1",
+        "conv4_2",
+        "conv4_3",
+    ]
     assert [o for o, _ in layers["layers"]] == list(range(1, 10))
     _check_page(out, ctx["figures"])

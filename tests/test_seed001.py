@@ -24,9 +24,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "se
 
 import seed001  # noqa: E402
 
-FIGURES = ("filters_conv1_5x5.png", "filters_conv1_3x3.png", "filters_conv2_5x5.png", "filters_conv2_3x3.png",
-           "maps_conv1_per_class.png", "maps_conv2_six.png", "vgg_filters_conv1.png", "vgg_filters_conv3.png",
-           "vgg_filters_conv5.png", "class_model.png")
+FIGURES = (
+    "filters_conv1_5x5.png",
+    "filters_conv1_3x3.png",
+    "filters_conv2_5x5.png",
+    "filters_conv2_3x3.png",
+    "maps_conv1_per_class.png",
+    "maps_conv2_six.png",
+    "vgg_filters_conv1.png",
+    "vgg_filters_conv3.png",
+    "vgg_filters_conv5.png",
+    "class_model.png",
+)
 # Test accuracy on the 360 digits after the seed's 5 epochs (30 Adam steps): 0.969 (5x5) and 0.953 (3x3) with
 # BN statistics recomputed over the training set; 0.79 and 0.85 with Keras' running statistics.
 ACCURACY_BAR, RUNNING_BAR = 0.9, 0.7
@@ -43,7 +52,13 @@ def run(tmp_path_factory):
 def test_both_lenet_variants_learn_the_digits(run):
     _, ctx = run
     lenet = ctx["lenet"]
-    assert (lenet["epochs"], lenet["batch"], lenet["loss"], lenet["train"], lenet["test"]) == (5, 256, "binary", 1437, 360)
+    assert (lenet["epochs"], lenet["batch"], lenet["loss"], lenet["train"], lenet["test"]) == (
+        5,
+        256,
+        "binary",
+        1437,
+        360,
+    )
     for k in ("5x5", "3x3"):
         v = lenet["variants"][k]
         assert v["steps"] == 30  # 5 epochs x ceil(1437 / 256)
@@ -97,7 +112,7 @@ def test_predict_prints_three_descending_lines_per_image(run, tmp_path, capsys):
     rc, lines, _ = _lines(capsys, ["predict", *images, "--model", "shapesnet", "--top", "3"])
     assert rc == 0 and len(lines) == 6
     for i, image in enumerate(images):
-        rows = [line.split("\t") for line in lines[3 * i:3 * i + 3]]
+        rows = [line.split("\t") for line in lines[3 * i : 3 * i + 3]]
         assert [r[0] for r in rows] == [image] * 3 and [r[1] for r in rows] == ["1", "2", "3"]
         probs = [float(r[4]) for r in rows]
         assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 2e-4  # printed to 4 decimals
@@ -121,8 +136,16 @@ def test_predict_errors_are_one_clear_line(tmp_path, capsys):
 def test_vgg19_gets_the_seeds_layers_and_filters():
     units = seed001.seed_filter_units(SimpleNamespace(model=build("vgg19")))
     assert [(lay, c) for lay, c, _ in units["rys. 4.2 (conv1)"]] == [
-        ("relu1_1", 5), ("relu1_1", 15), ("relu1_1", 9), ("relu1_2", 50), ("relu1_2", 32), ("relu1_2", 33),
-        ("relu1_2", 59), ("relu1_2", 60), ("relu1_2", 61)]
+        ("relu1_1", 5),
+        ("relu1_1", 15),
+        ("relu1_1", 9),
+        ("relu1_2", 50),
+        ("relu1_2", 32),
+        ("relu1_2", 33),
+        ("relu1_2", 59),
+        ("relu1_2", 60),
+        ("relu1_2", 61),
+    ]
     conv3 = [(lay, c) for lay, c, _ in units["rys. 4.4 (conv3)"]]
     assert conv3[0] == ("relu3_4", 128) and conv3[2] == ("relu3_2", 9) and conv3[4] == ("relu3_1", 15)
     assert ("relu3_4", 254) in conv3
@@ -143,8 +166,10 @@ def test_mnist_dir_is_read_from_idx_files(tmp_path):
     for prefix, n in (("train", 12), ("t10k", 5)):
         pixels = rng.integers(0, 256, (n, 28, 28), np.uint8)
         (tmp_path / f"{prefix}-images-idx3-ubyte.gz").write_bytes(
-            gzip.compress(struct.pack(">4I", 2051, n, 28, 28) + pixels.tobytes()))
+            gzip.compress(struct.pack(">4I", 2051, n, 28, 28) + pixels.tobytes())
+        )
         (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">2I", 2049, n) + (np.arange(n) % 10).astype(np.uint8).tobytes())
+            struct.pack(">2I", 2049, n) + (np.arange(n) % 10).astype(np.uint8).tobytes()
+        )
     train, test, desc = seed001.load_digits_data(str(tmp_path))
     assert train.images.shape == (12, 28, 28, 1) and len(test) == 5 and "MNIST" in desc

@@ -51,15 +51,25 @@ def write_coco_train2017(root: Path) -> dict[str, np.ndarray]:
             (root / "train2017").mkdir(parents=True, exist_ok=True)
             Image.fromarray((img * 255).astype(np.uint8)).save(root / "train2017" / file_name, quality=95)
             images.append({"id": i, "file_name": file_name, "height": h, "width": w})
-            anns.append({"id": i, "image_id": i, "category_id": cid, "iscrowd": 0, "area": float((y1 - y0) * (x1 - x0)),
-                         "bbox": [x0, y0, x1 - x0, y1 - y0], "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
+            anns.append(
+                {
+                    "id": i,
+                    "image_id": i,
+                    "category_id": cid,
+                    "iscrowd": 0,
+                    "area": float((y1 - y0) * (x1 - x0)),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+                }
+            )
             mask = np.zeros(HW, bool)
             mask[y0:y1, x0:x1] = True
             masks[file_name] = mask
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     cats = [{"id": c, "name": n, "supercategory": "x"} for c, n in CATEGORIES.items()] + [{"id": 1, "name": "person"}]
     (root / "annotations" / "instances_train2017.json").write_text(
-        json.dumps({"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats}))
+        json.dumps({"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats})
+    )
     return masks
 
 
@@ -87,8 +97,20 @@ def seed002_run(tmp_path_factory):
     try:
         port_random_torchvision(weights)
         out = tmp / "run"
-        argv = ["experiment", "run", str(CONFIG), "--set", f"coco={tmp / 'coco'}", "--set", 'sizes=["original", 64]',
-                "--set", "save_maps=true", "--out", str(out), "--quiet"]
+        argv = [
+            "experiment",
+            "run",
+            str(CONFIG),
+            "--set",
+            f"coco={tmp / 'coco'}",
+            "--set",
+            'sizes=["original", 64]',
+            "--set",
+            "save_maps=true",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
         assert jaxviz.cli.main(argv) == 0
         yield out, masks, argv
     finally:
@@ -164,12 +186,23 @@ def test_report_renders_in_chromium(seed002_run, tmp_path):
     html = (out / "report.html").read_text()
     assert "Σ_c I(x, y, c)²" in html and "kazuto1011" in html and "Definitions used" in html
     probe = out / "probe.html"
-    probe.write_text(html.replace(
-        "</body>", "<script>addEventListener('load', () => { const im = [...document.images];"
-        "document.body.dataset.loaded = im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length;"
-        "});</script></body>"))
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom",
-           probe.resolve().as_uri()]
+    probe.write_text(
+        html.replace(
+            "</body>",
+            "<script>addEventListener('load', () => { const im = [...document.images];"
+            "document.body.dataset.loaded = im.filter(i => i.complete && i.naturalWidth > 0).length + '/' + im.length;"
+            "});</script></body>",
+        )
+    )
+    cmd = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe.resolve().as_uri(),
+    ]
     dom = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=90).stdout
     probe.unlink()
     n = dom.count("<img ")

@@ -25,8 +25,24 @@ YOSINSKI_BAR = 0.9  # p(class) of the yosinski class model on shapesnet (1.000 a
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("seed003")
-    res = seed003.main(["--out", str(out), "--n", "4", "--eps", "0,16", "--steps", "4", "--show", "2",
-                        "--classes", "star", "--class-steps", "8"])
+    res = seed003.main(
+        [
+            "--out",
+            str(out),
+            "--n",
+            "4",
+            "--eps",
+            "0,16",
+            "--steps",
+            "4",
+            "--show",
+            "2",
+            "--classes",
+            "star",
+            "--class-steps",
+            "8",
+        ]
+    )
     return out, res
 
 
@@ -85,6 +101,7 @@ def test_page_mentions_every_figure(run):
 
 
 # --- the step regularizers themselves ----------------------------------------------------------
+
 
 def test_step_regularizers_do_what_the_paper_says():
     rng = np.random.default_rng(0)

@@ -24,20 +24,58 @@ SIZE, N_LOC, TSNE_N, GRID = 32, 48, 400, 12
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("seed004")
-    argv = ["--out", str(out), "--epochs", "1", "--evolution-epochs", "2", "--per-epoch", "512", "--test", "200",
-            "--checkpoints", "1,2",
-            "--size", str(SIZE), "--n-loc", str(N_LOC), "--examples", "3", "--patch", "8", "--stride", "4",
-            "--n-top", "200", "--units", "2", "--evolution-units", "2", "--tsne-n", str(TSNE_N),
-            "--grid", str(GRID), "--workers", "2"]
+    argv = [
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--evolution-epochs",
+        "2",
+        "--per-epoch",
+        "512",
+        "--test",
+        "200",
+        "--checkpoints",
+        "1,2",
+        "--size",
+        str(SIZE),
+        "--n-loc",
+        str(N_LOC),
+        "--examples",
+        "3",
+        "--patch",
+        "8",
+        "--stride",
+        "4",
+        "--n-top",
+        "200",
+        "--units",
+        "2",
+        "--evolution-units",
+        "2",
+        "--tsne-n",
+        str(TSNE_N),
+        "--grid",
+        str(GRID),
+        "--workers",
+        "2",
+    ]
     res = seed004.main(argv)
     return out, res, argv
 
 
 def test_every_figure_is_written_and_on_the_page(run):
     out, res, _ = run
-    expected = ["cam_localization.png", "cam_boxes.png", "occlusion.png",
-                *[f"deconv_{layer}.png" for layer in seed004.DECONV_LAYERS], "allconv.png", "evolution.png",
-                "tsne.png", "tsne_grid.png"]
+    expected = [
+        "cam_localization.png",
+        "cam_boxes.png",
+        "occlusion.png",
+        *[f"deconv_{layer}.png" for layer in seed004.DECONV_LAYERS],
+        "allconv.png",
+        "evolution.png",
+        "tsne.png",
+        "tsne_grid.png",
+    ]
     assert res["figures"] == expected
     page = (out / "index.md").read_text()
     for name in expected:
@@ -67,8 +105,14 @@ def test_cam_boxes_are_scored_against_the_known_boxes(run):
 
 def test_trained_nets_and_their_accuracy_on_the_page(run):
     out, res, _ = run
-    for name in ("gap.safetensors", "gmp.safetensors", "allconv.safetensors", "scratch.safetensors",
-                 "scratch.epoch001.safetensors", "scratch.epoch002.safetensors"):
+    for name in (
+        "gap.safetensors",
+        "gmp.safetensors",
+        "allconv.safetensors",
+        "scratch.safetensors",
+        "scratch.epoch001.safetensors",
+        "scratch.epoch002.safetensors",
+    ):
         assert (out / "weights" / name).is_file(), name
     # the compared nets start from the embedded ShapesNet's weights (8 steps later still close to them);
     # the evolution net from random ones (seed 0's init, as the embedded net's training: correlated, not close)
@@ -131,15 +175,34 @@ def test_coco_boxes_part_on_a_generated_coco_folder(tmp_path):
         Image.fromarray((img * 255 + 0.5).astype(np.uint8)).save(tmp_path / "val2017" / f"{i}.png")
         images.append({"id": i, "file_name": f"{i}.png", "height": 64, "width": 64})
         x0, y0, x1, y1 = (int(v) for v in box)
-        anns.append({"id": i + 1, "image_id": i, "category_id": int(data.labels[i]) + 1, "iscrowd": 0,
-                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)),
-                     "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": i,
+                "category_id": int(data.labels[i]) + 1,
+                "iscrowd": 0,
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": float((x1 - x0) * (y1 - y0)),
+                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+            }
+        )
     cats = [{"id": c + 1, "name": n} for c, n in enumerate(shapes.CLASSES)]
     (tmp_path / "annotations" / "instances_val2017.json").write_text(
-        json.dumps({"images": images, "annotations": anns, "categories": cats}))
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
     names = sorted({shapes.CLASSES[c] for c in data.labels})
-    args = seed004.parse_args(["--out", str(tmp_path / "out"), "--coco", str(tmp_path),
-                               "--weights", str(embedded_path("shapesnet")), "--categories", ",".join(names)])
+    args = seed004.parse_args(
+        [
+            "--out",
+            str(tmp_path / "out"),
+            "--coco",
+            str(tmp_path),
+            "--weights",
+            str(embedded_path("shapesnet")),
+            "--categories",
+            ",".join(names),
+        ]
+    )
     got = seed004.coco_localization(args)
     assert got["n"] == 6 and got["split"] == "val2017"
 

@@ -107,8 +107,7 @@ def test_mask_pixels_have_target_colour(examples):
         # Two erosions skip anti-aliased edges, concave corners and the heart's cusp.
         core = binary_erosion(ex.mask, iterations=2)
         assert core.sum() > 0
-        np.testing.assert_allclose(ex.image[core], np.broadcast_to(ex.color, ex.image[core].shape),
-                                   atol=0.1)
+        np.testing.assert_allclose(ex.image[core], np.broadcast_to(ex.color, ex.image[core].shape), atol=0.1)
 
 
 def test_target_contrasts_with_surroundings(examples):

@@ -103,8 +103,9 @@ def test_layers_by_semantic_name_and_alias(tiny_vgg):
 def test_weights_are_converted_not_shared(tiny_vgg):
     model, params = tiny_vgg
     peer = to_torch(model, params)
-    np.testing.assert_array_equal(peer.conv1_1.weight.detach().numpy(),
-                                  np.asarray(params["conv1_1"]["kernel"]).transpose(3, 2, 0, 1))
+    np.testing.assert_array_equal(
+        peer.conv1_1.weight.detach().numpy(), np.asarray(params["conv1_1"]["kernel"]).transpose(3, 2, 0, 1)
+    )
     np.testing.assert_array_equal(peer.fc8.weight.detach().numpy(), np.asarray(params["fc8"]["kernel"]).T)
 
 

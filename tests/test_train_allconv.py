@@ -50,9 +50,16 @@ def test_allconv_downsamples_by_strided_convs(allconv):
     names = ("relu1_1", "down1", "relu_down1", "relu2_1", "down2", "relu3_2", "down3", "relu4_2")
     acts = activations(model, variables, jnp.zeros((2, 32, 32, 3)), names)
     got = {n: acts[n].shape for n in names}
-    assert got == {"relu1_1": (2, 32, 32, 16), "down1": (2, 16, 16, 16), "relu_down1": (2, 16, 16, 16),
-                   "relu2_1": (2, 16, 16, 32), "down2": (2, 8, 8, 32), "relu3_2": (2, 8, 8, 64),
-                   "down3": (2, 4, 4, 64), "relu4_2": (2, 4, 4, 128)}
+    assert got == {
+        "relu1_1": (2, 32, 32, 16),
+        "down1": (2, 16, 16, 16),
+        "relu_down1": (2, 16, 16, 16),
+        "relu2_1": (2, 16, 16, 32),
+        "down2": (2, 8, 8, 32),
+        "relu3_2": (2, 8, 8, 64),
+        "down3": (2, 4, 4, 64),
+        "relu4_2": (2, 4, 4, 128),
+    }
 
 
 def test_allconv_receptive_fields_by_hand(allconv):
@@ -107,9 +114,12 @@ def _colour_coded(n, *, size=64, seed=0, **_):
 
 def test_fit_shapes_checkpoints_and_history():
     seen = []
-    params, history = fit_shapes(AllConvNet(), checkpoints=(1, 2),
-                                 on_checkpoint=lambda e, p, a: seen.append((e, a, jax.tree_util.tree_structure(p))),
-                                 **TINY)
+    params, history = fit_shapes(
+        AllConvNet(),
+        checkpoints=(1, 2),
+        on_checkpoint=lambda e, p, a: seen.append((e, a, jax.tree_util.tree_structure(p))),
+        **TINY,
+    )
     assert [e for e, _, _ in seen] == [1, 2]
     assert seen[0][2] == jax.tree_util.tree_structure(params)
     assert [h["epoch"] for h in history] == [1, 2]
@@ -129,8 +139,11 @@ def test_fit_shapes_lowers_the_loss(monkeypatch):
 def test_allconv_weights_load_back(tmp_path, allconv):
     _, variables = allconv
     path = tmp_path / "allconv.safetensors"
-    save_weights(path, jax.tree_util.tree_map(np.asarray, variables["params"]),
-                 {"arch": "allconv", "preprocessing": CENTERED.name, "num_classes": "10"})
+    save_weights(
+        path,
+        jax.tree_util.tree_map(np.asarray, variables["params"]),
+        {"arch": "allconv", "preprocessing": CENTERED.name, "num_classes": "10"},
+    )
     lm = jaxviz.load(weights=path)
     assert isinstance(lm.model, AllConvNet) and lm.arch == "allconv" and lm.input_shape == (64, 64, 3)
     assert lm.preprocessing.name == "centered"
@@ -139,8 +152,23 @@ def test_allconv_weights_load_back(tmp_path, allconv):
 
 def test_script_gmp_checkpoints_load_back(tmp_path, monkeypatch):
     out = tmp_path / "gmp.safetensors"
-    argv = ["train_shapesnet.py", "--pool", "gmp", "--epochs", "2", "--per-epoch", "256", "--size", "32",
-            "--test", "100", "--checkpoints", "1,2", "--out", str(out)]
+    argv = [
+        "train_shapesnet.py",
+        "--pool",
+        "gmp",
+        "--epochs",
+        "2",
+        "--per-epoch",
+        "256",
+        "--size",
+        "32",
+        "--test",
+        "100",
+        "--checkpoints",
+        "1,2",
+        "--out",
+        str(out),
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     script = _script()
     script.main()

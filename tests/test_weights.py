@@ -54,6 +54,7 @@ def _own_weights_dir(weights_dir) -> Path:
 
 # --- random weights in each source layout --------------------------------------------------
 
+
 def _he(rng, shape, fan_in) -> np.ndarray:
     w = rng.standard_normal(shape, dtype=np.float32)
     w *= np.float32(np.sqrt(2.0 / fan_in))  # keeps activations O(1) through 16 ReLU layers
@@ -75,8 +76,9 @@ def random_torchvision_sd(seed: int, blocks=VGG16_BLOCKS, dense_zeros: bool = Fa
             cin, index = width, index + 2
         index += 1
     for i, (fan_in, fan_out) in zip((0, 3, 6), ((cin * 49, 4096), (4096, 4096), (4096, 1000))):
-        sd[f"classifier.{i}.weight"] = (np.zeros((fan_out, fan_in), np.float32) if dense_zeros
-                                        else _he(rng, (fan_out, fan_in), fan_in))
+        sd[f"classifier.{i}.weight"] = (
+            np.zeros((fan_out, fan_in), np.float32) if dense_zeros else _he(rng, (fan_out, fan_in), fan_in)
+        )
         sd[f"classifier.{i}.bias"] = _bias(rng, fan_out)
     return sd
 
@@ -109,8 +111,14 @@ def random_keras_layers(seed: int, blocks=VGG16_BLOCKS, include_top: bool = True
     return layers
 
 
-def write_keras_h5(path: Path, layers: dict[str, list[np.ndarray]], blocks=VGG16_BLOCKS, include_top=True,
-                   style: str = "legacy", full_model: bool = False) -> Path:
+def write_keras_h5(
+    path: Path,
+    layers: dict[str, list[np.ndarray]],
+    blocks=VGG16_BLOCKS,
+    include_top=True,
+    style: str = "legacy",
+    full_model: bool = False,
+) -> Path:
     """An HDF5 file laid out as keras.applications' weight files: root attribute layer_names, one
     group per layer with attribute weight_names and one dataset per name. `style` "legacy" names
     datasets like the published files (block1_conv1_W_1:0), "v2" like Keras 2 saves
@@ -133,9 +141,8 @@ def write_keras_h5(path: Path, layers: dict[str, list[np.ndarray]], blocks=VGG16
         for name in sorted(names):  # Keras writes groups in name order; layer_names keeps model order
             group = root.create_group(name)
             arrays = layers.get(name, [])
-            wnames = ([f"{name}_W_1:0", f"{name}_b_1:0"] if style == "legacy"
-                      else [f"{name}/kernel:0", f"{name}/bias:0"])
-            wnames = wnames[:len(arrays)]
+            wnames = [f"{name}_W_1:0", f"{name}_b_1:0"] if style == "legacy" else [f"{name}/kernel:0", f"{name}/bias:0"]
+            wnames = wnames[: len(arrays)]
             group.attrs["weight_names"] = np.array([w.encode() for w in wnames]) if wnames else np.array([], "S1")
             for wname, array in zip(wnames, arrays):
                 group.create_dataset(wname, data=array)
@@ -162,8 +169,14 @@ def _torch_vgg(torch, layout: str, blocks=VGG16_BLOCKS):
             self.features = features()
             self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
             self.classifier = nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(),
-                nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
+                nn.Linear(512 * 7 * 7, 4096),
+                nn.ReLU(True),
+                nn.Dropout(),
+                nn.Linear(4096, 4096),
+                nn.ReLU(True),
+                nn.Dropout(),
+                nn.Linear(4096, 1000),
+            )
 
         def forward(self, x):
             return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
@@ -225,6 +238,7 @@ def assert_close(ours, ref, rtol=1e-4):
 
 
 # --- module fixtures: sources, references, ports -------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def x224() -> np.ndarray:
@@ -326,6 +340,7 @@ CASES = {  # case: (source fixture, reference fixture, preprocessing, include_to
 
 # --- parity with the source frameworks ------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_port_matches_source_framework(case, request, ported, x224):
     src_fixture, ref_fixture, preprocessing, include_top = CASES[case]
@@ -373,6 +388,7 @@ def test_fc6_without_reorder_gives_different_logits(layout, tv_sd, monkeypatch):
 
 
 # --- the torch pickle reader ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
 def test_pure_reader_matches_torch_load(tmp_path, zip_format):
@@ -479,8 +495,11 @@ def test_malicious_pickle_is_refused(tmp_path, weights_dir, monkeypatch, reader,
             zf.writestr("evil/version", "3\n")
     else:
         sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
-        path.write_bytes(b"".join(pickle.dumps(o, protocol=2) for o in (_torch_pickle.LEGACY_MAGIC, 1001, sys_info))
-                         + payload + pickle.dumps([], protocol=2))
+        path.write_bytes(
+            b"".join(pickle.dumps(o, protocol=2) for o in (_torch_pickle.LEGACY_MAGIC, 1001, sys_info))
+            + payload
+            + pickle.dumps([], protocol=2)
+        )
     with pytest.raises(WeightsError, match="refusing to unpickle"):
         weights.port(path, "vgg16")
     assert not marker.exists()
@@ -488,6 +507,7 @@ def test_malicious_pickle_is_refused(tmp_path, weights_dir, monkeypatch, reader,
 
 
 # --- validation -----------------------------------------------------------------------------
+
 
 def test_vgg19_file_with_arch_vgg16_names_first_mismatch_and_writes_nothing(tmp_path, weights_dir):
     path = tmp_path / "vgg19.safetensors"
@@ -510,8 +530,12 @@ def test_vgg16_file_with_arch_vgg19_names_missing_tensor(tv_st_file, tmp_path, w
 
 
 def test_keras_vgg19_notop_with_arch_vgg16(tmp_path, weights_dir):
-    path = write_keras_h5(tmp_path / "vgg19_notop.h5", random_keras_layers(9, VGG19_BLOCKS, include_top=False),
-                          VGG19_BLOCKS, include_top=False)
+    path = write_keras_h5(
+        tmp_path / "vgg19_notop.h5",
+        random_keras_layers(9, VGG19_BLOCKS, include_top=False),
+        VGG19_BLOCKS,
+        include_top=False,
+    )
     with pytest.raises(WeightsError) as info:
         weights.port(path, "vgg16")
     msg = str(info.value)
@@ -557,6 +581,7 @@ def test_known_file_name_takes_the_manifest_name_only_when_the_checksum_agrees(k
 
 # --- fetch ----------------------------------------------------------------------------------
 
+
 def _manifest_entry(name: str) -> dict:
     return next(e for e in json.loads(REPO_MANIFEST.read_text())["weights"] if e["name"] == name)
 
@@ -601,8 +626,16 @@ def _server(data: bytes, requests: list, fail_after: int | None = None):
 def test_fetch_checksum_mismatch_leaves_no_file(checksum, weights_dir, monkeypatch):
     data = b"these are not the weights you are looking for" * 1000
     wrong = {"sha256_prefix": "0123abcd", "md5": "0" * 32, "sha256": "0" * 64}[checksum]
-    entry = {"name": "tiny", "arch": "vgg16", "format": "torch", "url": "https://example.invalid/tiny-0123abcd.pth",
-             "file": "tiny-0123abcd.pth", "preprocessing": "torchvision", "include_top": True, checksum: wrong}
+    entry = {
+        "name": "tiny",
+        "arch": "vgg16",
+        "format": "torch",
+        "url": "https://example.invalid/tiny-0123abcd.pth",
+        "file": "tiny-0123abcd.pth",
+        "preprocessing": "torchvision",
+        "include_top": True,
+        checksum: wrong,
+    }
     _add_manifest(weights_dir, entry)
     monkeypatch.setattr(weights, "_urlopen", _server(data, []))
     with pytest.raises(WeightsError, match="checksum mismatch"):
@@ -624,8 +657,12 @@ def test_fetch_offline_says_how_to_port(weights_dir, monkeypatch):
 
 def test_interrupted_fetch_resumes_with_range_then_verifies(keras_notop_file, weights_dir, monkeypatch):
     data = keras_notop_file.read_bytes()
-    entry = {**_manifest_entry("vgg16-keras-notop"), "url": "https://example.invalid/notop.h5", "file": "notop.h5",
-             "md5": hashlib.md5(data).hexdigest()}
+    entry = {
+        **_manifest_entry("vgg16-keras-notop"),
+        "url": "https://example.invalid/notop.h5",
+        "file": "notop.h5",
+        "md5": hashlib.md5(data).hexdigest(),
+    }
     _add_manifest(weights_dir, entry)
     requests: list = []
     cut = len(data) // 3
@@ -671,8 +708,9 @@ def test_fetch_hf_entry_uses_hf_hub_download(tmp_path, weights_dir, monkeypatch)
     monkeypatch.setattr(weights, "_port", fake_port)
     out = weights.fetch("vgg19-timm", progress=False)
     assert calls == [("timm/vgg19.tv_in1k", "model.safetensors")]
-    assert ports == [(src, "vgg19", "hf://timm/vgg19.tv_in1k/model.safetensors",
-                      weights_dir / "vgg19-timm.safetensors")]
+    assert ports == [
+        (src, "vgg19", "hf://timm/vgg19.tv_in1k/model.safetensors", weights_dir / "vgg19-timm.safetensors")
+    ]
     assert out == weights_dir / "vgg19-timm.safetensors"
     recorded = json.loads((weights_dir / "checksums.json").read_text())["vgg19-timm"]
     assert recorded["sha256"] == hashlib.sha256(b"pretend").hexdigest()
@@ -687,6 +725,7 @@ def test_fetch_hf_entry_uses_hf_hub_download(tmp_path, weights_dir, monkeypatch)
 
 # --- verify, save/load, resolve, list -------------------------------------------------------
 
+
 @pytest.mark.parametrize("how", ["bytes", "save_weights"])
 def test_verify_passes_fresh_port_and_fails_after_tampering(how, ported, keras_notop_file, weights_dir):
     path = weights_dir / "notop.safetensors"
@@ -698,9 +737,9 @@ def test_verify_passes_fresh_port_and_fails_after_tampering(how, ported, keras_n
     if how == "bytes":  # edit the float bytes of one tensor in place
         raw = bytearray(path.read_bytes())
         n = int.from_bytes(raw[:8], "little")
-        begin, end = json.loads(raw[8:8 + n])["conv2_1.kernel"]["data_offsets"]
-        values = np.frombuffer(bytes(raw[8 + n + begin:8 + n + end]), np.float32) * np.float32(1.5)
-        raw[8 + n + begin:8 + n + end] = values.tobytes()
+        begin, end = json.loads(raw[8 : 8 + n])["conv2_1.kernel"]["data_offsets"]
+        values = np.frombuffer(bytes(raw[8 + n + begin : 8 + n + end]), np.float32) * np.float32(1.5)
+        raw[8 + n + begin : 8 + n + end] = values.tobytes()
         path.write_bytes(bytes(raw))
         expected = "sha256 differs.*fingerprint differs"
     else:  # rewritten through the API with the old metadata: only the fingerprint can tell
@@ -724,8 +763,17 @@ def test_save_load_roundtrip_is_atomic_and_verifies(weights_dir):
     params = _shapesnet_params()
     path = weights_dir / "shapes.safetensors"
     classes = ["circle", "square", "triangle"] + [f"c{i}" for i in range(7)]
-    weights.save_weights(path, params, {"arch": "shapesnet", "preprocessing": "unit", "source": "trained here",
-                                        "classes": classes, "accuracy": "0.93"})
+    weights.save_weights(
+        path,
+        params,
+        {
+            "arch": "shapesnet",
+            "preprocessing": "unit",
+            "source": "trained here",
+            "classes": classes,
+            "accuracy": "0.93",
+        },
+    )
     assert [p.name for p in weights_dir.iterdir()] == ["shapes.safetensors"]  # no temp file left
     loaded, meta = weights.load_weights(path)
     assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(params)
@@ -742,8 +790,9 @@ def test_save_weights_with_wrong_shapes_writes_nothing(weights_dir):
     with pytest.raises(WeightsError, match="fc.kernel"):
         weights.save_weights(weights_dir / "bad.safetensors", params, SHAPES_META)
     with pytest.raises(WeightsError, match="preprocessing"):
-        weights.save_weights(weights_dir / "bad.safetensors", _shapesnet_params(),
-                             {"arch": "shapesnet", "preprocessing": "imagenet"})
+        weights.save_weights(
+            weights_dir / "bad.safetensors", _shapesnet_params(), {"arch": "shapesnet", "preprocessing": "imagenet"}
+        )
     assert list(weights_dir.iterdir()) == []
 
 
@@ -767,9 +816,17 @@ def test_list_weights(weights_dir, ported, keras_notop_file):
     assert rows["vgg16-keras-notop"]["present"] and rows["vgg16-keras-notop"]["in_manifest"]
     assert not rows["vgg16-torchvision"]["present"]
     assert rows["vgg16-keras-notop"]["source"] == "keras" and rows["vgg16-timm"]["source"] == "timm"
-    assert rows["mine"] == {"name": "mine", "present": True, "path": str(weights_dir / "mine.safetensors"),
-                            "in_manifest": False, "arch": "shapesnet", "preprocessing": "unit", "include_top": True,
-                            "source": "local", "origin": ""}
+    assert rows["mine"] == {
+        "name": "mine",
+        "present": True,
+        "path": str(weights_dir / "mine.safetensors"),
+        "in_manifest": False,
+        "arch": "shapesnet",
+        "preprocessing": "unit",
+        "include_top": True,
+        "source": "local",
+        "origin": "",
+    }
 
 
 def test_weights_dir_precedence(weights_dir, monkeypatch, tmp_path):
@@ -785,10 +842,22 @@ def test_manifest_entries():
     manifest = json.loads(REPO_MANIFEST.read_text())
     # The other architectures' torchvision entries are checked in test_zoo.py.
     entries = {e["name"]: e for e in manifest["weights"] if e["arch"] in ("vgg16", "vgg19")}
-    assert set(entries) == {"vgg16-torchvision", "vgg19-torchvision", "vgg16-timm", "vgg19-timm", "vgg16-keras",
-                            "vgg16-keras-notop", "vgg19-keras", "vgg19-keras-notop"}
+    assert set(entries) == {
+        "vgg16-torchvision",
+        "vgg19-torchvision",
+        "vgg16-timm",
+        "vgg19-timm",
+        "vgg16-keras",
+        "vgg16-keras-notop",
+        "vgg19-keras",
+        "vgg19-keras-notop",
+    }
     for name, e in entries.items():
-        assert e["arch"] == name[:5] and e["format"] in weights.FORMATS and e["preprocessing"] in weights.PREPROCESSING_PRESETS
+        assert (
+            e["arch"] == name[:5]
+            and e["format"] in weights.FORMATS
+            and e["preprocessing"] in weights.PREPROCESSING_PRESETS
+        )
         assert e["sha256"] is None  # not known here: never invented
         assert e["preprocessing"] == ("caffe" if "keras" in name else "torchvision")
         assert e["include_top"] == ("notop" not in name)
@@ -807,8 +876,9 @@ def test_manifest_entries():
     assert entries["vgg19-keras-notop"]["md5"] == "253f8cb515780f3b799900260a226db6"
 
 
-@pytest.mark.parametrize("container, reader", [("zip", "torch"), ("zip", "pure"), ("legacy", "torch"),
-                                               ("legacy", "pure"), ("keras", None)])
+@pytest.mark.parametrize(
+    "container, reader", [("zip", "torch"), ("zip", "pure"), ("legacy", "torch"), ("legacy", "pure"), ("keras", None)]
+)
 def test_truncated_files_give_a_clear_error(tmp_path, weights_dir, monkeypatch, container, reader, keras_layers):
     if container == "keras":
         layers = {k: v for k, v in keras_layers.items() if k.startswith("block1")}
@@ -816,8 +886,9 @@ def test_truncated_files_give_a_clear_error(tmp_path, weights_dir, monkeypatch, 
     else:
         torch = pytest.importorskip("torch")
         path = tmp_path / "cut.pth"
-        torch.save({"features.0.weight": torch.ones(64, 3, 3, 3)}, path,
-                   _use_new_zipfile_serialization=container == "zip")
+        torch.save(
+            {"features.0.weight": torch.ones(64, 3, 3, 3)}, path, _use_new_zipfile_serialization=container == "zip"
+        )
     if reader == "pure":
         monkeypatch.setattr(weights, "_torch_or_none", lambda: None)
     path.write_bytes(path.read_bytes()[:-300])

@@ -45,8 +45,24 @@ RTOL = 1e-4
 # XLA:CPU at backend optimisation level 0 compiles DenseNet-121 in 4 s instead of 11 s and runs these
 # small inputs about as fast: this file compiles 16 networks once each.
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
-ZOO = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16_bn", "vgg19_bn", "squeezenet1_0", "squeezenet1_1",
-       "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "googlenet", "densenet121")
+ZOO = (
+    "alexnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16_bn",
+    "vgg19_bn",
+    "squeezenet1_0",
+    "squeezenet1_1",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "googlenet",
+    "densenet121",
+)
 # Input side per architecture: AlexNet 127 -> a 3x3 map before the 6x6 adaptive pool; VGG 64 -> 2x2
 # before the 7x7 one; SqueezeNet 37 / 33 and GoogLeNet 47 round up at every ceil-mode pool.
 SIZES = {"alexnet": 127, "squeezenet1_0": 37, "squeezenet1_1": 33, "googlenet": 47}
@@ -93,7 +109,7 @@ def random_torchvision(arch: str, seed: int = 0, **kwargs):
                 t.normal_(0.0, (2.0 / t[0].numel()) ** 0.5)
             elif t.ndim == 2 and t.numel() > 1 << 20:
                 rows, cols = t.shape
-                storage = torch.randn(rows + cols - 1) / cols ** 0.5
+                storage = torch.randn(rows + cols - 1) / cols**0.5
                 module = model.get_submodule(name.rpartition(".")[0])
                 module.weight = torch.nn.Parameter(storage.as_strided((rows, cols), (1, 1)), requires_grad=False)
             elif t.ndim == 2:
@@ -151,8 +167,11 @@ def rel_err(ours, theirs) -> float:
 def blocks(model) -> set[str]:
     """Paths of torchvision's modules that hold other modules with parameters (`layer4`,
     `layer4.2`, `features`, `inception4e.branch2`, ...): the blocks whose outputs are compared."""
-    return {name for name, m in model.named_modules()
-            if name and next(m.children(), None) is not None and next(m.parameters(), None) is not None}
+    return {
+        name
+        for name, m in model.named_modules()
+        if name and next(m.children(), None) is not None and next(m.parameters(), None) is not None
+    }
 
 
 def torch_outputs(model, x: np.ndarray, paths: set[str]) -> dict[str, np.ndarray]:
@@ -160,9 +179,11 @@ def torch_outputs(model, x: np.ndarray, paths: set[str]) -> dict[str, np.ndarray
     outs, hooks = {}, []
     for name, module in model.named_modules():
         if name == "" or name in paths:
+
             def hook(mod, args, out, name=name):
                 out = out.detach().clone()  # later in-place ReLUs and += would change it
                 outs[name] = (out.permute(0, 2, 3, 1) if out.ndim == 4 else out).numpy()
+
             hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -179,6 +200,7 @@ def our_outputs(model, variables, x: np.ndarray, paths: set[str]) -> dict[str, n
     Only these are captured: capturing every conv and BN would keep XLA from fusing them and
     makes DenseNet's compile several times slower.
     """
+
     def wanted(module, method):
         return method == "__call__" and ".".join(module.path) in paths
 
@@ -198,6 +220,7 @@ def our_outputs(model, variables, x: np.ndarray, paths: set[str]) -> dict[str, n
 
 
 # --- parity with torchvision -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("arch", ZOO)
 def test_port_matches_torchvision(arch, tmp_path, small_case):
@@ -247,16 +270,26 @@ def test_other_num_classes(tmp_path, no_fingerprint):
 def test_max_pool2d_matches_torch():
     x = np.random.default_rng(2).standard_normal((1, 21, 20, 2), dtype=np.float32) - 3.0  # all < 0: pads must be -inf
     for size in (15, 16, 17, 20, 21):
-        for kernel, stride, padding, ceil in ((3, 2, 0, True), (3, 2, 1, False), (3, 1, 1, True), (2, 2, 0, True),
-                                              (3, 2, 1, True), (3, 3, 0, True)):
+        for kernel, stride, padding, ceil in (
+            (3, 2, 0, True),
+            (3, 2, 1, False),
+            (3, 1, 1, True),
+            (2, 2, 0, True),
+            (3, 2, 1, True),
+            (3, 3, 0, True),
+        ):
             xs = x[:, :size, : size - 1]
             theirs = torch.nn.functional.max_pool2d(nchw(xs), kernel, stride, padding, ceil_mode=ceil)
             ours = np.asarray(max_pool2d(jnp.asarray(xs), kernel, stride, padding, ceil))
-            np.testing.assert_array_equal(ours, theirs.permute(0, 2, 3, 1).numpy(),
-                                          err_msg=f"size {size} k{kernel} s{stride} p{padding} ceil={ceil}")
+            np.testing.assert_array_equal(
+                ours,
+                theirs.permute(0, 2, 3, 1).numpy(),
+                err_msg=f"size {size} k{kernel} s{stride} p{padding} ceil={ceil}",
+            )
 
 
 # --- the port: formats, names, errors --------------------------------------------------------
+
 
 def test_safetensors_in_torchvision_layout_ports_the_same(small_case, tmp_path, no_fingerprint):
     from safetensors.numpy import save_file
@@ -274,8 +307,10 @@ def test_safetensors_in_torchvision_layout_ports_the_same(small_case, tmp_path, 
 
 def test_old_densenet_key_names_port_the_same(small_case, tmp_path, no_fingerprint):
     case = small_case("densenet121")
-    old = {re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
-           for k, v in case.torch_model.state_dict().items()}
+    old = {
+        re.sub(r"(denselayer\d+\.(?:norm|conv))([12])\.", r"\1.\2.", k): v
+        for k, v in case.torch_model.state_dict().items()
+    }
     assert "features.denseblock1.denselayer1.norm.1.running_var" in old
     src = tmp_path / "densenet121-old.pth"
     torch.save(old, src)
@@ -295,24 +330,45 @@ def test_batch_stats_key_scheme(small_case):
 
     with safe_open(str(case.pth.with_suffix(".safetensors")), "np") as f:
         keys = set(f.keys())
-    assert {"layer1.0.bn1.scale", "layer1.0.bn1.bias", "batch_stats/layer1.0.bn1.mean",
-            "batch_stats/layer1.0.bn1.var", "layer4.0.downsample.0.kernel", "fc.kernel"} <= keys
-    np.testing.assert_array_equal(case.variables["batch_stats"]["layer1"]["0"]["bn1"]["var"],
-                                  case.torch_model.state_dict()["layer1.0.bn1.running_var"].numpy())
+    assert {
+        "layer1.0.bn1.scale",
+        "layer1.0.bn1.bias",
+        "batch_stats/layer1.0.bn1.mean",
+        "batch_stats/layer1.0.bn1.var",
+        "layer4.0.downsample.0.kernel",
+        "fc.kernel",
+    } <= keys
+    np.testing.assert_array_equal(
+        case.variables["batch_stats"]["layer1"]["0"]["bn1"]["var"],
+        case.torch_model.state_dict()["layer1.0.bn1.running_var"].numpy(),
+    )
 
 
-@pytest.mark.parametrize("src_arch, arch, first, hint", [
-    ("resnet50", "resnet34", "'layer1.0.conv1.weight' (-> layer1.0.conv1.kernel) has shape (64, 64, 1, 1), "
-                             "but resnet34 expects (64, 64, 3, 3)", "resnet50"),
-    ("squeezenet1_0", "squeezenet1_1", "'features.0.weight' (-> features.0.kernel) has shape (96, 3, 7, 7)",
-     "squeezenet1_0"),
-    ("resnet18", "densenet121", "'features.conv0.weight' (-> features.conv0.kernel) is missing", "resnet18"),
-    ("densenet121", "googlenet", "'conv1.conv.weight' (-> conv1.conv.kernel) is missing", "densenet121"),
-    ("googlenet", "vgg16", "unrecognised tensor names", "googlenet"),
-    ("alexnet", "vgg16", "'features.0.weight' (-> conv1_1.kernel) has shape (64, 3, 11, 11)", "alexnet"),
-])
-def test_wrong_arch_names_the_first_misfit_and_the_right_arch(src_arch, arch, first, hint, small_case, tmp_path,
-                                                               weights_dir):
+@pytest.mark.parametrize(
+    "src_arch, arch, first, hint",
+    [
+        (
+            "resnet50",
+            "resnet34",
+            "'layer1.0.conv1.weight' (-> layer1.0.conv1.kernel) has shape (64, 64, 1, 1), "
+            "but resnet34 expects (64, 64, 3, 3)",
+            "resnet50",
+        ),
+        (
+            "squeezenet1_0",
+            "squeezenet1_1",
+            "'features.0.weight' (-> features.0.kernel) has shape (96, 3, 7, 7)",
+            "squeezenet1_0",
+        ),
+        ("resnet18", "densenet121", "'features.conv0.weight' (-> features.conv0.kernel) is missing", "resnet18"),
+        ("densenet121", "googlenet", "'conv1.conv.weight' (-> conv1.conv.kernel) is missing", "densenet121"),
+        ("googlenet", "vgg16", "unrecognised tensor names", "googlenet"),
+        ("alexnet", "vgg16", "'features.0.weight' (-> conv1_1.kernel) has shape (64, 3, 11, 11)", "alexnet"),
+    ],
+)
+def test_wrong_arch_names_the_first_misfit_and_the_right_arch(
+    src_arch, arch, first, hint, small_case, tmp_path, weights_dir
+):
     src = small_case(src_arch).pth
     out = tmp_path / "out.safetensors"
     with pytest.raises(WeightsError) as info:
@@ -358,6 +414,7 @@ def test_fingerprint_and_verify_cover_batch_stats(small_case, weights_dir):
 
 # --- the inverse: torchvision models carrying our weights ----------------------------------
 
+
 @pytest.mark.parametrize("arch", ["alexnet", "googlenet", "densenet121", "resnet50"])
 def test_torchvision_model_round_trips(arch, small_case):
     case = small_case(arch)
@@ -385,15 +442,27 @@ def test_import_torchvision_is_idempotent():
 
 # --- module paths, registry and manifest ------------------------------------------------------
 
-@pytest.mark.parametrize("arch, paths", [
-    ("resnet50", ["layer4.2.conv3", "layer4.2.bn3", "layer1.0.downsample.0", "layer1.0.downsample.1", "fc"]),
-    ("squeezenet1_0", ["features.12.expand3x3", "features.12.squeeze", "classifier.1"]),
-    ("squeezenet1_1", ["features.10.expand3x3", "features.10.expand1x1"]),
-    ("googlenet", ["conv1.conv", "conv1.bn", "inception4e.branch1.conv", "inception3a.branch4.1.bn", "fc"]),
-    ("densenet121", ["features.conv0", "features.denseblock4.denselayer16.conv2", "features.transition3.conv",
-                     "features.norm5", "classifier"]),
-    ("alexnet", ["features.10", "classifier.1", "classifier.6"]),
-])
+
+@pytest.mark.parametrize(
+    "arch, paths",
+    [
+        ("resnet50", ["layer4.2.conv3", "layer4.2.bn3", "layer1.0.downsample.0", "layer1.0.downsample.1", "fc"]),
+        ("squeezenet1_0", ["features.12.expand3x3", "features.12.squeeze", "classifier.1"]),
+        ("squeezenet1_1", ["features.10.expand3x3", "features.10.expand1x1"]),
+        ("googlenet", ["conv1.conv", "conv1.bn", "inception4e.branch1.conv", "inception3a.branch4.1.bn", "fc"]),
+        (
+            "densenet121",
+            [
+                "features.conv0",
+                "features.denseblock4.denselayer16.conv2",
+                "features.transition3.conv",
+                "features.norm5",
+                "classifier",
+            ],
+        ),
+        ("alexnet", ["features.10", "classifier.1", "classifier.6"]),
+    ],
+)
 def test_module_paths_are_torchvisions(arch, paths, small_case):
     """Leaf modules by torchvision's names (blocks, `layer4.2` and the like, are compared in the
     parity test above, by the same paths)."""
@@ -419,5 +488,10 @@ def test_manifest_entries_are_torchvisions():
         assert e["url"].endswith("/" + e["file"]) and e["file"].endswith(f"-{e['sha256_prefix']}.pth")
         assert e["imagenet_top1"] == published.meta["_metrics"]["ImageNet-1K"]["acc@1"]
         assert (e["format"], e["layout"], e["preprocessing"], e["include_top"], e["num_classes"]) == (
-            "torch", "torchvision", "torchvision", True, 1000)
+            "torch",
+            "torchvision",
+            "torchvision",
+            True,
+            1000,
+        )
         assert e["sha256"] is None and arch in e["top1_citation"]

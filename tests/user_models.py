@@ -56,6 +56,7 @@ def user_variables(seed: int = 0):
         if "bias" in name or "mean" in name or "scale" in name:
             return jnp.asarray(rng.normal(0.1, 0.3, a.shape) + (1.0 if "scale" in name else 0.0), a.dtype)
         return a
+
     return jax.tree_util.tree_map_with_path(jitter, v)
 
 

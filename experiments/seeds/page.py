@@ -48,26 +48,38 @@ def write_page(out: str | Path, title: str, figures: list[Figure], intro: str = 
     """`out/index.md` and `out/index.html` for `figures`; returns the HTML path."""
     out = Path(out)
     md = [f"# {title}", "", intro, ""] if intro else [f"# {title}", ""]
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2rem auto;padding:0 1rem}"
-             "figure{margin:1.5rem 0}img{max-width:100%;border:1px solid #ddd}.seed{color:#555}"
-             "td,th{border:1px solid #ccc;padding:.2rem .5rem}table{border-collapse:collapse}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:1000px;margin:2rem auto;padding:0 1rem}"
+        "figure{margin:1.5rem 0}img{max-width:100%;border:1px solid #ddd}.seed{color:#555}"
+        "td,th{border:1px solid #ccc;padding:.2rem .5rem}table{border-collapse:collapse}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     if intro:
         parts.append(f"<p>{html.escape(intro)}</p>")
     for f in figures:
-        md += [f"## {f.path}", "", f"![{f.seed_caption}]({f.path})", "", f"- seed: {f.seed_caption}",
-               f"- ours: {f.ours}"]
+        md += [
+            f"## {f.path}",
+            "",
+            f"![{f.seed_caption}]({f.path})",
+            "",
+            f"- seed: {f.seed_caption}",
+            f"- ours: {f.ours}",
+        ]
         if f.differs:
             md.append(f"- differs: {f.differs}")
         md += [f"- {k}: {v}" for k, v in f.numbers.items()] + [""]
-        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                       for k, v in f.numbers.items())
+        rows = "".join(
+            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in f.numbers.items()
+        )
         src = "/".join(html.escape(p) for p in Path(f.path).parts)
-        parts.append(f"<figure><img src='{src}' alt='{html.escape(f.seed_caption)}'><figcaption>"
-                     f"<p class='seed'>Seed: {html.escape(f.seed_caption)}</p><p>Ours: {html.escape(f.ours)}</p>"
-                     + (f"<p>Differs: {html.escape(f.differs)}</p>" if f.differs else "")
-                     + (f"<table>{rows}</table>" if rows else "") + "</figcaption></figure>")
+        parts.append(
+            f"<figure><img src='{src}' alt='{html.escape(f.seed_caption)}'><figcaption>"
+            f"<p class='seed'>Seed: {html.escape(f.seed_caption)}</p><p>Ours: {html.escape(f.ours)}</p>"
+            + (f"<p>Differs: {html.escape(f.differs)}</p>" if f.differs else "")
+            + (f"<table>{rows}</table>" if rows else "")
+            + "</figcaption></figure>"
+        )
     parts.append("</body></html>\n")
     write_text(out / "index.md", "\n".join(md) + "\n")
     path = out / "index.html"

@@ -63,6 +63,7 @@ NOISE = (150 / 255, 180 / 255)  # the seed's generateNoiseImage: np.uint8(U[150,
 
 # --- inputs -----------------------------------------------------------------------------------
 
+
 def vgg_photos(paths: list[str] | None, size: int) -> tuple[np.ndarray, list[str]]:
     """Photos `(N, S, S, 3)` in [0, 1] through the seed's Resize(S) + CenterCrop(S) (S = 224: `TORCHVISION_224`):
     the files given, else scikit-image's cat and coffee and scikit-learn's flower."""
@@ -129,12 +130,14 @@ def _fmt(p: float) -> str:
 
 # --- the experiments ---------------------------------------------------------------------------
 
+
 def class_models(lm, classes: list[int], args, out: Path, ctx: dict) -> Figure:
     """6.3.1: the input tensor optimized by SGD from U[150, 180]/255, loss −y_c; reclassified."""
     model_lm = lm if args.normalize else _raw(lm)
     steps = args.class_steps
-    vis = V.class_model(model_lm, classes, preset="simonyan", seed=args.seed, steps=steps,
-                        valid="clip" if args.clip else "none")
+    vis = V.class_model(
+        model_lm, classes, preset="simonyan", seed=args.seed, steps=steps, valid="clip" if args.clip else "none"
+    )
     tensors = vis.images[:, 0]  # what the model saw: unnormalized, unclipped unless asked
     seen = _softmax(model_lm, normalize(tensors, model_lm.preprocessing))
     idx = np.arange(len(classes))
@@ -146,15 +149,27 @@ def class_models(lm, classes: list[int], args, out: Path, ctx: dict) -> Figure:
         runs[c] = runs.get(c, 0) + 1
         name = lm.labels.name(c).split(",")[0] + (f" #{runs[c]}" if classes.count(c) > 1 else "")
         titles.append(f"{name}\np={_fmt(float(p))}")
-    save_grid(out / "class_models.png", _unit(tensors), titles, cols=min(len(classes), 5),
-              suptitle=f"class models, {steps} SGD steps (lr 0.05, momentum 0.9), loss −y_c")
+    save_grid(
+        out / "class_models.png",
+        _unit(tensors),
+        titles,
+        cols=min(len(classes), 5),
+        suptitle=f"class models, {steps} SGD steps (lr 0.05, momentum 0.9), loss −y_c",
+    )
     reached = int((seen.argmax(1) == np.asarray(classes)).sum())
-    ctx["class"] = {"classes": [lm.labels.name(c) for c in classes], "steps": steps,
-                    "p_target_tensor": p_seen.round(4).tolist(), "p_target_shown": p_shown.round(4).tolist(),
-                    "predicted": [lm.labels.name(int(k)) for k in seen.argmax(1)], "reached": reached,
-                    "tensor_range": [float(tensors.min()), float(tensors.max())],
-                    "logit_start": vis.extra["logit_start"], "logit_end": vis.extra["logit_end"],
-                    "normalize": bool(args.normalize), "clip": bool(args.clip)}
+    ctx["class"] = {
+        "classes": [lm.labels.name(c) for c in classes],
+        "steps": steps,
+        "p_target_tensor": p_seen.round(4).tolist(),
+        "p_target_shown": p_shown.round(4).tolist(),
+        "predicted": [lm.labels.name(int(k)) for k in seen.argmax(1)],
+        "reached": reached,
+        "tensor_range": [float(tensors.min()), float(tensors.max())],
+        "logit_start": vis.extra["logit_start"],
+        "logit_end": vis.extra["logit_end"],
+        "normalize": bool(args.normalize),
+        "clip": bool(args.clip),
+    }
     literal = not args.normalize and not args.clip
     return Figure(
         "class_models.png",
@@ -164,18 +179,30 @@ def class_models(lm, classes: list[int], args, out: Path, ctx: dict) -> Figure:
         f"valid={'clip' if args.clip else 'none'}, preprocessing {model_lm.preprocessing.name}): init U[150, 180]/255, "
         f"SGD lr 0.05 momentum 0.9, {steps} steps, loss −y_c. Reclassified: {reached} of {len(classes)} are the "
         "model's top class; titles give p(target) of the tensor as optimized.",
-        ("the input tensor is fed to the model without its normalization (" + lm.preprocessing.name + ") and never "
-         "clipped, as the seed's generateNoiseImage → model(image) does (--normalize, --clip ask for them); the "
-         "figure shows it clipped to [0, 1], as matplotlib shows it. "
-         if literal else "asked for: " + ", ".join(k for k, v in (("normalization inside the loss", args.normalize),
-                                                                   ("clipping to [0, 1]", args.clip)) if v) + ". ")
+        (
+            "the input tensor is fed to the model without its normalization (" + lm.preprocessing.name + ") and never "
+            "clipped, as the seed's generateNoiseImage → model(image) does (--normalize, --clip ask for them); the "
+            "figure shows it clipped to [0, 1], as matplotlib shows it. "
+            if literal
+            else "asked for: "
+            + ", ".join(
+                k
+                for k, v in (("normalization inside the loss", args.normalize), ("clipping to [0, 1]", args.clip))
+                if v
+            )
+            + ". "
+        )
         + "The init is continuous U[150, 180]/255 (the seed's np.uint8 truncates to 30 grey levels). "
         + ("" if ctx["vgg"] else "Embedded model: its 10 shape classes instead of the seed's ImageNet classes."),
-        {"p(target), tensor as optimized": ", ".join(f"{n}: {_fmt(float(p))}" for n, p in
-                                                     zip(ctx["class"]["classes"], p_seen)),
-         "p(target), image as shown (clipped)": ", ".join(_fmt(float(p)) for p in p_shown),
-         "reached their class": f"{reached} / {len(classes)}",
-         "tensor range": f"[{tensors.min():.2f}, {tensors.max():.2f}]"})
+        {
+            "p(target), tensor as optimized": ", ".join(
+                f"{n}: {_fmt(float(p))}" for n, p in zip(ctx["class"]["classes"], p_seen)
+            ),
+            "p(target), image as shown (clipped)": ", ".join(_fmt(float(p)) for p in p_shown),
+            "reached their class": f"{reached} / {len(classes)}",
+            "tensor range": f"[{tensors.min():.2f}, {tensors.max():.2f}]",
+        },
+    )
 
 
 def _class_titles(lm, probs, index) -> list[str]:
@@ -198,11 +225,17 @@ def saliency(lm, images, names, args, out: Path, ctx: dict) -> Figure:
     for i in range(len(images)):
         cells.append(_unit(images[i])), titles.append(names[i][:22])
         for n, (maps, index) in enumerate(res, start=1):
-            m = clamp_max(maps[i:i + 1])[0]
+            m = clamp_max(maps[i : i + 1])[0]
             cells.append(_unit(m / max(float(m.max()), 1e-12)))
-            titles.append(f"top-{n}: " + _class_titles(lm, probs[i:i + 1], index[i:i + 1])[0])
-    save_grid(out / "saliency.png", np.stack([np.broadcast_to(c, (*c.shape[:2], 3)) for c in cells]), titles,
-              cols=1 + args.top, cell=1.8, suptitle="saliency: clamp(max over channels of ∂y_c/∂x, min=0)")
+            titles.append(f"top-{n}: " + _class_titles(lm, probs[i : i + 1], index[i : i + 1])[0])
+    save_grid(
+        out / "saliency.png",
+        np.stack([np.broadcast_to(c, (*c.shape[:2], 3)) for c in cells]),
+        titles,
+        cols=1 + args.top,
+        cell=1.8,
+        suptitle="saliency: clamp(max over channels of ∂y_c/∂x, min=0)",
+    )
     ctx["saliency"] = {"top_classes": [[lm.labels.name(int(r[1][i])) for r in res] for i in range(len(images))]}
     return Figure(
         "saliency.png",
@@ -211,28 +244,42 @@ def saliency(lm, images, names, args, out: Path, ctx: dict) -> Figure:
         "`plot.clamp_max` (max over channels, clamp at 0), each map divided by its maximum.",
         ("" if ctx["vgg"] else "Embedded model on shapes images instead of the seed's photos. ")
         + "matplotlib's imshow scales each map to its own range, as here; the seed's colour map is not stated "
-          "(grey here).")
+        "(grey here).",
+    )
 
 
 def guided(lm, images, names, args, out: Path, ctx: dict) -> Figure:
     """6.3.3: guided backprop with the rule on the `features` ReLUs only, argmax class."""
-    [(maps, index)], probs = top_n_maps(lm, "guided_backprop", normalize(images, lm.preprocessing), 1,
-                                        layers="features")  # Top(1): the seed's output.argmax()
+    [(maps, index)], probs = top_n_maps(
+        lm, "guided_backprop", normalize(images, lm.preprocessing), 1, layers="features"
+    )  # Top(1): the seed's output.argmax()
     view = rgb_gradient(maps)
     cells, titles = [], []
     for i in range(len(images)):
         cells += [_unit(images[i]), view[i]]
-        titles += [names[i][:22], "guided: " + _class_titles(lm, probs[i:i + 1], index[i:i + 1])[0]]
-    save_grid(out / "guided_backprop.png", np.stack(cells), titles, cols=2, cell=1.8,
-              suptitle="guided backprop on the features ReLUs, argmax class")
+        titles += [names[i][:22], "guided: " + _class_titles(lm, probs[i : i + 1], index[i : i + 1])[0]]
+    save_grid(
+        out / "guided_backprop.png",
+        np.stack(cells),
+        titles,
+        cols=2,
+        cell=1.8,
+        suptitle="guided backprop on the features ReLUs, argmax class",
+    )
     relus = [n for n in lm.model.layer_groups()["features"] if lm.model.layer(n).kind == "act"]
     every = [layer.name for layer in lm.model.layers() if layer.kind == "act"]
     ctx["guided_backprop"] = {"relus": relus, "all_relus": every}
-    scope = ("VGG16's 13 features ReLUs; the classifier's relu6/relu7 keep their plain gradient, as the seed's "
-             "hooks on `model.features` leave them" if ctx["vgg"] else
-             f"the `features` group of {lm.arch} ({len(relus)} of its {len(every)} ReLUs"
-             + (": every ReLU, as the model has no ReLU in its head)" if len(relus) == len(every) else
-                ": the head's ReLU keeps its plain gradient, as VGG16's classifier ReLUs do in the seed)"))
+    scope = (
+        "VGG16's 13 features ReLUs; the classifier's relu6/relu7 keep their plain gradient, as the seed's "
+        "hooks on `model.features` leave them"
+        if ctx["vgg"]
+        else f"the `features` group of {lm.arch} ({len(relus)} of its {len(every)} ReLUs"
+        + (
+            ": every ReLU, as the model has no ReLU in its head)"
+            if len(relus) == len(every)
+            else ": the head's ReLU keeps its plain gradient, as VGG16's classifier ReLUs do in the seed)"
+        )
+    )
     return Figure(
         "guided_backprop.png",
         "Slika 6.9–6.11: vođeni backprop — bijela morska psina, tigar, sportski auto (backward hooks clamp(min=0) on "
@@ -240,7 +287,8 @@ def guided(lm, images, names, args, out: Path, ctx: dict) -> Figure:
         f"`METHODS['guided_backprop']` with `layers='features'` for the top class: {scope}. View `plot.rgb_gradient` "
         "(0.5 + gradient / (2·its 99th percentile of |g|)).",
         "The seed does not say how it displayed the gradient; rgb_gradient is the library's guided-backprop view. "
-        + ("" if ctx["vgg"] else "Shapes images instead of the seed's photos."))
+        + ("" if ctx["vgg"] else "Shapes images instead of the seed's photos."),
+    )
 
 
 def grad_cam(lm, images, names, args, out: Path, ctx: dict) -> Figure:
@@ -251,11 +299,17 @@ def grad_cam(lm, images, names, args, out: Path, ctx: dict) -> Figure:
     for i in range(len(images)):
         cells.append(_unit(images[i])), titles.append(names[i][:22])
         for n, (maps, index) in enumerate(res, start=1):
-            heat = colors(maps[i:i + 1], cmap="jet")[0]
+            heat = colors(maps[i : i + 1], cmap="jet")[0]
             cells.append(np.clip(heat * 0.4 + images[i], 0, 1))  # the seed's new_img = heatmap*0.4 + imageAlt
-            titles.append(f"top-{n}: " + _class_titles(lm, probs[i:i + 1], index[i:i + 1])[0])
-    save_grid(out / "grad_cam.png", np.stack(cells), titles, cols=1 + args.top, cell=1.8,
-              suptitle=f"Grad-CAM at {layer}, heatmap·0.4 + image")
+            titles.append(f"top-{n}: " + _class_titles(lm, probs[i : i + 1], index[i : i + 1])[0])
+    save_grid(
+        out / "grad_cam.png",
+        np.stack(cells),
+        titles,
+        cols=1 + args.top,
+        cell=1.8,
+        suptitle=f"Grad-CAM at {layer}, heatmap·0.4 + image",
+    )
     ctx["grad_cam"] = {"layer": layer}
     return Figure(
         "grad_cam.png",
@@ -264,25 +318,43 @@ def grad_cam(lm, images, names, args, out: Path, ctx: dict) -> Figure:
         f"`METHODS['grad_cam'](..., layer={layer!r})` for Top(1..{args.top}): ReLU(Σ_k α_k A^k) with α_k the mean "
         "gradient, bilinearly upsampled, divided by its maximum; jet colours (`plot.colors`) blended as the seed's "
         "heatmap·0.4 + image, clipped to [0, 1].",
-        ("The seed averages the weighted maps over the 512 channels (a positive constant times our sum); its "
-         "listing stops before the ReLU and scaling that its source [12] applies, which we apply. `plot.overlay` "
-         "would blend (1 − 0.4)·image + 0.4·heatmap; here the seed's sum. ")
-        + ("" if ctx["vgg"] else f"Embedded model: its CAM layer {layer} (the last ReLU before the head) stands "
-           "for VGG16's features.29 (relu5_3)."))
+        (
+            "The seed averages the weighted maps over the 512 channels (a positive constant times our sum); its "
+            "listing stops before the ReLU and scaling that its source [12] applies, which we apply. `plot.overlay` "
+            "would blend (1 − 0.4)·image + 0.4·heatmap; here the seed's sum. "
+        )
+        + (
+            ""
+            if ctx["vgg"]
+            else f"Embedded model: its CAM layer {layer} (the last ReLU before the head) stands "
+            "for VGG16's features.29 (relu5_3)."
+        ),
+    )
 
 
 def _noise_overrides(args) -> dict:
-    return {"init": "uniform", "init_range": NOISE, "valid": "clip" if args.clip else "none",
-            "lr": args.filter_lr, "steps": args.steps or None, "size": args.size}
+    return {
+        "init": "uniform",
+        "init_range": NOISE,
+        "valid": "clip" if args.clip else "none",
+        "lr": args.filter_lr,
+        "steps": args.steps or None,
+        "size": args.size,
+    }
 
 
 def seed_layers(lm) -> dict[str, list[tuple[int, str]]]:
     """The seed's conv layers on this model, `(number, layer name)` each: `layers` (fig 6.14: 1-9), `filters`
     (figs 6.15-6.18: 1, 2, 5, 8), `deepdream` (fig 6.19: 2-10); mapped by `map_convs` on a shallower model."""
     convs = conv_layers(lm)
-    return {kind: [(o, convs[o - 1]) for o in map_convs(seed, len(convs))]
-            for kind, seed in (("layers", SEED_LAYER_CONVS), ("filters", SEED_FILTER_CONVS),
-                               ("deepdream", SEED_DREAM_CONVS))}
+    return {
+        kind: [(o, convs[o - 1]) for o in map_convs(seed, len(convs))]
+        for kind, seed in (
+            ("layers", SEED_LAYER_CONVS),
+            ("filters", SEED_FILTER_CONVS),
+            ("deepdream", SEED_DREAM_CONVS),
+        )
+    }
 
 
 def layer_figure(lm, args, out: Path, ctx: dict) -> Figure:
@@ -292,11 +364,21 @@ def layer_figure(lm, args, out: Path, ctx: dict) -> Figure:
     model_lm = lm if args.normalize else _raw(lm)
     vis = V.layers(model_lm, names, preset="adam", seed=args.seed, **_noise_overrides(args))
     titles = [f"conv {o}: {n}" for o, n in zip(ords, names)]
-    save_grid(out / "layers.png", _unit(vis.images[:, 0]), titles, cols=min(len(names), 5),
-              suptitle="whole conv layers, Adam (weight decay 1e-6), loss −mean")
-    ctx["layers"] = {"layers": names, "seed_convs": list(SEED_LAYER_CONVS), "convs": ords,
-                     "loss_start": vis.losses[:, 0].tolist(), "loss_end": vis.losses[:, -1].tolist(),
-                     "hparams": {k: vis.hparams[k] for k in ("optimizer", "lr", "weight_decay", "steps", "init_range")}}
+    save_grid(
+        out / "layers.png",
+        _unit(vis.images[:, 0]),
+        titles,
+        cols=min(len(names), 5),
+        suptitle="whole conv layers, Adam (weight decay 1e-6), loss −mean",
+    )
+    ctx["layers"] = {
+        "layers": names,
+        "seed_convs": list(SEED_LAYER_CONVS),
+        "convs": ords,
+        "loss_start": vis.losses[:, 0].tolist(),
+        "loss_end": vis.losses[:, -1].tolist(),
+        "hparams": {k: vis.hparams[k] for k in ("optimizer", "lr", "weight_decay", "steps", "init_range")},
+    }
     return Figure(
         "layers.png",
         "Slika 6.14: vizualizacija optimalnih latentnih aktivacija konvolucijskih slojeva 1–9",
@@ -304,9 +386,13 @@ def layer_figure(lm, args, out: Path, ctx: dict) -> Figure:
         f"Adam lr {vis.hparams['lr']} weight decay 1e-6, {vis.hparams['steps']} steps, loss −mean of the conv "
         "layer's output (the seed's subnet features[0:layer+1] ends at the conv).",
         "The seed gives no learning rate or iteration count; these are the preset's. "
-        + ("" if len(convs) >= 9 else f"{lm.arch} has {len(convs)} conv layers, so conv layers 1–9 become "
-           f"{ords[0]}–{ords[-1]}."),
-        {"loss start → end": ", ".join(f"{a:.3g}→{b:.3g}" for a, b in zip(vis.losses[:, 0], vis.losses[:, -1]))})
+        + (
+            ""
+            if len(convs) >= 9
+            else f"{lm.arch} has {len(convs)} conv layers, so conv layers 1–9 become {ords[0]}–{ords[-1]}."
+        ),
+        {"loss start → end": ", ".join(f"{a:.3g}→{b:.3g}" for a, b in zip(vis.losses[:, 0], vis.losses[:, -1]))},
+    )
 
 
 def filter_figure(lm, args, out: Path, ctx: dict) -> Figure:
@@ -323,11 +409,21 @@ def filter_figure(lm, args, out: Path, ctx: dict) -> Figure:
         vis = V.filters(model_lm, name, chosen, preset="adam", seed=args.seed + o, **_noise_overrides(args))
         images += list(vis.images[:, 0])
         titles += [f"conv {o} ({name}) #{c}" for c in chosen]
-        rows[name] = {"conv": o, "channels": chosen, "activation_start": vis.extra["target_activation_start"],
-                      "activation_end": vis.extra["target_activation_end"], "steps": vis.hparams["steps"],
-                      "lr": vis.hparams["lr"]}
-    save_grid(out / "filters.png", _unit(np.stack(images)), titles, cols=4,
-              suptitle="4 random filters per conv layer, Adam (weight decay 1e-6), loss −mean")
+        rows[name] = {
+            "conv": o,
+            "channels": chosen,
+            "activation_start": vis.extra["target_activation_start"],
+            "activation_end": vis.extra["target_activation_end"],
+            "steps": vis.hparams["steps"],
+            "lr": vis.hparams["lr"],
+        }
+    save_grid(
+        out / "filters.png",
+        _unit(np.stack(images)),
+        titles,
+        cols=4,
+        suptitle="4 random filters per conv layer, Adam (weight decay 1e-6), loss −mean",
+    )
     ctx["filters"] = rows
     mapping = ", ".join(f"{k}→{o} ({convs[o - 1]})" for k, o in zip(SEED_FILTER_CONVS, ords))
     return Figure(
@@ -339,11 +435,19 @@ def filter_figure(lm, args, out: Path, ctx: dict) -> Figure:
         "conv output; filters drawn at random (NumPy seed --seed).",
         "The seed gives no learning rate or iteration count; the preset's "
         f"(lr {args.filter_lr or 0.05}, {args.steps or 64} steps). "
-        + ("" if len(convs) >= 8 else f"{lm.arch} has {len(convs)} conv layers: the seed's conv layers 1, 2, 5, 8 "
-           f"map to {', '.join(map(str, ords))} (the same numbers where they exist, the deepest onto its last convs)."),
-        {"mean activation start → end": "; ".join(
-            f"{n}: " + ", ".join(f"{a:.2g}→{b:.2g}" for a, b in zip(r["activation_start"], r["activation_end"]))
-            for n, r in rows.items())})
+        + (
+            ""
+            if len(convs) >= 8
+            else f"{lm.arch} has {len(convs)} conv layers: the seed's conv layers 1, 2, 5, 8 "
+            f"map to {', '.join(map(str, ords))} (the same numbers where they exist, the deepest onto its last convs)."
+        ),
+        {
+            "mean activation start → end": "; ".join(
+                f"{n}: " + ", ".join(f"{a:.2g}→{b:.2g}" for a, b in zip(r["activation_start"], r["activation_end"]))
+                for n, r in rows.items()
+            )
+        },
+    )
 
 
 def deepdream(lm, images, names, args, out: Path, ctx: dict) -> Figure:
@@ -351,17 +455,37 @@ def deepdream(lm, images, names, args, out: Path, ctx: dict) -> Figure:
     convs = conv_layers(lm)
     ords, layers = (list(t) for t in zip(*ctx["seed_layers"]["deepdream"]))
     photo = normalize(images[:1], lm.preprocessing)  # getAndPreprocessImage: the tensor the seed optimizes
-    vis = V.dream(_raw(lm), photo, layers, preset="simple", seed=args.seed, valid="none", lr=args.dream_lr,
-                  steps=args.steps or None, size=args.size)
+    vis = V.dream(
+        _raw(lm),
+        photo,
+        layers,
+        preset="simple",
+        seed=args.seed,
+        valid="none",
+        lr=args.dream_lr,
+        steps=args.steps or None,
+        size=args.size,
+    )
     dreams = np.asarray(to_display(vis.images[:, 0], lm.preprocessing))
     cells = [_unit(images[0])] + list(dreams)
     titles = [names[0][:22]] + [f"conv {o}: {n}" for o, n in zip(ords, layers)]
-    save_grid(out / "deepdream.png", np.stack(cells), titles, cols=min(len(cells), 5),
-              suptitle="DeepDream: SGD (weight decay 1e-4) on the normalized photo, loss −‖A‖")
+    save_grid(
+        out / "deepdream.png",
+        np.stack(cells),
+        titles,
+        cols=min(len(cells), 5),
+        suptitle="DeepDream: SGD (weight decay 1e-4) on the normalized photo, loss −‖A‖",
+    )
     change = np.abs(dreams - images[:1]).mean(axis=(1, 2, 3))
-    ctx["deepdream"] = {"layers": layers, "convs": ords, "norm_start": vis.extra["norm_start"],
-                        "norm_end": vis.extra["norm_end"], "mean_abs_change": change.round(4).tolist(),
-                        "lr": vis.hparams["lr"], "steps": vis.hparams["steps"]}
+    ctx["deepdream"] = {
+        "layers": layers,
+        "convs": ords,
+        "norm_start": vis.extra["norm_start"],
+        "norm_end": vis.extra["norm_end"],
+        "mean_abs_change": change.round(4).tolist(),
+        "lr": vis.hparams["lr"],
+        "steps": vis.hparams["steps"],
+    }
     return Figure(
         "deepdream.png",
         "Slika 6.19: Deep dream na konvolucijske slojeve 2–10",
@@ -369,35 +493,63 @@ def deepdream(lm, images, names, args, out: Path, ctx: dict) -> Figure:
         f"given the model without its preprocessing and valid=none), SGD lr {vis.hparams['lr']} weight decay 1e-4, "
         f"{vis.hparams['steps']} steps, loss −‖A‖ of the conv output, shown denormalized and clipped.",
         "The seed gives no learning rate or iteration count; these are the preset's (`--dream-lr`, `--steps`). "
-        + ("" if len(convs) >= 10 else f"{lm.arch} has {len(convs)} conv layers: conv layers 2–10 become "
-           f"{ords[0]}–{ords[-1]}. ") + ("" if ctx["vgg"] else "A shapes image instead of the seed's photo."),
-        {"‖A‖ start → end": ", ".join(f"{n}: {a:.3g}→{b:.3g}" for n, a, b in
-                                      zip(layers, vis.extra["norm_start"], vis.extra["norm_end"])),
-         "mean |dream − photo|": ", ".join(f"{c:.3f}" for c in change)})
+        + (
+            ""
+            if len(convs) >= 10
+            else f"{lm.arch} has {len(convs)} conv layers: conv layers 2–10 become {ords[0]}–{ords[-1]}. "
+        )
+        + ("" if ctx["vgg"] else "A shapes image instead of the seed's photo."),
+        {
+            "‖A‖ start → end": ", ".join(
+                f"{n}: {a:.3g}→{b:.3g}" for n, a, b in zip(layers, vis.extra["norm_start"], vis.extra["norm_end"])
+            ),
+            "mean |dream − photo|": ", ".join(f"{c:.3f}" for c in change),
+        },
+    )
 
 
 # --- the run -------------------------------------------------------------------------------------
 
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", required=True, help="folder for the figures, results.json and index.md/html")
     p.add_argument("--weights", help="VGG16 weights: a name (vgg16-torchvision) or a .safetensors path (jaxviz.load)")
-    p.add_argument("--model", default="shapesnet", choices=("shapesnet", "minivgg"),
-                   help="embedded model used without --weights (default shapesnet)")
+    p.add_argument(
+        "--model",
+        default="shapesnet",
+        choices=("shapesnet", "minivgg"),
+        help="embedded model used without --weights (default shapesnet)",
+    )
     p.add_argument("--image", action="append", help="input image (repeatable); default: photos (VGG) or shapes")
     p.add_argument("--images", type=int, default=3, help="shapes images without --image (default 3)")
-    p.add_argument("--classes", help="class models: comma-separated names or indices (default: the seed's "
-                   "dumbbell ×2, strawberry, pineapple on VGG16; every class of an embedded model)")
-    p.add_argument("--size", type=int, help="input side (default: 224 for VGG16 — Resize(224)+CenterCrop(224) — "
-                   "or the embedded model's 64)")
+    p.add_argument(
+        "--classes",
+        help="class models: comma-separated names or indices (default: the seed's "
+        "dumbbell ×2, strawberry, pineapple on VGG16; every class of an embedded model)",
+    )
+    p.add_argument(
+        "--size",
+        type=int,
+        help="input side (default: 224 for VGG16 — Resize(224)+CenterCrop(224) — or the embedded model's 64)",
+    )
     p.add_argument("--top", type=int, default=3, help="saliency and Grad-CAM for the top-1 .. top-n classes")
     p.add_argument("--class-steps", type=int, default=81, help="SGD steps of the class models (the seed's 81)")
-    p.add_argument("--steps", type=int, help="steps of layer/filter visualization and DeepDream, which the seed "
-                   "does not state (default: the presets' 64 and 40)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="steps of layer/filter visualization and DeepDream, which the seed "
+        "does not state (default: the presets' 64 and 40)",
+    )
     p.add_argument("--filter-lr", type=float, help="Adam learning rate of layer/filter visualization (default 0.05)")
     p.add_argument("--dream-lr", type=float, help="SGD learning rate of DeepDream (default 0.05)")
-    p.add_argument("--normalize", action="store_true", help="class/layer/filter models: the model's normalization "
-                   "inside the loss (the seed feeds the tensor as is)")
+    p.add_argument(
+        "--normalize",
+        action="store_true",
+        help="class/layer/filter models: the model's normalization inside the loss (the seed feeds the tensor as is)",
+    )
     p.add_argument("--clip", action="store_true", help="class/layer/filter models: keep the image in [0, 1]")
     p.add_argument("--only", help=f"comma-separated subset of {', '.join(EXPERIMENTS)}")
     p.add_argument("--seed", type=int, default=0)
@@ -428,13 +580,15 @@ def main(argv=None) -> dict:
     ctx["seed_layers"] = seed_layers(lm)
 
     figures = []
-    steps = {"class": lambda: class_models(lm, classes, args, out, ctx),
-             "saliency": lambda: saliency(lm, images, names, args, out, ctx),
-             "guided_backprop": lambda: guided(lm, images, names, args, out, ctx),
-             "grad_cam": lambda: grad_cam(lm, images, names, args, out, ctx),
-             "layers": lambda: layer_figure(lm, args, out, ctx),
-             "filters": lambda: filter_figure(lm, args, out, ctx),
-             "deepdream": lambda: deepdream(lm, images, names, args, out, ctx)}
+    steps = {
+        "class": lambda: class_models(lm, classes, args, out, ctx),
+        "saliency": lambda: saliency(lm, images, names, args, out, ctx),
+        "guided_backprop": lambda: guided(lm, images, names, args, out, ctx),
+        "grad_cam": lambda: grad_cam(lm, images, names, args, out, ctx),
+        "layers": lambda: layer_figure(lm, args, out, ctx),
+        "filters": lambda: filter_figure(lm, args, out, ctx),
+        "deepdream": lambda: deepdream(lm, images, names, args, out, ctx),
+    }
     for name in only:
         t = time.perf_counter()
         figures.append(steps[name]())
@@ -445,15 +599,20 @@ def main(argv=None) -> dict:
     ctx["args"] = {k: v for k, v in vars(args).items()}
     write_text(out / "results.json", json.dumps(ctx, indent=1, default=str))
     convs = conv_layers(lm)
-    what = (f"VGG16 with weights {lm.name} (torchvision layout: features.N aliases)" if vgg else
-            f"the embedded {lm.arch} (trained on synthetic shapes, {len(lm.labels)} classes, {len(convs)} conv layers; "
-            f"offline — pass --weights vgg16-torchvision for the seed's VGG16)")
-    intro = (f"Seed 000 (Sršen 2019, VGG16 in PyTorch) reproduced by `experiments/seeds/seed000.py` on {what}, "
-             f"inputs {args.size}×{args.size}" + (" (Resize + CenterCrop as the seed)" if vgg or args.image else
-                                                  " (shapes images the model never saw)")
-             + ". Conv layers of this model, numbered as on the page: "
-             + ", ".join(f"{i} {n}" for i, n in enumerate(convs, start=1))
-             + f". Whole run: {ctx['seconds']['total']:.0f} s on {jax.default_backend().upper()}.")
+    what = (
+        f"VGG16 with weights {lm.name} (torchvision layout: features.N aliases)"
+        if vgg
+        else f"the embedded {lm.arch} (trained on synthetic shapes, {len(lm.labels)} classes, {len(convs)} conv layers; "
+        f"offline — pass --weights vgg16-torchvision for the seed's VGG16)"
+    )
+    intro = (
+        f"Seed 000 (Sršen 2019, VGG16 in PyTorch) reproduced by `experiments/seeds/seed000.py` on {what}, "
+        f"inputs {args.size}×{args.size}"
+        + (" (Resize + CenterCrop as the seed)" if vgg or args.image else " (shapes images the model never saw)")
+        + ". Conv layers of this model, numbered as on the page: "
+        + ", ".join(f"{i} {n}" for i, n in enumerate(convs, start=1))
+        + f". Whole run: {ctx['seconds']['total']:.0f} s on {jax.default_backend().upper()}."
+    )
     write_page(out, "Seed 000 — visualizing and interpreting a CNN, reproduced", figures, intro)
     return ctx
 

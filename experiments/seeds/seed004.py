@@ -55,8 +55,12 @@ from jaxviz.train import fit_shapes  # noqa: E402
 from jaxviz.weights import save_weights  # noqa: E402
 
 PARTS = ("cam", "occlusion", "deconv", "allconv", "evolution", "tsne")
-NETS = {"gap": ("shapesnet", {}), "gmp": ("shapesnet", {"pool": "gmp"}), "allconv": ("allconv", {}),
-        "scratch": ("shapesnet", {})}
+NETS = {
+    "gap": ("shapesnet", {}),
+    "gmp": ("shapesnet", {"pool": "gmp"}),
+    "allconv": ("allconv", {}),
+    "scratch": ("shapesnet", {}),
+}
 """The nets this script trains: name → (architecture, options); `scratch` is the evolution figure's."""
 LOC_SEED, OCC_SEED, TOP_SEED, TSNE_SEED = 40_404, 40_405, 40_406, 40_407  # data seeds no training epoch uses
 THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
@@ -66,6 +70,7 @@ SEED_LOC = {"CAM (GoogLeNet-GAP), top-1 loc. error": "37.1 %", "weakly-supervise
 
 
 # --- the nets ------------------------------------------------------------------------------------
+
 
 def train_nets(args, out: Path, names: tuple[str, ...]) -> dict:
     """The trained nets (name → `LoadedModel`), each trained once and cached in
@@ -87,9 +92,16 @@ def train_nets(args, out: Path, names: tuple[str, ...]) -> dict:
         scratch = name == "scratch" or args.init == "scratch"
         epochs = args.evolution_epochs if name == "scratch" else args.epochs
         checkpoints = tuple(e for e in args.checkpoints if e <= epochs) if name == "scratch" else ()
-        recipe = {"epochs": epochs, "per_epoch": args.per_epoch, "batch": args.batch, "lr": args.lr,
-                  "size": args.size, "seed": args.seed, "init": "random" if scratch else "embedded shapesnet",
-                  "checkpoints": checkpoints}
+        recipe = {
+            "epochs": epochs,
+            "per_epoch": args.per_epoch,
+            "batch": args.batch,
+            "lr": args.lr,
+            "size": args.size,
+            "seed": args.seed,
+            "init": "random" if scratch else "embedded shapesnet",
+            "checkpoints": checkpoints,
+        }
         wanted = json.dumps(recipe, sort_keys=True)
         path = folder / f"{name}.safetensors"
         if path.exists():
@@ -101,21 +113,46 @@ def train_nets(args, out: Path, names: tuple[str, ...]) -> dict:
         model = build(arch, **options)
         params = model.init(jax.random.key(args.seed), jnp.zeros((1, args.size, args.size, 3)))["params"]
         if not scratch:
-            params = {k: embedded[k] if k in embedded and _same_shapes(embedded[k], v) else v for k, v in params.items()}
-        meta = {"arch": arch, "preprocessing": CENTERED.name, "num_classes": str(shapes.num_classes),
-                "classes": json.dumps(list(shapes.CLASSES)), "source": "experiments/seeds/seed004.py",
-                "train_args": wanted, **{k: str(v) for k, v in options.items()}}
+            params = {
+                k: embedded[k] if k in embedded and _same_shapes(embedded[k], v) else v for k, v in params.items()
+            }
+        meta = {
+            "arch": arch,
+            "preprocessing": CENTERED.name,
+            "num_classes": str(shapes.num_classes),
+            "classes": json.dumps(list(shapes.CLASSES)),
+            "source": "experiments/seeds/seed004.py",
+            "train_args": wanted,
+            **{k: str(v) for k, v in options.items()},
+        }
 
         def save(epoch, params, acc, meta=meta, name=name):
-            save_weights(folder / f"{name}.epoch{epoch:03d}.safetensors", jax.tree_util.tree_map(np.asarray, params),
-                         {**meta, "epoch": str(epoch), "test_accuracy": f"{acc:.4f}"})
+            save_weights(
+                folder / f"{name}.epoch{epoch:03d}.safetensors",
+                jax.tree_util.tree_map(np.asarray, params),
+                {**meta, "epoch": str(epoch), "test_accuracy": f"{acc:.4f}"},
+            )
 
-        params, history = fit_shapes(model, params=params, epochs=epochs, per_epoch=args.per_epoch, batch=args.batch,
-                                     lr=args.lr, size=args.size, seed=args.seed, test=args.test,
-                                     checkpoints=checkpoints, on_checkpoint=save, data=epoch_images(args, out))
+        params, history = fit_shapes(
+            model,
+            params=params,
+            epochs=epochs,
+            per_epoch=args.per_epoch,
+            batch=args.batch,
+            lr=args.lr,
+            size=args.size,
+            seed=args.seed,
+            test=args.test,
+            checkpoints=checkpoints,
+            on_checkpoint=save,
+            data=epoch_images(args, out),
+        )
         acc = history[-1]["test_accuracy"]
-        save_weights(path, jax.tree_util.tree_map(np.asarray, params),
-                     {**meta, "test_accuracy": f"{acc:.4f}", "history": json.dumps(history)})
+        save_weights(
+            path,
+            jax.tree_util.tree_map(np.asarray, params),
+            {**meta, "test_accuracy": f"{acc:.4f}", "history": json.dumps(history)},
+        )
         print(f"trained {name}: test accuracy {acc:.4f} in {time.perf_counter() - t:.0f} s", flush=True)
         nets[name] = jaxviz.load(str(path))
     return nets
@@ -123,15 +160,23 @@ def train_nets(args, out: Path, names: tuple[str, ...]) -> dict:
 
 def _same_shapes(a, b) -> bool:
     return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and all(
-        np.shape(x) == np.shape(y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+        np.shape(x) == np.shape(y) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )
 
 
 def epoch_images(args, out: Path):
     """`fit_shapes`'s `data`: the images `(per_epoch, S, S, 3)` float32 and labels of one epoch's data seed,
     rendered once in parallel into `OUT/cache/train_<seed>_<n>_<size>.npy` (uint8) and shared by every net."""
+
     def load(data_seed: int) -> tuple[np.ndarray, np.ndarray]:
-        array = shapes.write_array(out / "cache" / f"train_{data_seed}_{args.per_epoch}_{args.size}.npy", args.per_epoch,
-                                   size=args.size, seed=data_seed, workers=args.workers, progress=False)
+        array = shapes.write_array(
+            out / "cache" / f"train_{data_seed}_{args.per_epoch}_{args.size}.npy",
+            args.per_epoch,
+            size=args.size,
+            seed=data_seed,
+            workers=args.workers,
+            progress=False,
+        )
         labels = np.array([shapes.label_of(i, seed=data_seed) for i in range(args.per_epoch)], np.int32)
         return np.asarray(array, np.float32) / 255.0, labels
 
@@ -162,7 +207,7 @@ def batched(lm, method, images, targets, batch: int = 100, **options):
     fn = compiled(lm, method, **options)
     maps, preds = [], []
     for i in range(0, len(images), batch):
-        r = fn(lm.variables, model_input(lm, images[i:i + batch]), jnp.asarray(targets[i:i + batch]))
+        r = fn(lm.variables, model_input(lm, images[i : i + batch]), jnp.asarray(targets[i : i + batch]))
         maps.append(np.asarray(r.maps))
         preds.append(np.asarray(jnp.argmax(r.out, -1)))
     return np.concatenate(maps), np.concatenate(preds)
@@ -185,8 +230,11 @@ def cam_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
         for t in THRESHOLDS:
             r = localization(map_boxes(m, t), data.boxes, correct)
             per_t[t] = {"top1_error": r.top1_error, "gt_known_error": r.gt_known_error, "mean_iou": float(r.iou.mean())}
-        results[name] = {"accuracy": float(correct.mean()), "by_threshold": per_t,
-                         "boxes": map_boxes(m, 0.2).tolist()[:args.examples]}
+        results[name] = {
+            "accuracy": float(correct.mean()),
+            "by_threshold": per_t,
+            "boxes": map_boxes(m, 0.2).tolist()[: args.examples],
+        }
     ctx["cam"] = {"n": args.n_loc, "threshold": 0.2, "iou": 0.5, "nets": results}
     if args.coco:
         ctx["cam"]["coco"] = coco_localization(args)
@@ -219,7 +267,7 @@ def cam_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
             for box, color in ((data.boxes[c], "lime"), (boxes[c], "red")):
                 x0, y0, x1, y1 = box
                 a.add_patch(plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, color=color, lw=1.2))
-            iou = localization(boxes[c:c + 1], data.boxes[c:c + 1]).iou[0]
+            iou = localization(boxes[c : c + 1], data.boxes[c : c + 1]).iou[0]
             a.set_title(f"IoU {iou:.2f}", fontsize=7)
             a.set_xticks([]), a.set_yticks([])
         axes[r, 0].set_ylabel(labels[name].split(" (")[0], fontsize=7)
@@ -228,28 +276,44 @@ def cam_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
     save_figure(fig, out / "cam_boxes.png")
 
     at = {n: r["by_threshold"][0.2] for n, r in results.items()}
-    numbers = {f"{labels[n]} top-1 / GT-known error": f"{100 * v['top1_error']:.1f} % / {100 * v['gt_known_error']:.1f} %"
-               f" (accuracy {100 * results[n]['accuracy']:.1f} %, mean IoU {v['mean_iou']:.2f})" for n, v in at.items()}
+    numbers = {
+        f"{labels[n]} top-1 / GT-known error": f"{100 * v['top1_error']:.1f} % / {100 * v['gt_known_error']:.1f} %"
+        f" (accuracy {100 * results[n]['accuracy']:.1f} %, mean IoU {v['mean_iou']:.2f})"
+        for n, v in at.items()
+    }
     for n, r in results.items():
         best = min(r["by_threshold"], key=lambda t: r["by_threshold"][t]["top1_error"])
         r["best_threshold"] = best
         numbers[f"{labels[n]} at its best threshold {best:g}"] = (
             f"top-1 {100 * r['by_threshold'][best]['top1_error']:.1f} % / GT-known "
-            f"{100 * r['by_threshold'][best]['gt_known_error']:.1f} %")
+            f"{100 * r['by_threshold'][best]['gt_known_error']:.1f} %"
+        )
     numbers.update({f"seed: {k}": v for k, v in SEED_LOC.items()})
     if "coco" in ctx["cam"]:
         c = ctx["cam"]["coco"]
-        numbers[f"COCO, {c['model']}, {c['n']} objects"] = (f"top-1 {100 * c['top1_error']:.1f} % / GT-known "
-                                                            f"{100 * c['gt_known_error']:.1f} %")
-    return [Figure("cam_localization.png", "Notes 3.1-3.2: CAM localizes objects with a net trained only to classify "
-                   "(37.1 % top-1 localization error on ILSVRC 2014 vs 34.2 % for the GMP net of Oquab et al.)",
-                   "localization error against threshold for the GAP and GMP heads trained by one recipe, and the "
-                   "all-conv net; boxes as Zhou et al.", "shapes (one object, exact boxes) instead of ILSVRC; "
-                   "ShapesNet instead of GoogLeNet-GAP; both heads trained here the same way, so only the pooling "
-                   "differs. ShapesNet's CAM is 8×8 for a 64×64 image, so upsampled it spreads past small shapes "
-                   "and Zhou et al.'s 20 % gives boxes about twice too large; the curve shows every threshold", numbers),
-            Figure("cam_boxes.png", "Notes fig. 10: CAM examples (Zhou et al.)", "CAM overlays with the "
-                   "ground-truth box (green) and the box of the CAM's largest component above 20 % (red)")]
+        numbers[f"COCO, {c['model']}, {c['n']} objects"] = (
+            f"top-1 {100 * c['top1_error']:.1f} % / GT-known {100 * c['gt_known_error']:.1f} %"
+        )
+    return [
+        Figure(
+            "cam_localization.png",
+            "Notes 3.1-3.2: CAM localizes objects with a net trained only to classify "
+            "(37.1 % top-1 localization error on ILSVRC 2014 vs 34.2 % for the GMP net of Oquab et al.)",
+            "localization error against threshold for the GAP and GMP heads trained by one recipe, and the "
+            "all-conv net; boxes as Zhou et al.",
+            "shapes (one object, exact boxes) instead of ILSVRC; "
+            "ShapesNet instead of GoogLeNet-GAP; both heads trained here the same way, so only the pooling "
+            "differs. ShapesNet's CAM is 8×8 for a 64×64 image, so upsampled it spreads past small shapes "
+            "and Zhou et al.'s 20 % gives boxes about twice too large; the curve shows every threshold",
+            numbers,
+        ),
+        Figure(
+            "cam_boxes.png",
+            "Notes fig. 10: CAM examples (Zhou et al.)",
+            "CAM overlays with the "
+            "ground-truth box (green) and the box of the CAM's largest component above 20 % (red)",
+        ),
+    ]
 
 
 def coco_localization(args) -> dict:
@@ -258,12 +322,15 @@ def coco_localization(args) -> dict:
     from jaxviz.evaluation.datasets import class_candidates, coco_samples, resize_sample, sample_boxes
 
     if not args.weights:
-        raise SystemExit("--coco needs --weights: an ImageNet model with a global-average-pooling head "
-                         "(resnet50-torchvision, resnet152-torchvision, ...)")
+        raise SystemExit(
+            "--coco needs --weights: an ImageNet model with a global-average-pooling head "
+            "(resnet50-torchvision, resnet152-torchvision, ...)"
+        )
     root = Path(args.coco)
     ann = root / "annotations" / f"instances_{args.coco_split}.json"
-    samples = coco_samples(root / args.coco_split, ann, categories=args.categories.split(","),
-                           per_category=args.per_category)
+    samples = coco_samples(
+        root / args.coco_split, ann, categories=args.categories.split(","), per_category=args.per_category
+    )
     lm = jaxviz.load(args.weights)
     images, boxes, targets, ok = [], [], [], []
     for s in samples:
@@ -280,11 +347,19 @@ def coco_localization(args) -> dict:
     maps, pred = batched(lm, A.cam, images, targets, batch=8)
     correct = np.array([p in o for p, o in zip(pred, ok)])
     r = localization(map_boxes(maps, 0.2), boxes, correct)
-    return {"model": lm.name, "n": len(samples), "top1_error": r.top1_error, "gt_known_error": r.gt_known_error,
-            "mean_iou": float(r.iou.mean()), "accuracy": float(correct.mean()), "split": args.coco_split}
+    return {
+        "model": lm.name,
+        "n": len(samples),
+        "top1_error": r.top1_error,
+        "gt_known_error": r.gt_known_error,
+        "mean_iou": float(r.iou.mean()),
+        "accuracy": float(correct.mean()),
+        "split": args.coco_split,
+    }
 
 
 # --- 2. occlusion panels ---------------------------------------------------------------------------
+
 
 def occlusion_part(args, out: Path, ctx: dict) -> list[Figure]:
     """Zeiler & Fergus's fig. 7 on three shapes images with two distractors each: a grey square slides
@@ -295,26 +370,39 @@ def occlusion_part(args, out: Path, ctx: dict) -> list[Figure]:
     x = model_input(lm, data.images)
     fill = normalize(jnp.full((1, 1, 1, 3), 0.5), lm.preprocessing)
     t = time.perf_counter()
-    sweep = A.occlusion_sweep(lm.model, lm.variables, x, layer="relu4_2", patch=args.patch, stride=args.stride,
-                              fill=fill)
-    proj = np.concatenate([projections(lm, data.images[i:i + 1], "relu4_2", int(c)) for i, c in enumerate(sweep.channel)])
+    sweep = A.occlusion_sweep(
+        lm.model, lm.variables, x, layer="relu4_2", patch=args.patch, stride=args.stride, fill=fill
+    )
+    proj = np.concatenate(
+        [projections(lm, data.images[i : i + 1], "relu4_2", int(c)) for i, c in enumerate(sweep.channel)]
+    )
     seconds = time.perf_counter() - t
     y = data.labels
     p_true = np.stack([sweep.probs[i, ..., y[i]] for i in range(len(y))])
     top = sweep.probs.argmax(-1)
-    ctx["occlusion"] = {"patch": args.patch, "stride": args.stride, "positions": list(sweep.probs.shape[1:3]),
-                        "layer": "relu4_2", "channels": sweep.channel.tolist(), "labels": y.tolist(),
-                        "clean_p_true": [float(sweep.clean[i, y[i]]) for i in range(len(y))],
-                        "min_p_true": [float(p.min()) for p in p_true],
-                        "share_positions_true_class_top": [float((t == y[i]).mean()) for i, t in enumerate(top)],
-                        "seconds": round(seconds, 2)}
+    ctx["occlusion"] = {
+        "patch": args.patch,
+        "stride": args.stride,
+        "positions": list(sweep.probs.shape[1:3]),
+        "layer": "relu4_2",
+        "channels": sweep.channel.tolist(),
+        "labels": y.tolist(),
+        "clean_p_true": [float(sweep.clean[i, y[i]]) for i in range(len(y))],
+        "min_p_true": [float(p.min()) for p in p_true],
+        "share_positions_true_class_top": [float((t == y[i]).mean()) for i, t in enumerate(top)],
+        "seconds": round(seconds, 2),
+    }
 
     plt = pyplot()
     cmap = plt.get_cmap("tab10")
     h, w = data.images.shape[1:3]
     half = args.patch / 2
-    extent = (sweep.cols[0] + half - args.stride / 2, sweep.cols[-1] + half + args.stride / 2,
-              sweep.rows[-1] + half + args.stride / 2, sweep.rows[0] + half - args.stride / 2)
+    extent = (
+        sweep.cols[0] + half - args.stride / 2,
+        sweep.cols[-1] + half + args.stride / 2,
+        sweep.rows[-1] + half + args.stride / 2,
+        sweep.rows[0] + half - args.stride / 2,
+    )
     fig, axes = plt.subplots(len(y), 5, figsize=(11, 2.35 * len(y)), squeeze=False)
     views = rgb_gradient(proj)
     for i in range(len(y)):
@@ -334,32 +422,50 @@ def occlusion_part(args, out: Path, ctx: dict) -> list[Figure]:
         fig.colorbar(im, ax=a[3], fraction=0.046, pad=0.02)
         a[4].imshow(top[i], extent=extent, cmap=cmap, vmin=-0.5, vmax=9.5, interpolation="nearest", alpha=0.8)
         present = np.unique(top[i])
-        a[4].legend(handles=[plt.Rectangle((0, 0), 1, 1, color=cmap(int(c))) for c in present],
-                    labels=[shapes.CLASSES[c] for c in present], fontsize=6, loc="center left",
-                    bbox_to_anchor=(1.0, 0.5), frameon=False)
+        a[4].legend(
+            handles=[plt.Rectangle((0, 0), 1, 1, color=cmap(int(c))) for c in present],
+            labels=[shapes.CLASSES[c] for c in present],
+            fontsize=6,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+        )
         a[4].set_title("(e) most probable class", fontsize=7)
         for ax in a:
             ax.set_xlim(-0.5, w - 0.5), ax.set_ylim(h - 0.5, -0.5)
             ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(f"Occlusion with a {args.patch}×{args.patch} grey square every {args.stride} px "
-                 f"({sweep.probs.shape[1]}×{sweep.probs.shape[2]} positions), embedded ShapesNet", fontsize=8)
+    fig.suptitle(
+        f"Occlusion with a {args.patch}×{args.patch} grey square every {args.stride} px "
+        f"({sweep.probs.shape[1]}×{sweep.probs.shape[2]} positions), embedded ShapesNet",
+        fontsize=8,
+    )
     fig.tight_layout()
     save_figure(fig, out / "occlusion.png")
     o = ctx["occlusion"]
-    return [Figure("occlusion.png", "Notes fig. 29 (Zeiler & Fergus fig. 7): (b) total activation of the last conv "
-                   "layer's strongest map per occluder position, (c) projections of the strongest areas, (d) "
-                   "probability heat maps of the true class, (e) the most probable class",
-                   "the same five panels for three shapes images with two distractor shapes each",
-                   "shapes instead of ImageNet photos; the grey square replaces Zeiler's grey patch; (c) is the "
-                   "projection of the map's strongest activation on the clean image",
-                   {"p(true) clean → lowest under occlusion": ", ".join(
-                       f"{a:.2f} → {b:.2f}" for a, b in zip(o["clean_p_true"], o["min_p_true"])),
-                    "share of positions still predicting the true class": ", ".join(
-                       f"{s:.2f}" for s in o["share_positions_true_class_top"]),
-                    "sweep time": f"{o['seconds']:.1f} s"})]
+    return [
+        Figure(
+            "occlusion.png",
+            "Notes fig. 29 (Zeiler & Fergus fig. 7): (b) total activation of the last conv "
+            "layer's strongest map per occluder position, (c) projections of the strongest areas, (d) "
+            "probability heat maps of the true class, (e) the most probable class",
+            "the same five panels for three shapes images with two distractor shapes each",
+            "shapes instead of ImageNet photos; the grey square replaces Zeiler's grey patch; (c) is the "
+            "projection of the map's strongest activation on the clean image",
+            {
+                "p(true) clean → lowest under occlusion": ", ".join(
+                    f"{a:.2f} → {b:.2f}" for a, b in zip(o["clean_p_true"], o["min_p_true"])
+                ),
+                "share of positions still predicting the true class": ", ".join(
+                    f"{s:.2f}" for s in o["share_positions_true_class_top"]
+                ),
+                "sweep time": f"{o['seconds']:.1f} s",
+            },
+        )
+    ]
 
 
 # --- 3. deconvnet projections of top-9 activations ------------------------------------------------
+
 
 def projections(lm, images: np.ndarray, layer: str, channel: int, method=A.deconvnet) -> np.ndarray:
     """`method`'s maps `(k, H, W, C)` from each image's strongest activation of `channel` of `layer`
@@ -398,30 +504,45 @@ def deconv_part(args, out: Path, ctx: dict) -> list[Figure]:
                 yy, xx = (int(v) for v in pos[c])
                 axes[r, c].imshow(projection_view(maps[c], rf, yy, xx))
                 axes[r, 10 + c].imshow(crop(data.images[idx[c]], rf, yy, xx))
-            info.append({"channel": ch, "images": idx.tolist(), "values": top.values[row].round(4).tolist(),
-                         "classes": [shapes.CLASSES[data.labels[i]] for i in idx]})
+            info.append(
+                {
+                    "channel": ch,
+                    "images": idx.tolist(),
+                    "values": top.values[row].round(4).tolist(),
+                    "classes": [shapes.CLASSES[data.labels[i]] for i in idx],
+                }
+            )
             axes[r, 0].set_ylabel(f"ch {ch}", fontsize=6)
         for a in axes.flat:
             a.set_xticks([]), a.set_yticks([])
             for s in a.spines.values():
                 s.set_visible(False)
-        fig.suptitle(f"{layer} (layer {li}): deconvnet projections of each unit's top 9 activations (left) and the "
-                     f"image patches (right), receptive field {rf.size:.0f} px", fontsize=8)
+        fig.suptitle(
+            f"{layer} (layer {li}): deconvnet projections of each unit's top 9 activations (left) and the "
+            f"image patches (right), receptive field {rf.size:.0f} px",
+            fontsize=8,
+        )
         fig.tight_layout(pad=0.2, w_pad=0.05, h_pad=0.1)
         path = f"deconv_{layer}.png"
         save_figure(fig, out / path)
         ctx["deconv"]["layers"][layer] = {"receptive_field": rf.size, "units": info}
         purity = np.mean([max(u["classes"].count(c) for c in set(u["classes"])) / 9 for u in info])
-        figures.append(Figure(path, f"Notes fig. 6 (Zeiler & Fergus fig. 2), layer {li}: the top 9 activations of "
-                              "units projected to pixel space by the deconvnet, beside the image patches",
-                              f"{len(rows)} units of {layer} (those with the strongest best activation) over "
-                              f"{args.n_top} shapes images; crops are the units' receptive fields",
-                              "shapes instead of ImageNet's validation set; ShapesNet's six convs stand for "
-                              "AlexNet-like layers 2-5", {"mean share of a unit's top 9 from one class": f"{purity:.2f}"}))
+        figures.append(
+            Figure(
+                path,
+                f"Notes fig. 6 (Zeiler & Fergus fig. 2), layer {li}: the top 9 activations of "
+                "units projected to pixel space by the deconvnet, beside the image patches",
+                f"{len(rows)} units of {layer} (those with the strongest best activation) over "
+                f"{args.n_top} shapes images; crops are the units' receptive fields",
+                "shapes instead of ImageNet's validation set; ShapesNet's six convs stand for AlexNet-like layers 2-5",
+                {"mean share of a unit's top 9 from one class": f"{purity:.2f}"},
+            )
+        )
     return figures
 
 
 # --- 4. all-convolutional net: deconvnet vs guided backprop with and without pooling --------------
+
 
 def allconv_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
     """Springenberg et al.'s comparison on two nets trained here by one recipe: ShapesNet (max-pooling;
@@ -435,8 +556,12 @@ def allconv_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
             m, _ = batched(nets[net], method, data.images, data.labels)
             maps[net, label] = m
             scores[f"{names[net]}, {label}"] = float(energy_concentration(m, data.masks).P.mean())
-    ctx["allconv"] = {"accuracy": {names[n]: accuracy_of(nets[n]) for n in names}, "energy_in_mask": scores,
-                      "n": args.n_loc, "target": "true class"}
+    ctx["allconv"] = {
+        "accuracy": {names[n]: accuracy_of(nets[n]) for n in names},
+        "energy_in_mask": scores,
+        "n": args.n_loc,
+        "target": "true class",
+    }
     plt = pyplot()
     k = min(args.examples, len(data.images))
     cols = [("image", None)] + [(f"{names[n]}\n{label}", (n, label)) for n in names for label in methods]
@@ -444,22 +569,31 @@ def allconv_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
     for c, (title, key) in enumerate(cols):
         axes[0, c].set_title(title, fontsize=7)
         for r in range(k):
-            axes[r, c].imshow(data.images[r] if key is None else rgb_gradient(maps[key][r:r + 1])[0])
+            axes[r, c].imshow(data.images[r] if key is None else rgb_gradient(maps[key][r : r + 1])[0])
             axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
     fig.suptitle("Deconvnet vs guided backprop from the true class's logit, with and without pooling", fontsize=8)
     fig.tight_layout()
     save_figure(fig, out / "allconv.png")
     numbers = {f"{n} test accuracy": f"{100 * a:.1f} %" for n, a in ctx["allconv"]["accuracy"].items()}
     numbers.update({f"energy in the shape's mask, {k}": f"{v:.3f}" for k, v in scores.items()})
-    return [Figure("allconv.png", "Notes fig. 15 (Springenberg et al. 2015, fig. 4): deconvnet and guided backprop on "
-                   "nets with and without pooling; without pooling the deconvnet's image is almost uninterpretable, "
-                   "guided backprop is the clearest", "both methods on ShapesNet and on the all-conv net trained "
-                   "here (strided 3×3 convolutions instead of each max-pool), plus each map's energy inside the "
-                   "object's mask", "shapes instead of ImageNet; All-CNN-style replacement of ShapesNet's pools, "
-                   "not Springenberg's All-CNN-C; maps from the class logit, not from single layer-6 neurons", numbers)]
+    return [
+        Figure(
+            "allconv.png",
+            "Notes fig. 15 (Springenberg et al. 2015, fig. 4): deconvnet and guided backprop on "
+            "nets with and without pooling; without pooling the deconvnet's image is almost uninterpretable, "
+            "guided backprop is the clearest",
+            "both methods on ShapesNet and on the all-conv net trained "
+            "here (strided 3×3 convolutions instead of each max-pool), plus each map's energy inside the "
+            "object's mask",
+            "shapes instead of ImageNet; All-CNN-style replacement of ShapesNet's pools, "
+            "not Springenberg's All-CNN-C; maps from the class logit, not from single layer-6 neurons",
+            numbers,
+        )
+    ]
 
 
 # --- 5. features over training ---------------------------------------------------------------------
+
 
 def filter_mosaic(kernel: np.ndarray) -> np.ndarray:
     """A `(kh, kw, 3, out)` first-layer kernel as one image: filters min-max scaled, in a square grid."""
@@ -472,7 +606,7 @@ def filter_mosaic(kernel: np.ndarray) -> np.ndarray:
     canvas = np.ones((rows * (kh + 1) - 1, cols * (kw + 1) - 1, c), np.float32)
     for i in range(n):
         r, q = divmod(i, cols)
-        canvas[r * (kh + 1):r * (kh + 1) + kh, q * (kw + 1):q * (kw + 1) + kw] = k[i]
+        canvas[r * (kh + 1) : r * (kh + 1) + kh, q * (kw + 1) : q * (kw + 1) + kw] = k[i]
     return canvas
 
 
@@ -491,9 +625,12 @@ def evolution_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
     rfs = {layer: receptive_field(final.model, final.variables, shape, layer) for layer in EVOLUTION_LAYERS}
     plt = pyplot()
     per_layer = args.evolution_units
-    fig, axes = plt.subplots(len(epochs), 1 + per_layer * len(EVOLUTION_LAYERS),
-                             figsize=(0.95 * (1 + per_layer * len(EVOLUTION_LAYERS)) + 0.6, 1.0 * len(epochs) + 0.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(epochs),
+        1 + per_layer * len(EVOLUTION_LAYERS),
+        figsize=(0.95 * (1 + per_layer * len(EVOLUTION_LAYERS)) + 0.6, 1.0 * len(epochs) + 0.6),
+        squeeze=False,
+    )
     acc = {}
     for r, epoch in enumerate(epochs):
         lm = jaxviz.load(str(folder / f"scratch.epoch{epoch:03d}.safetensors"))
@@ -504,7 +641,7 @@ def evolution_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
             top = top_k_all(lm, data, layer, units[layer], k=1, progress=False)
             for u, ch in enumerate(units[layer]):
                 i, (yy, xx) = int(top.indices[u, 0]), top.positions[u, 0].tolist()
-                proj = projections(lm, data.images[i:i + 1], layer, ch)[0]
+                proj = projections(lm, data.images[i : i + 1], layer, ch)[0]
                 a = axes[r, 1 + li * per_layer + u]
                 a.imshow(projection_view(proj, rfs[layer], yy, xx))
                 if r == 0:
@@ -512,20 +649,28 @@ def evolution_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
     axes[0, 0].set_title("conv1_1 filters", fontsize=6)
     for a in axes.flat:
         a.set_xticks([]), a.set_yticks([])
-    fig.suptitle("Features over training: first-layer filters and each unit's strongest activation (deconvnet)",
-                 fontsize=8)
+    fig.suptitle(
+        "Features over training: first-layer filters and each unit's strongest activation (deconvnet)", fontsize=8
+    )
     fig.tight_layout(pad=0.3)
     save_figure(fig, out / "evolution.png")
     ctx["evolution"] = {"epochs": epochs, "test_accuracy": acc, "units": units}
-    return [Figure("evolution.png", "Notes fig. 7 (Zeiler & Fergus fig. 4): the features of each layer at epochs 1, "
-                   "2, 5, 10, 20, 30, 40, 64; deep layers need more epochs to settle",
-                   f"checkpoints of a ShapesNet trained from random weights ({args.evolution_epochs} epochs × {args.per_epoch} images) at epochs {', '.join(map(str, epochs))} (saved by "
-                   "`jaxviz.train.fit_shapes(checkpoints=...)`, also `experiments/train_shapesnet.py --checkpoints`); "
-                   "units chosen on the final net and followed back", "shapes and a short schedule instead of "
-                   "ImageNet and 70 epochs", {f"epoch {e} test accuracy": f"{100 * a:.1f} %" for e, a in acc.items()})]
+    return [
+        Figure(
+            "evolution.png",
+            "Notes fig. 7 (Zeiler & Fergus fig. 4): the features of each layer at epochs 1, "
+            "2, 5, 10, 20, 30, 40, 64; deep layers need more epochs to settle",
+            f"checkpoints of a ShapesNet trained from random weights ({args.evolution_epochs} epochs × {args.per_epoch} images) at epochs {', '.join(map(str, epochs))} (saved by "
+            "`jaxviz.train.fit_shapes(checkpoints=...)`, also `experiments/train_shapesnet.py --checkpoints`); "
+            "units chosen on the final net and followed back",
+            "shapes and a short schedule instead of ImageNet and 70 epochs",
+            {f"epoch {e} test accuracy": f"{100 * a:.1f} %" for e, a in acc.items()},
+        )
+    ]
 
 
 # --- 6. t-SNE of many images -------------------------------------------------------------------------
+
 
 class Images:
     """A uint8 image array `(N, H, W, 3)` (a memmap) seen as float32 in [0, 1], one slice at a time."""
@@ -546,15 +691,21 @@ def tsne_part(args, out: Path, ctx: dict) -> list[Figure]:
     every cell shows a different image, the nearest to the cell (no empty cells)."""
     cache = out / "cache"
     n, t0, seconds = args.tsne_n, time.perf_counter(), {}
-    array = shapes.write_array(cache / f"shapes_{n}_{args.size}_{TSNE_SEED}.npy", n, size=args.size, seed=TSNE_SEED,
-                               workers=args.workers)
+    array = shapes.write_array(
+        cache / f"shapes_{n}_{args.size}_{TSNE_SEED}.npy", n, size=args.size, seed=TSNE_SEED, workers=args.workers
+    )
     seconds["images"] = time.perf_counter() - t0
     lm = jaxviz.load("shapesnet")
     images = Images(array)
     t = time.perf_counter()
     layer = lm.model.cam_layer()
-    feats = extract.cache_pooled(lm, SimpleNamespace(images=images), layer,
-                                 cache / f"features_{lm.name}_{layer}_{n}_{args.size}_{TSNE_SEED}.npy", batch_size=256)
+    feats = extract.cache_pooled(
+        lm,
+        SimpleNamespace(images=images),
+        layer,
+        cache / f"features_{lm.name}_{layer}_{n}_{args.size}_{TSNE_SEED}.npy",
+        batch_size=256,
+    )
     seconds["features"] = time.perf_counter() - t
     t = time.perf_counter()
     points_path = cache / f"tsne_{lm.name}_{n}_{args.tsne_method}.npy"
@@ -568,48 +719,84 @@ def tsne_part(args, out: Path, ctx: dict) -> list[Figure]:
     t = time.perf_counter()
     labels = np.array([shapes.label_of(i, seed=TSNE_SEED) for i in range(n)])
     dataset = SimpleNamespace(images=images, labels=labels, classes=shapes.CLASSES)
-    embed.embedding_figures(dataset, feats, out / "tsne.png", out / "tsne_grid.png", points2d=points,
-                            grid=(args.grid, args.grid), title=f"t-SNE of {layer} features")
+    embed.embedding_figures(
+        dataset,
+        feats,
+        out / "tsne.png",
+        out / "tsne_grid.png",
+        points2d=points,
+        grid=(args.grid, args.grid),
+        title=f"t-SNE of {layer} features",
+    )
     seconds["figures"] = time.perf_counter() - t
     # how well the map keeps classes apart: the share of each point's 10 nearest neighbours in the plane of its class
     from scipy.spatial import cKDTree
 
     _, nn = cKDTree(points).query(points, k=11)
     purity = float((labels[nn[:, 1:]] == labels[:, None]).mean())
-    ctx["tsne"] = {"n": n, "layer": layer, "feature_dim": int(feats.shape[1]), "grid": [args.grid, args.grid],
-                   "method": args.tsne_method, "knn10_same_class": purity,
-                   "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+    ctx["tsne"] = {
+        "n": n,
+        "layer": layer,
+        "feature_dim": int(feats.shape[1]),
+        "grid": [args.grid, args.grid],
+        "method": args.tsne_method,
+        "knn10_same_class": purity,
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+    }
     s = ctx["tsne"]["seconds"]
-    numbers = {"images": f"{n}", "feature": f"{layer}, {feats.shape[1]}-d (mean over space = the GAP input)",
-               "same-class share of 10 nearest neighbours in the map": f"{purity:.3f}",
-               "time (images / features / t-SNE / figures)": f"{s['images']} / {s['features']} / {s['tsne']} / {s['figures']} s"}
-    return [Figure("tsne.png", "Notes fig. 25 (Karpathy): 50 000 ILSVRC images placed by Barnes-Hut t-SNE of AlexNet's "
-                   "4096-d fc7 features", f"{n} shapes images by t-SNE of the embedded ShapesNet's features, "
-                   "coloured by class", "shapes and a 128-d GAP feature instead of ImageNet and fc7; openTSNE's "
-                   "FFT-accelerated t-SNE where installed (same objective, faster than Barnes-Hut at this size)",
-                   numbers),
-            Figure("tsne_grid.png", "Notes fig. 26: the same map snapped to a grid, empty cells filled by nearest "
-                   "neighbours", f"a {args.grid}×{args.grid} grid, every cell a different image: the one nearest "
-                   "to the cell under a one-to-one assignment (`embed.grid_fill`)")]
+    numbers = {
+        "images": f"{n}",
+        "feature": f"{layer}, {feats.shape[1]}-d (mean over space = the GAP input)",
+        "same-class share of 10 nearest neighbours in the map": f"{purity:.3f}",
+        "time (images / features / t-SNE / figures)": f"{s['images']} / {s['features']} / {s['tsne']} / {s['figures']} s",
+    }
+    return [
+        Figure(
+            "tsne.png",
+            "Notes fig. 25 (Karpathy): 50 000 ILSVRC images placed by Barnes-Hut t-SNE of AlexNet's "
+            "4096-d fc7 features",
+            f"{n} shapes images by t-SNE of the embedded ShapesNet's features, coloured by class",
+            "shapes and a 128-d GAP feature instead of ImageNet and fc7; openTSNE's "
+            "FFT-accelerated t-SNE where installed (same objective, faster than Barnes-Hut at this size)",
+            numbers,
+        ),
+        Figure(
+            "tsne_grid.png",
+            "Notes fig. 26: the same map snapped to a grid, empty cells filled by nearest neighbours",
+            f"a {args.grid}×{args.grid} grid, every cell a different image: the one nearest "
+            "to the cell under a one-to-one assignment (`embed.grid_fill`)",
+        ),
+    ]
 
 
 # --- the run -------------------------------------------------------------------------------------
 
+
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--out", required=True, help="folder for the figures, results.json and index.md/html")
     p.add_argument("--only", help=f"comma-separated subset of {', '.join(PARTS)}")
     g = p.add_argument_group("training (GAP, GMP and all-conv nets by one recipe; the evolution net from scratch)")
-    g.add_argument("--init", default="embedded", choices=("embedded", "scratch"),
-                   help="start of the compared nets: the embedded ShapesNet's weights (default) or random")
+    g.add_argument(
+        "--init",
+        default="embedded",
+        choices=("embedded", "scratch"),
+        help="start of the compared nets: the embedded ShapesNet's weights (default) or random",
+    )
     g.add_argument("--epochs", type=int, default=4, help="epochs of the compared nets (default 4)")
     g.add_argument("--evolution-epochs", type=int, default=10, help="epochs of the evolution net (default 10)")
     g.add_argument("--per-epoch", type=int, default=8000, help="fresh shapes images per epoch (default 8000)")
     g.add_argument("--batch", type=int, default=64)
     g.add_argument("--lr", type=float, default=1e-3)
     g.add_argument("--test", type=int, default=1000, help="test images for each epoch's accuracy")
-    g.add_argument("--checkpoints", default="1,2,5,10", type=lambda s: tuple(int(v) for v in s.split(",")),
-                   help="epochs whose weights the evolution net keeps (default 1,2,5,10)")
+    g.add_argument(
+        "--checkpoints",
+        default="1,2,5,10",
+        type=lambda s: tuple(int(v) for v in s.split(",")),
+        help="epochs whose weights the evolution net keeps (default 1,2,5,10)",
+    )
     g = p.add_argument_group("experiments")
     g.add_argument("--size", type=int, default=64, help="image side (the nets are trained at it)")
     g.add_argument("--n-loc", type=int, default=1000, help="test images for CAM localization and the all-conv study")
@@ -647,9 +834,14 @@ def main(argv=None) -> dict:
     nets = train_nets(args, out, wanted)
     ctx["seconds"]["training"] = round(time.perf_counter() - t, 2)
     ctx["nets"] = {n: {"arch": lm.arch, "test_accuracy": accuracy_of(lm)} for n, lm in nets.items()}
-    steps = {"cam": lambda: cam_part(args, out, nets, ctx), "occlusion": lambda: occlusion_part(args, out, ctx),
-             "deconv": lambda: deconv_part(args, out, ctx), "allconv": lambda: allconv_part(args, out, nets, ctx),
-             "evolution": lambda: evolution_part(args, out, nets, ctx), "tsne": lambda: tsne_part(args, out, ctx)}
+    steps = {
+        "cam": lambda: cam_part(args, out, nets, ctx),
+        "occlusion": lambda: occlusion_part(args, out, ctx),
+        "deconv": lambda: deconv_part(args, out, ctx),
+        "allconv": lambda: allconv_part(args, out, nets, ctx),
+        "evolution": lambda: evolution_part(args, out, nets, ctx),
+        "tsne": lambda: tsne_part(args, out, ctx),
+    }
     figures = []
     for part in PARTS:
         if part in only:
@@ -662,12 +854,19 @@ def main(argv=None) -> dict:
     ctx["args"] = vars(args)
     write_text(out / "results.json", json.dumps(ctx, indent=1, default=str))
     trained = ", ".join(f"{n} {100 * v['test_accuracy']:.1f} %" for n, v in ctx["nets"].items())
-    intro = ("Seed 004 (Russian lecture notes on CNN visualization) reproduced by `experiments/seeds/seed004.py` on "
-             f"synthetic shapes, offline. Nets trained here ({args.epochs} epochs × {args.per_epoch} images, test "
-             f"accuracy): {trained or 'none'}; the embedded ShapesNet for occlusion, projections and t-SNE. Whole "
-             f"run: {ctx['seconds']['total']:.0f} s on {jax.default_backend().upper()}.")
-    write_page(out, "Seed 004 — CAM localization, occlusion, deconvnet projections, all-conv nets, feature "
-               "evolution and t-SNE, reproduced", figures, intro)
+    intro = (
+        "Seed 004 (Russian lecture notes on CNN visualization) reproduced by `experiments/seeds/seed004.py` on "
+        f"synthetic shapes, offline. Nets trained here ({args.epochs} epochs × {args.per_epoch} images, test "
+        f"accuracy): {trained or 'none'}; the embedded ShapesNet for occlusion, projections and t-SNE. Whole "
+        f"run: {ctx['seconds']['total']:.0f} s on {jax.default_backend().upper()}."
+    )
+    write_page(
+        out,
+        "Seed 004 — CAM localization, occlusion, deconvnet projections, all-conv nets, feature "
+        "evolution and t-SNE, reproduced",
+        figures,
+        intro,
+    )
     return ctx
 
 

@@ -75,8 +75,9 @@ def activation_and_gradient(model, variables, x, target: Target, layer: str | No
 
 
 @finite_input
-def grad_cam(model, variables, x, target: Target = None, layer: str | None = None,
-             cam_norm: str = "max") -> Attribution:
+def grad_cam(
+    model, variables, x, target: Target = None, layer: str | None = None, cam_norm: str = "max"
+) -> Attribution:
     """Selvaraju et al. 2017: ReLU(Σ_k α_k A^k), α_k = mean_ij ∂y_c/∂A^k_ij, at `layer`; `cam_norm` see `CAM_NORMS`."""
     a, da, sel, out = activation_and_gradient(model, variables, x, target, layer, "Grad-CAM")
     alpha = jnp.mean(da, axis=(1, 2), keepdims=True)
@@ -99,9 +100,12 @@ def check_head(net, pooling: str, method: str) -> None:
     if head is not None and head != pooling:
         hint = {"gmp": "use cam_gmp", "gap": "use cam"}.get(head, "use grad_cam")
         has = {"gap": "a global-average-pooling head", "gmp": "a global-max-pooling head"}.get(
-            head, "a head without global pooling (flatten → dense)")
-        raise ValueError(f"{method} needs a global-{'average' if pooling == 'gap' else 'max'}-pooling head "
-                         f"followed by one dense layer; {net.name} has {has}: {hint}")
+            head, "a head without global pooling (flatten → dense)"
+        )
+        raise ValueError(
+            f"{method} needs a global-{'average' if pooling == 'gap' else 'max'}-pooling head "
+            f"followed by one dense layer; {net.name} has {has}: {hint}"
+        )
 
 
 def _head_cam(model, variables, x, target, layer, pooling: str, method: str) -> Attribution:
@@ -130,8 +134,9 @@ def cam_gmp(model, variables, x, target: Target = None, layer: str | None = None
 
 
 @finite_input
-def guided_grad_cam(model, variables, x, target: Target = None, layer: str | None = None,
-                    cam_norm: str = "max") -> Attribution:
+def guided_grad_cam(
+    model, variables, x, target: Target = None, layer: str | None = None, cam_norm: str = "max"
+) -> Attribution:
     """Grad-CAM (upsampled, scaled per `cam_norm`) ⊙ guided backprop, `(N, H, W, C)`."""
     g = guided_backprop(model, variables, x, target)
     m = grad_cam(model, variables, x, target if isinstance(target, Unit) else g.index, layer, cam_norm).maps

@@ -42,8 +42,9 @@ def layer_cam(model, variables, x: jax.Array, target: Target = None, layer: str 
 
 
 @finite_input
-def score_cam(model, variables, x: jax.Array, target: Target = None, layer: str | None = None, *,
-              chunk: int | None = 32):
+def score_cam(
+    model, variables, x: jax.Array, target: Target = None, layer: str | None = None, *, chunk: int | None = 32
+):
     """Score-CAM (Wang et al. 2020): ReLU(Σ_k w_k A^k), w_k = the target's score on the input masked by A^k.
 
     Each channel's activation, bilinearly upsampled to the input size and min-max scaled to

@@ -40,8 +40,16 @@ TRACES: collections.Counter = collections.Counter()
 """How many times each (method, options) was traced — the tests assert it stays put."""
 
 DTYPES = ("float32", "bfloat16", "float16")
-PRECISIONS = {"default": None, "tf32": "tensorfloat32", "tensorfloat32": "tensorfloat32", "highest": "highest",
-              "high": "high", "float32": "float32", "bfloat16": "bfloat16", "bf16_3x": "BF16_BF16_F32_X3"}
+PRECISIONS = {
+    "default": None,
+    "tf32": "tensorfloat32",
+    "tensorfloat32": "tensorfloat32",
+    "highest": "highest",
+    "high": "high",
+    "float32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16_3x": "BF16_BF16_F32_X3",
+}
 """Names for `precision` → `jax.default_matmul_precision` values (None: leave XLA's default)."""
 MODE_OPTIONS = ("dtype", "precision")
 """Options every compiled method takes besides its own (`throughput modes`)."""
@@ -70,8 +78,13 @@ def hashable_options(options: dict) -> tuple:
     """Options as a sorted tuple (lists → tuples) for the caches; the default modes dropped, so
     `dtype="float32"` or `precision="default"` share the program of no mode at all."""
     defaults = {"dtype": ("float32", None), "precision": ("default", None)}
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in options.items()
-                        if not (k in defaults and _mode_name(v) in defaults[k])))
+    return tuple(
+        sorted(
+            (k, tuple(v) if isinstance(v, list) else v)
+            for k, v in options.items()
+            if not (k in defaults and _mode_name(v) in defaults[k])
+        )
+    )
 
 
 def _mode_name(v):
@@ -97,8 +110,9 @@ def variant(spec: str) -> tuple[str, dict]:
         key, eq, value = item.partition("=")
         if not eq:
             if name not in SHORTHAND or not item:
-                raise ValueError(f"method {spec!r}: write {name}:OPTION=VALUE (options: "
-                                 f"{', '.join(method_options(name)) or 'none'})")
+                raise ValueError(
+                    f"method {spec!r}: write {name}:OPTION=VALUE (options: {', '.join(method_options(name)) or 'none'})"
+                )
             key, value = SHORTHAND[name], item
         try:
             fixed[key] = json.loads(value)
@@ -115,8 +129,9 @@ def method_options(method: str) -> tuple[str, ...]:
     name = method.partition(":")[0]
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
-    return tuple(p for p in inspect.signature(METHODS[name]).parameters
-                 if p not in ("model", "variables", "x", "target", "key"))
+    return tuple(
+        p for p in inspect.signature(METHODS[name]).parameters if p not in ("model", "variables", "x", "target", "key")
+    )
 
 
 def key_use(method: str) -> tuple[bool, bool]:
@@ -143,8 +158,9 @@ def check_options(methods, options: dict) -> None:
         for m in takers:
             default = inspect.signature(METHODS[m.partition(":")[0]]).parameters[key].default
             if not _same_kind(value, default):
-                raise ValueError(f"option {key}={value!r}: {m}'s {key} takes {type(default).__name__} values "
-                                 f"(default {default!r})")
+                raise ValueError(
+                    f"option {key}={value!r}: {m}'s {key} takes {type(default).__name__} values (default {default!r})"
+                )
 
 
 def _same_kind(value, default) -> bool:
@@ -179,7 +195,8 @@ def in_dtype(fn: Callable, dtype: str) -> Callable:
 
     def cast(tree, to):
         return jax.tree_util.tree_map(
-            lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree)
+            lambda a: a.astype(to) if jnp.issubdtype(jnp.result_type(a), jnp.floating) else a, tree
+        )
 
     @functools.wraps(fn)
     def run(variables, x, *rest):
@@ -249,7 +266,9 @@ def _compiled(method: str, fn: Callable, net, options: tuple) -> Callable:
     takes_key, needs_key = key_use(method)
     bad = [k for k in opts if k not in method_options(method)]
     if bad:
-        raise ValueError(f"{method} has no option(s) {bad}; options: {list(method_options(method)) + list(MODE_OPTIONS)}")
+        raise ValueError(
+            f"{method} has no option(s) {bad}; options: {list(method_options(method)) + list(MODE_OPTIONS)}"
+        )
 
     def method_fn(variables, x, target, key):
         TRACES[(method, options)] += 1
@@ -260,6 +279,7 @@ def _compiled(method: str, fn: Callable, net, options: tuple) -> Callable:
 
 
 # --- what a program costs -------------------------------------------------------------------
+
 
 def program_cost(fn: Callable, *args, **kwargs) -> dict:
     """FLOPs and memory of the XLA program `fn(*args, **kwargs)` runs (`fn` from `compiled` or
@@ -280,8 +300,11 @@ def program_cost(fn: Callable, *args, **kwargs) -> dict:
         out["flops"] = _cost(fn.lower(*cpu_args, **cpu_kwargs).compile()).get("flops")
     try:
         mem = comp.memory_analysis()
-        out.update(temp_bytes=mem.temp_size_in_bytes, argument_bytes=mem.argument_size_in_bytes,
-                   output_bytes=mem.output_size_in_bytes)
+        out.update(
+            temp_bytes=mem.temp_size_in_bytes,
+            argument_bytes=mem.argument_size_in_bytes,
+            output_bytes=mem.output_size_in_bytes,
+        )
     except Exception:  # noqa: BLE001 - not every backend reports memory
         out.update(temp_bytes=None, argument_bytes=None, output_bytes=None)
     return out
@@ -293,6 +316,7 @@ def _cost(compiled) -> dict:
 
 
 # --- what a throughput mode costs in accuracy -------------------------------------------------
+
 
 def compare_maps(ref: np.ndarray, got: np.ndarray) -> dict:
     """Deviation of `got` from `ref` (same shape `(N, ...)`): max abs error, max abs error over
@@ -307,12 +331,27 @@ def compare_maps(ref: np.ndarray, got: np.ndarray) -> dict:
 
     rho = np.nan_to_num(spearman(ref, got), nan=1.0)  # two constant maps rank alike
     l2 = np.linalg.norm(err, axis=1) / np.maximum(np.linalg.norm(ref.reshape(n, -1), axis=1), 1e-30)
-    return {"max_abs": float(err.max()), "rel_max": float((err.max(1) / np.maximum(scale, 1e-30)).max()),
-            "rel_l2": float(l2.max()), "rank_corr_mean": float(rho.mean()), "rank_corr_min": float(rho.min())}
+    return {
+        "max_abs": float(err.max()),
+        "rel_max": float((err.max(1) / np.maximum(scale, 1e-30)).max()),
+        "rel_l2": float(l2.max()),
+        "rank_corr_mean": float(rho.mean()),
+        "rank_corr_min": float(rho.min()),
+    }
 
 
-def deviation(method: str, model, variables, x, target=None, *, dtype: str = "bfloat16", precision: str | None = None,
-              key=None, **options) -> dict:
+def deviation(
+    method: str,
+    model,
+    variables,
+    x,
+    target=None,
+    *,
+    dtype: str = "bfloat16",
+    precision: str | None = None,
+    key=None,
+    **options,
+) -> dict:
     """How far `method`'s maps in a throughput mode are from plain float32 (precision "highest").
 
     Runs the method twice on the same `x` `(N, H, W, C)`: float32 with "highest" precision as the

@@ -67,8 +67,9 @@ def fullgrad_terms(model, variables, x: jax.Array, target: Target = None, *, den
     """
     net, variables = prepare(model, variables)
     if net.kind == FUNCTION:
-        raise LayerError(f"FullGrad reads the biases of named layers; {net.name} is a plain function: "
-                         f"pass a linen or NNX module")
+        raise LayerError(
+            f"FullGrad reads the biases of named layers; {net.name} is a plain function: pass a linen or NNX module"
+        )
     stop = target_layer(target)
     biases = bias_layers(net, variables, x.shape[1:], dense=dense)
     shapes = jax.eval_shape(lambda v, x: output(net, v, x, stop, tuple(biases))[1], variables, x)

@@ -111,8 +111,9 @@ def _fused(names: tuple[str, ...], fns: tuple, net, options: tuple) -> Callable:
     return call
 
 
-def fused_methods(model, variables, x: jax.Array, target, names: Sequence[str], options: dict[str, dict],
-                  key: jax.Array | None = None) -> dict[str, Attribution]:
+def fused_methods(
+    model, variables, x: jax.Array, target, names: Sequence[str], options: dict[str, dict], key: jax.Array | None = None
+) -> dict[str, Attribution]:
     """Every method in `names` on `x` `(N, H, W, C)`; the `FUSABLE` ones from one forward pass.
 
     `options[name]` holds that method's own options. Not jitted: `fused_compiled` compiles it.
@@ -130,8 +131,11 @@ def fused_methods(model, variables, x: jax.Array, target, names: Sequence[str], 
         return results
 
     stop = target_layer(target)
-    layers = {n: cam_layer(net, variables, x, options.get(n, {}).get("layer"))
-              for n in fusable if n in ("grad_cam", "guided_grad_cam", "cam")}
+    layers = {
+        n: cam_layer(net, variables, x, options.get(n, {}).get("layer"))
+        for n in fusable
+        if n in ("grad_cam", "guided_grad_cam", "cam")
+    }
     for name, layer in layers.items():
         check_before_unit(net, variables, x, layer, target, name)
     paths = tuple(dict.fromkeys(layers.values()))
@@ -154,8 +158,9 @@ def fused_methods(model, variables, x: jax.Array, target, names: Sequence[str], 
     def grad_cam_map(name):
         p = layers[name]
         alpha = jnp.mean(at[p], axis=(1, 2), keepdims=True)
-        return upsample_normalize(jnp.sum(alpha * acts[p], axis=-1), x.shape[1:3],
-                                  options.get(name, {}).get("cam_norm", "max"))
+        return upsample_normalize(
+            jnp.sum(alpha * acts[p], axis=-1), x.shape[1:3], options.get(name, {}).get("cam_norm", "max")
+        )
 
     for name in fusable:
         o = options.get(name, {})

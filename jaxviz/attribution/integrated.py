@@ -21,10 +21,19 @@ RULES = ("riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
 
 
 @finite_input
-def integrated_gradients(model, variables, x: jax.Array, target: Target = None, *, steps: int = 50,
-                         baseline: str | jax.Array | float = "zeros", key: jax.Array | None = None,
-                         method: str = "riemann_trapezoid", blur_sigma: float = 5.0,
-                         chunk: int | None = None):
+def integrated_gradients(
+    model,
+    variables,
+    x: jax.Array,
+    target: Target = None,
+    *,
+    steps: int = 50,
+    baseline: str | jax.Array | float = "zeros",
+    key: jax.Array | None = None,
+    method: str = "riemann_trapezoid",
+    blur_sigma: float = 5.0,
+    chunk: int | None = None,
+):
     """Integrated Gradients along the straight path from a baseline `x0` to `x`.
 
     Args:
@@ -68,8 +77,9 @@ def integrated_gradients(model, variables, x: jax.Array, target: Target = None, 
     return Attribution(maps, sel.index, out, {"completeness": completeness})
 
 
-def make_baseline(x: jax.Array, baseline: str | jax.Array | float, *, key: jax.Array | None = None,
-                  blur_sigma: float = 5.0) -> jax.Array:
+def make_baseline(
+    x: jax.Array, baseline: str | jax.Array | float, *, key: jax.Array | None = None, blur_sigma: float = 5.0
+) -> jax.Array:
     """The baseline `x0` shaped like `x` `(N, H, W, C)`; see `integrated_gradients` for the kinds."""
     if isinstance(baseline, str):
         if baseline == "zeros":
@@ -106,9 +116,15 @@ def gaussian_blur(x: jax.Array, sigma: float, truncate: float = 4.0) -> jax.Arra
     xp = jnp.pad(x, ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="symmetric")
 
     def conv(z, kernel):
-        return jax.lax.conv_general_dilated(z, kernel, (1, 1), "VALID", feature_group_count=c,
-                                            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                            precision=jax.lax.Precision.HIGHEST)
+        return jax.lax.conv_general_dilated(
+            z,
+            kernel,
+            (1, 1),
+            "VALID",
+            feature_group_count=c,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            precision=jax.lax.Precision.HIGHEST,
+        )
 
     z = conv(xp, jnp.tile(k.reshape(-1, 1, 1, 1), (1, 1, 1, c)))
     return conv(z, jnp.tile(k.reshape(1, -1, 1, 1), (1, 1, 1, c)))

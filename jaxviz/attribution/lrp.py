@@ -19,9 +19,20 @@ STARTS = ("onehot", "logit")
 
 
 @finite_input
-def lrp(model, variables, x, target: Target = None, composite: str | Composite = "epsilon_plus_flat",
-        epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6, low=None, high=None,
-        residual: bool = True, start: str = "onehot") -> Attribution:
+def lrp(
+    model,
+    variables,
+    x,
+    target: Target = None,
+    composite: str | Composite = "epsilon_plus_flat",
+    epsilon: float = 1e-6,
+    gamma: float = 0.25,
+    stabilizer: float = 1e-6,
+    low=None,
+    high=None,
+    residual: bool = True,
+    start: str = "onehot",
+) -> Attribution:
     """LRP with a named composite (`rules.lrp.COMPOSITES`: epsilon_plus, epsilon_plus_flat,
     epsilon_gamma_box, epsilon_alpha2_beta1, epsilon_alpha2_beta1_flat) or your own `Composite`.
 
@@ -32,8 +43,9 @@ def lrp(model, variables, x, target: Target = None, composite: str | Composite =
     if start not in STARTS:
         raise ValueError(f"lrp: start={start!r}; use one of {', '.join(STARTS)}")
     if not isinstance(composite, Composite):
-        composite = lrp_composite(composite, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer, low=low,
-                                  high=high, residual=residual)
+        composite = lrp_composite(
+            composite, epsilon=epsilon, gamma=gamma, stabilizer=stabilizer, low=low, high=high, residual=residual
+        )
     net, variables = prepare(model, variables)
     a = input_gradient(net.with_rules(composite), variables, x, target)
     if start == "logit":

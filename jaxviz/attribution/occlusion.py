@@ -23,9 +23,18 @@ from .targets import Target, Unit, score, select, target_layer
 
 
 @finite_input
-def occlusion(model, variables, x: jax.Array, target: Target = None, *, patch: int | tuple[int, int] = 8,
-              stride: int | tuple[int, int] = 4, fill: float | jax.Array = 0.0, chunk: int | None = 64,
-              prob: bool = True):
+def occlusion(
+    model,
+    variables,
+    x: jax.Array,
+    target: Target = None,
+    *,
+    patch: int | tuple[int, int] = 8,
+    stride: int | tuple[int, int] = 4,
+    fill: float | jax.Array = 0.0,
+    chunk: int | None = 64,
+    prob: bool = True,
+):
     """Mean drop of the target's probability when a `patch` of value `fill` hides each pixel.
 
     Args:
@@ -72,8 +81,9 @@ def occlusion(model, variables, x: jax.Array, target: Target = None, *, patch: i
 
     py, px = len(rows), len(cols)
     a, b = np.meshgrid(np.arange(py), np.arange(px), indexing="ij")
-    scores = jax.lax.map(occluded_value, (jnp.asarray(a.ravel()), jnp.asarray(b.ravel())),
-                         batch_size=py * px if chunk is None else chunk)  # (P, N)
+    scores = jax.lax.map(
+        occluded_value, (jnp.asarray(a.ravel()), jnp.asarray(b.ravel())), batch_size=py * px if chunk is None else chunk
+    )  # (P, N)
     if raw:
         drop = clean[None] - scores
     else:  # p − p' = −p·expm1(log p' − log p): exact even when p rounds to 1 in float32
@@ -104,8 +114,17 @@ class Sweep(NamedTuple):
 
 
 @finite_input
-def occlusion_sweep(model, variables, x: jax.Array, *, layer: str | None = None, patch: int | tuple[int, int] = 8,
-                    stride: int | tuple[int, int] = 4, fill: float | jax.Array = 0.0, chunk: int | None = 64) -> Sweep:
+def occlusion_sweep(
+    model,
+    variables,
+    x: jax.Array,
+    *,
+    layer: str | None = None,
+    patch: int | tuple[int, int] = 8,
+    stride: int | tuple[int, int] = 4,
+    fill: float | jax.Array = 0.0,
+    chunk: int | None = 64,
+) -> Sweep:
     """Class probabilities (and a feature map's total activation) with a `patch` of `fill` at each position.
 
     Args as `occlusion` (x preprocessed `(N, H, W, C)`; windows on the same grid); `layer` (a module
@@ -135,19 +154,28 @@ def occlusion_sweep(model, variables, x: jax.Array, *, layer: str | None = None,
 
     py, px = len(rows), len(cols)
     a, b = np.meshgrid(np.arange(py), np.arange(px), indexing="ij")
-    probs, feature = jax.lax.map(occluded, (jnp.asarray(a.ravel()), jnp.asarray(b.ravel())),
-                                 batch_size=py * px if chunk is None else chunk)  # (P, N, K), (P, N)
+    probs, feature = jax.lax.map(
+        occluded, (jnp.asarray(a.ravel()), jnp.asarray(b.ravel())), batch_size=py * px if chunk is None else chunk
+    )  # (P, N, K), (P, N)
     n = x.shape[0]
     probs = np.moveaxis(np.asarray(probs), 0, 1).reshape(n, py, px, -1)
     feature = None if feature is None else np.asarray(feature).T.reshape(n, py, px)
-    return Sweep(probs, np.asarray(clean), feature, None if channel is None else np.asarray(channel), layer,
-                 rows.argmax(1), cols.argmax(1))
+    return Sweep(
+        probs,
+        np.asarray(clean),
+        feature,
+        None if channel is None else np.asarray(channel),
+        layer,
+        rows.argmax(1),
+        cols.argmax(1),
+    )
 
 
 def _totals(a: jax.Array, layer: str) -> jax.Array:
     if a.ndim != 4:
-        raise ValueError(f"occlusion_sweep layer {layer!r} has no spatial output (shape {a.shape[1:]}); "
-                         "choose a conv or ReLU layer")
+        raise ValueError(
+            f"occlusion_sweep layer {layer!r} has no spatial output (shape {a.shape[1:]}); choose a conv or ReLU layer"
+        )
     return a.sum((1, 2))
 
 
@@ -166,7 +194,7 @@ def _windows(size: int, patch: int, stride: int) -> np.ndarray:
         starts.append(size - patch)
     m = np.zeros((len(starts), size), np.float32)
     for i, s in enumerate(starts):
-        m[i, s:s + patch] = 1
+        m[i, s : s + patch] = 1
     return m
 
 

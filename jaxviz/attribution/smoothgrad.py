@@ -34,8 +34,18 @@ def per_image_keys(key: jax.Array, n: int) -> jax.Array:
 
 
 @finite_input
-def smoothgrad(model, variables, x: jax.Array, target: Target = None, *, n: int = 50, level: float = 0.15,
-               variant: str = "mean", key: jax.Array, chunk: int | None = None):
+def smoothgrad(
+    model,
+    variables,
+    x: jax.Array,
+    target: Target = None,
+    *,
+    n: int = 50,
+    level: float = 0.15,
+    variant: str = "mean",
+    key: jax.Array,
+    chunk: int | None = None,
+):
     """Input gradient of the target's value averaged over `n` noisy copies of each image.
 
     Args:
@@ -91,6 +101,7 @@ def smoothgrad(model, variables, x: jax.Array, target: Target = None, *, n: int 
 
 # --- shared by the sample-based methods (SmoothGrad, Integrated Gradients) ---------------
 
+
 def _batched_score_grad(net, variables, xs: jax.Array, sel: Selection, stop: str | None) -> jax.Array:
     """∂score/∂x for k copies of the batch at once: `xs` `(k, N, H, W, C)`, one selection for all."""
     k, n = xs.shape[:2]
@@ -119,7 +130,7 @@ def _chunked_sum(f: Callable, xs, chunk: int | None):
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
     k = n if chunk is None else min(chunk, n)
     full, rest = divmod(n, k)
-    head = jax.tree_util.tree_map(lambda a: a[:full * k].reshape(full, k, *a.shape[1:]), xs)
+    head = jax.tree_util.tree_map(lambda a: a[: full * k].reshape(full, k, *a.shape[1:]), xs)
     if full == 1:
         acc = f(jax.tree_util.tree_map(lambda a: a[0], head))
     else:
@@ -128,10 +139,11 @@ def _chunked_sum(f: Callable, xs, chunk: int | None):
         # XLA:CPU runs a loop body several times slower than the same ops unrolled (its convolutions
         # lose their threading inside loops), so on CPU the chunks are unrolled: same sums, same order.
         unroll = full if jax.default_backend() == "cpu" else 1
-        acc, _ = jax.lax.scan(lambda acc, c: (jax.tree_util.tree_map(jnp.add, acc, f(c)), None), zeros, head,
-                              unroll=unroll)
+        acc, _ = jax.lax.scan(
+            lambda acc, c: (jax.tree_util.tree_map(jnp.add, acc, f(c)), None), zeros, head, unroll=unroll
+        )
     if rest:
-        tail = f(jax.tree_util.tree_map(lambda a: a[full * k:], xs))
+        tail = f(jax.tree_util.tree_map(lambda a: a[full * k :], xs))
         acc = jax.tree_util.tree_map(jnp.add, acc, tail)
     return acc
 

@@ -36,8 +36,9 @@ def default_dataset(lm, n: int | None = None, seed: int = 0, data: str | None = 
     return load_dataset(spec, n=n, size=lm.input_shape[0], seed=seed)
 
 
-def load_dataset(spec: str, *, n: int | None = None, size: int | None = None, seed: int = 0,
-                 split: str = "all") -> Dataset:
+def load_dataset(
+    spec: str, *, n: int | None = None, size: int | None = None, seed: int = 0, split: str = "all"
+) -> Dataset:
     """A dataset by name (`shapes`, `digits`) or from image files (a folder, a glob, a list file).
 
     Args:
@@ -52,8 +53,13 @@ def load_dataset(spec: str, *, n: int | None = None, size: int | None = None, se
         from . import shapes
 
         b = shapes.generate(n or 1000, size=size or 64, seed=seed)
-        return Dataset(b.images, b.labels, tuple(shapes.CLASSES),
-                       tuple(f"shapes{seed}_{i:05d}" for i in range(len(b.labels))), b.masks)
+        return Dataset(
+            b.images,
+            b.labels,
+            tuple(shapes.CLASSES),
+            tuple(f"shapes{seed}_{i:05d}" for i in range(len(b.labels))),
+            b.masks,
+        )
     if spec == "digits":
         return _digits(n, size or DIGITS_SIZE, seed, split)
     return _files(spec, n, size or 64)
@@ -71,11 +77,16 @@ def _digits(n, size, seed, split) -> Dataset:
     if split not in ("all", "train", "test"):
         raise ValueError(f"split must be all, train or test, got {split!r}")
     idx = {"all": order, "train": order[:cut], "test": order[cut:]}[split][:n]
-    imgs = np.stack([np.asarray(Image.fromarray((d.images[i] / 16.0).astype(np.float32)).resize(
-        (size, size), Image.BILINEAR)) for i in idx])
+    imgs = np.stack(
+        [
+            np.asarray(Image.fromarray((d.images[i] / 16.0).astype(np.float32)).resize((size, size), Image.BILINEAR))
+            for i in idx
+        ]
+    )
     imgs = np.clip(imgs, 0, 1)[..., None].astype(np.float32)
-    return Dataset(imgs, d.target[idx].astype(np.int32), tuple(str(i) for i in range(10)),
-                   tuple(f"digit{i:04d}" for i in idx))
+    return Dataset(
+        imgs, d.target[idx].astype(np.int32), tuple(str(i) for i in range(10)), tuple(f"digit{i:04d}" for i in idx)
+    )
 
 
 def _files(spec, n, size) -> Dataset:
@@ -90,8 +101,10 @@ def _files(spec, n, size) -> Dataset:
             img = load_image(path)
         except ImageError:
             continue  # inspection over a folder skips unreadable files
-        images.append(np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize(
-            (size, size), Image.BILINEAR), np.float32) / 255.0)
+        images.append(
+            np.asarray(Image.fromarray((img * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR), np.float32)
+            / 255.0
+        )
         names.append(str(Path(path)))
     if not images:
         raise ValueError(f"no readable images in {spec!r}")

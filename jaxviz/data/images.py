@@ -167,7 +167,4 @@ def _explain(path: str | os.PathLike[str], e: Exception) -> str:
             "saved as an image, or an unsupported format); open it to check, or re-export "
             "it as PNG/JPEG"
         )
-    return (
-        f"{where}: corrupt or truncated image ({type(e).__name__}: {e}); re-download or "
-        "re-export the file"
-    )
+    return f"{where}: corrupt or truncated image ({type(e).__name__}: {e}); re-download or re-export the file"

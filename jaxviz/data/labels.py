@@ -120,20 +120,14 @@ class Labels:
         close = difflib.get_close_matches(_key(query), list(self._by_any_name), n=5, cutoff=0.6)
         if not close:
             return f"no class is called {query!r}"
-        hints = ", ".join(
-            f"{name!r} ({'/'.join(map(str, self._by_any_name[name]))})" for name in close
-        )
+        hints = ", ".join(f"{name!r} ({'/'.join(map(str, self._by_any_name[name]))})" for name in close)
         return f"no class is called {query!r}; did you mean {hints}?"
 
 
 @functools.cache
 def imagenet_labels() -> Labels:
     """The 1000 ImageNet-1k classes in the usual (sorted wnid) order, read once."""
-    text = (
-        importlib.resources.files("jaxviz.data")
-        .joinpath("imagenet_classes.tsv")
-        .read_text(encoding="utf-8")
-    )
+    text = importlib.resources.files("jaxviz.data").joinpath("imagenet_classes.tsv").read_text(encoding="utf-8")
     return _parse_tsv(text)
 
 

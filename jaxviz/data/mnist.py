@@ -27,8 +27,9 @@ _PREFIX = {"train": "train", "test": "t10k"}
 
 def _check_length(path: Path, data: bytes, need: int, promised: str) -> None:
     if len(data) < need:
-        raise ValueError(f"{path}: truncated: the header promises {promised} ({need} bytes) "
-                         f"but the file has {len(data)} bytes")
+        raise ValueError(
+            f"{path}: truncated: the header promises {promised} ({need} bytes) but the file has {len(data)} bytes"
+        )
     if len(data) > need:
         raise ValueError(f"{path}: {len(data) - need} bytes after the {promised} the header promises")
 
@@ -79,8 +80,7 @@ def load_mnist(folder: str | Path, split: str = "train") -> Dataset:
     if images.shape[1:] != (28, 28):
         raise ValueError(f"{images_path}: images are {images.shape[1]}x{images.shape[2]}, MNIST's are 28x28")
     x = (images.astype(np.float32) / 255.0)[..., None]
-    return Dataset(x, labels.astype(np.int32), CLASSES,
-                   tuple(f"mnist_{split}{i:05d}" for i in range(len(labels))))
+    return Dataset(x, labels.astype(np.int32), CLASSES, tuple(f"mnist_{split}{i:05d}" for i in range(len(labels))))
 
 
 def find_idx(folder: Path, stem: str, kind: str) -> Path:
@@ -90,9 +90,11 @@ def find_idx(folder: Path, stem: str, kind: str) -> Path:
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
                 return candidate
-    raise FileNotFoundError(f"no {names[0]} (or {names[0]}.gz) in {folder}; MNIST's IDX files are "
-                            f"train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-                            f"t10k-labels-idx1-ubyte (gzipped or not)")
+    raise FileNotFoundError(
+        f"no {names[0]} (or {names[0]}.gz) in {folder}; MNIST's IDX files are "
+        f"train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+        f"t10k-labels-idx1-ubyte (gzipped or not)"
+    )
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -110,4 +112,4 @@ def _read_bytes(path: Path) -> bytes:
 def _header(path: Path, data: bytes, words: int) -> tuple[int, ...]:
     if len(data) < 4 * words:
         raise ValueError(f"{path}: truncated: {len(data)} bytes, too short for an IDX header")
-    return struct.unpack(f">{words}I", data[:4 * words])
+    return struct.unpack(f">{words}I", data[: 4 * words])

@@ -177,8 +177,9 @@ def normalize(img, pp: Preprocessing):
 def input_bounds(pp: Preprocessing) -> dict[str, tuple[float, ...]]:
     """`{"low": ..., "high": ...}`: the model-space values of black and white, one per channel (the
     box of LRP's z^B rule, `epsilon_gamma_box`)."""
-    low, high = (tuple(float(v) for v in normalize(np.full((1, 1, 3), c, np.float32), pp).reshape(-1))
-                 for c in (0.0, 1.0))
+    low, high = (
+        tuple(float(v) for v in normalize(np.full((1, 1, 3), c, np.float32), pp).reshape(-1)) for c in (0.0, 1.0)
+    )
     return {"low": low, "high": high}
 
 
@@ -256,11 +257,7 @@ def _resize_shorter_side(x: np.ndarray, size: int) -> np.ndarray:
     if (new_h, new_w) == (h, w):
         return x  # torchvision returns the image untouched too.
     channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(x[..., c])).resize(
-                (new_w, new_h), Image.Resampling.BILINEAR
-            )
-        )
+        np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c])).resize((new_w, new_h), Image.Resampling.BILINEAR))
         for c in range(x.shape[-1])
     ]
     return np.stack(channels, axis=-1).astype(np.float32, copy=False)

@@ -43,17 +43,25 @@ from PIL import Image, ImageDraw
 from ..atomic import atomic_path, write_text
 
 CLASSES: tuple[str, ...] = (
-    "circle", "square", "triangle", "star", "cross",
-    "ring", "heart", "crescent", "arrow", "l_shape",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "ring",
+    "heart",
+    "crescent",
+    "arrow",
+    "l_shape",
 )
 num_classes: int = len(CLASSES)
 
 _SUPERSAMPLE = 4
-_TARGET_DIAMETER = (0.30, 0.60)     # of the image side; circumscribed circle of the shape
-_DISTRACTOR_SCALE = (0.30, 0.50)    # of the target's diameter: the target stays the largest
-_GAP = 2.0                          # pixels between target box and any distractor box
+_TARGET_DIAMETER = (0.30, 0.60)  # of the image side; circumscribed circle of the shape
+_DISTRACTOR_SCALE = (0.30, 0.50)  # of the target's diameter: the target stays the largest
+_GAP = 2.0  # pixels between target box and any distractor box
 _PLACEMENT_TRIES = 20
-_TARGET_CONTRAST = 0.30             # min RGB distance to every background pixel under it
+_TARGET_CONTRAST = 0.30  # min RGB distance to every background pixel under it
 _DISTRACTOR_CONTRAST = 0.20
 _COLOR_TRIES = 40
 _NOISE_STD = 0.012
@@ -100,8 +108,9 @@ def label_of(index: int, *, seed: int = 0) -> int:
     return int(perm[offset])
 
 
-def render(index: int, *, seed: int = 0, size: int = 64,
-           distractors: tuple[int, int] = (0, 2), clutter: bool = True) -> ShapesExample:
+def render(
+    index: int, *, seed: int = 0, size: int = 64, distractors: tuple[int, int] = (0, 2), clutter: bool = True
+) -> ShapesExample:
     """Draw image `index` of the dataset with this `seed`; a pure function of its arguments.
 
     Args:
@@ -144,8 +153,9 @@ def render(index: int, *, seed: int = 0, size: int = 64,
     return ShapesExample(image, label, mask, box, color, distractor_alpha > 0)
 
 
-def generate(n: int, *, size: int = 64, seed: int = 0, distractors: tuple[int, int] = (0, 2),
-             clutter: bool = True) -> ShapesBatch:
+def generate(
+    n: int, *, size: int = 64, seed: int = 0, distractors: tuple[int, int] = (0, 2), clutter: bool = True
+) -> ShapesBatch:
     """Generate `n` images; image i is `render(i, seed=seed, ...)`, so batches are prefix-stable.
 
     Returns a `ShapesBatch` with images (n, size, size, 3) float32 in [0, 1], labels (n,) int32,
@@ -162,6 +172,7 @@ def generate(n: int, *, size: int = 64, seed: int = 0, distractors: tuple[int, i
 
 
 # --- shape outlines ---------------------------------------------------------------------------
+
 
 def _circle(radius: float = 1.0, center: tuple[float, float] = (0.0, 0.0), k: int = 64):
     t = np.linspace(0.0, 2.0 * np.pi, k, endpoint=False)
@@ -200,8 +211,27 @@ def _outline(name: str) -> tuple[tuple[np.ndarray, int], ...]:
         parts = [(_star(), 1)]
     elif name == "cross":
         a = 1.0
-        parts = [(np.array([[-w, -a], [w, -a], [w, -w], [a, -w], [a, w], [w, w], [w, a],
-                            [-w, a], [-w, w], [-a, w], [-a, -w], [-w, -w]]), 1)]
+        parts = [
+            (
+                np.array(
+                    [
+                        [-w, -a],
+                        [w, -a],
+                        [w, -w],
+                        [a, -w],
+                        [a, w],
+                        [w, w],
+                        [w, a],
+                        [-w, a],
+                        [-w, w],
+                        [-a, w],
+                        [-a, -w],
+                        [-w, -w],
+                    ]
+                ),
+                1,
+            )
+        ]
     elif name == "ring":
         parts = [(_circle(), 1), (_circle(0.55), 0)]
     elif name == "heart":
@@ -210,8 +240,7 @@ def _outline(name: str) -> tuple[tuple[np.ndarray, int], ...]:
         parts = [(_circle(), 1), (_circle(0.82, center=(0.42, 0.0)), 0)]
     elif name == "arrow":
         s, h = 0.2, 0.62  # shaft half-width, head half-width
-        parts = [(np.array([[-1.0, -s], [0.05, -s], [0.05, -h], [1.0, 0.0],
-                            [0.05, h], [0.05, s], [-1.0, s]]), 1)]
+        parts = [(np.array([[-1.0, -s], [0.05, -s], [0.05, -h], [1.0, 0.0], [0.05, h], [0.05, s], [-1.0, s]]), 1)]
     elif name == "l_shape":
         # Long thin arms: a chunky L looks like an arrow head at small sizes.
         t, a, b = 0.45, 1.6, 1.2
@@ -226,8 +255,8 @@ def _outline(name: str) -> tuple[tuple[np.ndarray, int], ...]:
 
 # --- drawing ----------------------------------------------------------------------------------
 
-def _place(rng: np.random.Generator, name: str, diameter: float, size: int,
-           avoid: np.ndarray | None):
+
+def _place(rng: np.random.Generator, name: str, diameter: float, size: int, avoid: np.ndarray | None):
     """Rotate, scale and translate a shape fully inside the image.
 
     Returns (polygons in pixel coordinates, continuous box (4,) x0 y0 x1 y1), or None when
@@ -251,8 +280,7 @@ def _place(rng: np.random.Generator, name: str, diameter: float, size: int,
 
 
 def _separated(a: np.ndarray, b: np.ndarray, gap: float) -> bool:
-    return bool(a[0] >= b[2] + gap or b[0] >= a[2] + gap or
-                a[1] >= b[3] + gap or b[1] >= a[3] + gap)
+    return bool(a[0] >= b[2] + gap or b[0] >= a[2] + gap or a[1] >= b[3] + gap or b[1] >= a[3] + gap)
 
 
 def _rasterize(parts, size: int) -> np.ndarray:
@@ -280,9 +308,10 @@ def _pick_color(rng: np.random.Generator, under: np.ndarray, min_distance: float
     if under.size == 0:
         return candidates[0]
     # |c - u|^2 = |c|^2 - 2 c.u + |u|^2, as one matrix product instead of a (T, P, 3) array.
-    dist2 = (np.square(candidates).sum(1)[:, None] - 2.0 * candidates @ under.T
-             + np.square(under).sum(1)[None, :]).min(1)
-    ok = np.nonzero(dist2 >= min_distance ** 2)[0]
+    dist2 = (np.square(candidates).sum(1)[:, None] - 2.0 * candidates @ under.T + np.square(under).sum(1)[None, :]).min(
+        1
+    )
+    ok = np.nonzero(dist2 >= min_distance**2)[0]
     return candidates[ok[0] if ok.size else int(np.argmax(dist2))]
 
 
@@ -331,7 +360,7 @@ def _background(rng: np.random.Generator, size: int, clutter: bool) -> np.ndarra
     for _ in range(int(rng.integers(0, 4))):
         cx, cy = rng.uniform(0.0, 1.0, 2)
         sigma = rng.uniform(0.05, 0.2)
-        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma ** 2))
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
         img = img + blob[..., None] * rng.uniform(-0.25, 0.25, 3).astype(np.float32)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
@@ -341,8 +370,9 @@ def image_path(folder: str | Path, index: int) -> Path:
     return Path(folder) / f"{index // 1000:03d}" / f"{index:06d}.png"
 
 
-def write_folder(folder: str | Path, n: int, *, size: int = 64, seed: int = 0, workers: int | None = None,
-                 progress: bool = True) -> Path:
+def write_folder(
+    folder: str | Path, n: int, *, size: int = 64, seed: int = 0, workers: int | None = None, progress: bool = True
+) -> Path:
     """Write images `0..n-1` as PNG files under `folder` (see `image_path`) and `labels.csv`.
 
     For jobs over many files (the 100 000-image scale test). Resumable: files already there are
@@ -355,20 +385,25 @@ def write_folder(folder: str | Path, n: int, *, size: int = 64, seed: int = 0, w
 
     folder = Path(folder)
     todo = [i for i in range(n) if not image_path(folder, i).exists()]
-    chunks = [todo[k:k + 500] for k in range(0, len(todo), 500)]
+    chunks = [todo[k : k + 500] for k in range(0, len(todo), 500)]
     # "spawn": forking a process that already runs JAX's threads can deadlock the child.
-    with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool, \
-            tqdm(total=len(todo), unit="img", desc="shapes", disable=not progress) as bar:
+    with (
+        ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool,
+        tqdm(total=len(todo), unit="img", desc="shapes", disable=not progress) as bar,
+    ):
         for done in pool.map(_write_chunk, [(folder, c, size, seed) for c in chunks]):
             bar.update(done)
-    lines = ["file,label,class"] + [f"{image_path(folder, i).relative_to(folder)},{label_of(i, seed=seed)},"
-                                    f"{CLASSES[label_of(i, seed=seed)]}" for i in range(n)]
+    lines = ["file,label,class"] + [
+        f"{image_path(folder, i).relative_to(folder)},{label_of(i, seed=seed)},{CLASSES[label_of(i, seed=seed)]}"
+        for i in range(n)
+    ]
     write_text(folder / "labels.csv", "\n".join(lines) + "\n")
     return folder
 
 
-def write_array(path: str | Path, n: int, *, size: int = 64, seed: int = 0, workers: int | None = None,
-                progress: bool = True) -> np.ndarray:
+def write_array(
+    path: str | Path, n: int, *, size: int = 64, seed: int = 0, workers: int | None = None, progress: bool = True
+) -> np.ndarray:
     """Images `0..n-1` as one uint8 `.npy` array `(n, size, size, 3)` at `path`, memory-mapped read-only.
 
     For datasets that do not fit in memory as float32 (50 000 images at 64 px are 2.4 GB as float32,
@@ -391,10 +426,14 @@ def write_array(path: str | Path, n: int, *, size: int = 64, seed: int = 0, work
     starts = list(range(0, n, 500))
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        with ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool, \
-                tqdm(total=n, unit="img", desc="shapes", disable=not progress) as bar:
-            for start, chunk in zip(starts, pool.map(_render_chunk, [(s, min(s + 500, n), size, seed) for s in starts])):
-                out[start:start + len(chunk)] = chunk
+        with (
+            ProcessPoolExecutor(workers or os.cpu_count(), mp_context=multiprocessing.get_context("spawn")) as pool,
+            tqdm(total=n, unit="img", desc="shapes", disable=not progress) as bar,
+        ):
+            for start, chunk in zip(
+                starts, pool.map(_render_chunk, [(s, min(s + 500, n), size, seed) for s in starts])
+            ):
+                out[start : start + len(chunk)] = chunk
                 bar.update(len(chunk))
         out.flush()
         del out
@@ -417,8 +456,10 @@ def _write_chunk(job) -> int:
 
 # --- command line: a grid of examples for a person to look at ---------------------------------
 
+
 def _save_grid(batch: ShapesBatch, path: str, cols: int = 8) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -430,8 +471,7 @@ def _save_grid(batch: ShapesBatch, path: str, cols: int = 8) -> None:
     for i, ax in enumerate(axes.flat[:n]):
         ax.imshow(batch.images[i], interpolation="nearest")
         ax.contour(batch.masks[i].astype(float), levels=[0.5], colors="white", linewidths=0.8)
-        ax.contour(batch.masks[i].astype(float), levels=[0.5], colors="black", linewidths=0.4,
-                   linestyles="dashed")
+        ax.contour(batch.masks[i].astype(float), levels=[0.5], colors="black", linewidths=0.4, linestyles="dashed")
         ax.set_title(CLASSES[batch.labels[i]], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

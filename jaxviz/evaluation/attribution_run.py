@@ -52,8 +52,9 @@ def mask_to_map(mask: np.ndarray, hw: tuple[int, int], preprocessing: str = "str
         if pp.crop is not None:
             cover = resize_and_crop(cover, pp.resize, pp.crop)
     if cover.shape[:2] != tuple(hw):
-        cover = np.asarray(Image.fromarray(np.ascontiguousarray(cover[..., 0]))
-                           .resize((hw[1], hw[0]), Image.Resampling.BILINEAR))[..., None]
+        cover = np.asarray(
+            Image.fromarray(np.ascontiguousarray(cover[..., 0])).resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+        )[..., None]
     return cover[..., 0] >= 0.5
 
 
@@ -61,7 +62,9 @@ def _read_results(out: Path) -> list[dict]:
     """The latest record per (image, method) of every process's ledger (a torn last line is skipped)."""
     ledgers = sorted(out.glob(RESULTS_GLOB))
     if not ledgers:
-        raise FileNotFoundError(f"{out / RESULTS} not found: point `jaxviz evaluate` at the --out folder of `jaxviz attribute`")
+        raise FileNotFoundError(
+            f"{out / RESULTS} not found: point `jaxviz evaluate` at the --out folder of `jaxviz attribute`"
+        )
     latest: dict[tuple, dict] = {}
     for path in ledgers:
         for r in read_jsonl(path):
@@ -103,10 +106,17 @@ class _CocoMasks:
         return mask
 
 
-def evaluate_attribution_run(out: str | os.PathLike[str], *, masks: str | os.PathLike[str] | None = None,
-                             coco: str | os.PathLike[str] | None = None, dilation: float = 0.2,
-                             tolerance: float = 15, preprocessing: str = "stretch", channels: str = "energy",
-                             progress: bool = True) -> dict:
+def evaluate_attribution_run(
+    out: str | os.PathLike[str],
+    *,
+    masks: str | os.PathLike[str] | None = None,
+    coco: str | os.PathLike[str] | None = None,
+    dilation: float = 0.2,
+    tolerance: float = 15,
+    preprocessing: str = "stretch",
+    channels: str = "energy",
+    progress: bool = True,
+) -> dict:
     """Energy concentration and pointing game of every map of an attribution run.
 
     Args:
@@ -145,10 +155,22 @@ def evaluate_attribution_run(out: str | os.PathLike[str], *, masks: str | os.Pat
         mk = mask_to_map(mask, m.shape[:2], preprocessing)[None]
         e = energy_concentration(m[None], mk, dilation=dilation, channels=channels)
         hit = pointing_game(m[None], mk, tolerance=tolerance, channels=channels)
-        records.append({"image": r["image"], "resolved": r.get("resolved", r["image"]), "stem": r.get("stem"),
-                        "model": r["model"], "method": r["method"], "class": r["class"], "class_name": r.get("class_name"),
-                        "P": float(e.P[0]), "E": float(e.E[0]), "E_total": float(e.E_total[0]), "pointing": bool(hit[0]),
-                        "channels": channels})
+        records.append(
+            {
+                "image": r["image"],
+                "resolved": r.get("resolved", r["image"]),
+                "stem": r.get("stem"),
+                "model": r["model"],
+                "method": r["method"],
+                "class": r["class"],
+                "class_name": r.get("class_name"),
+                "P": float(e.P[0]),
+                "E": float(e.E[0]),
+                "E_total": float(e.E_total[0]),
+                "pointing": bool(hit[0]),
+                "channels": channels,
+            }
+        )
     write_text(out / OUTPUT, "".join(json.dumps(x, sort_keys=True) + "\n" for x in records))
     tables = {}
     if records:

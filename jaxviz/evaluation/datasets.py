@@ -37,8 +37,21 @@ from PIL import Image
 
 from ..data.images import load_image
 
-__all__ = ["TARGET_RULES", "Sample", "class_candidates", "coco_boxes", "coco_category_table", "coco_class_table", "coco_mask",
-           "coco_samples", "load_class_table", "load_samples", "resize_sample", "sample_boxes", "shapes_benchmark"]
+__all__ = [
+    "TARGET_RULES",
+    "Sample",
+    "class_candidates",
+    "coco_boxes",
+    "coco_category_table",
+    "coco_class_table",
+    "coco_mask",
+    "coco_samples",
+    "load_class_table",
+    "load_samples",
+    "resize_sample",
+    "sample_boxes",
+    "shapes_benchmark",
+]
 
 ORIGINAL = "original"
 TARGET_RULES = ("category", "best")
@@ -82,8 +95,16 @@ def shapes_benchmark(n: int, size: int = 64, seed: int = 0) -> list[Sample]:
     def loader(i: int):
         return lambda: (data.images[i], data.masks[i])
 
-    return [Sample(f"shapes-s{seed}-{size}px-{i:05d}", f"shapes_{seed}_{i:05d}.png",
-                   shapes.CLASSES[int(data.labels[i])], loader(i), (size, size)) for i in range(n)]
+    return [
+        Sample(
+            f"shapes-s{seed}-{size}px-{i:05d}",
+            f"shapes_{seed}_{i:05d}.png",
+            shapes.CLASSES[int(data.labels[i])],
+            loader(i),
+            (size, size),
+        )
+        for i in range(n)
+    ]
 
 
 # --------------------------------------------------------------------------- COCO
@@ -93,8 +114,9 @@ def _coco_api():
     try:
         from pycocotools.coco import COCO
     except ImportError:
-        raise ImportError("reading COCO annotations needs pycocotools: pip install 'jaxviz-cnn[coco]' "
-                          "(or pip install pycocotools)") from None
+        raise ImportError(
+            "reading COCO annotations needs pycocotools: pip install 'jaxviz-cnn[coco]' (or pip install pycocotools)"
+        ) from None
     return COCO
 
 
@@ -141,9 +163,15 @@ def sample_boxes(sample: Sample, annotations: str | os.PathLike[str]) -> np.ndar
     return coco_boxes(coco, int(parts[1]), int(parts[2]))
 
 
-def coco_samples(images: str | os.PathLike[str], annotations: str | os.PathLike[str], *,
-                 categories: Sequence[str] | None = None, per_category: int | None = None,
-                 min_area: float = 0.0, seed: int = 0) -> list[Sample]:
+def coco_samples(
+    images: str | os.PathLike[str],
+    annotations: str | os.PathLike[str],
+    *,
+    categories: Sequence[str] | None = None,
+    per_category: int | None = None,
+    min_area: float = 0.0,
+    seed: int = 0,
+) -> list[Sample]:
     """One sample per (image, category) of a COCO-format annotation file.
 
     Args:
@@ -178,9 +206,15 @@ def coco_samples(images: str | os.PathLike[str], annotations: str | os.PathLike[
             ids = sorted(rng.choice(ids, per_category, replace=False).tolist())
         for image_id in ids:
             info = coco.imgs[image_id]
-            samples.append(Sample(f"coco-{image_id}-{cid}", info["file_name"], name,
-                                  _coco_loader(coco, images, image_id, cid),
-                                  (int(info["height"]), int(info["width"]))))
+            samples.append(
+                Sample(
+                    f"coco-{image_id}-{cid}",
+                    info["file_name"],
+                    name,
+                    _coco_loader(coco, images, image_id, cid),
+                    (int(info["height"]), int(info["width"])),
+                )
+            )
     return samples
 
 
@@ -198,8 +232,10 @@ def _coco_loader(coco, folder: Path, image_id: int, category_id: int):
         img = load_image(path)
         mask = coco_mask(coco, image_id, category_id)
         if img.shape[:2] != mask.shape:
-            raise ValueError(f"{path}: image is {img.shape[1]}x{img.shape[0]} but the annotation says "
-                             f"{mask.shape[1]}x{mask.shape[0]}")
+            raise ValueError(
+                f"{path}: image is {img.shape[1]}x{img.shape[0]} but the annotation says "
+                f"{mask.shape[1]}x{mask.shape[0]}"
+            )
         return img, mask
 
     return load
@@ -271,8 +307,9 @@ def load_class_table(spec) -> dict[str, int | str]:
     return table
 
 
-def class_candidates(category: str, labels, rule: str = "category",
-                     table: dict[str, int | str] | None = None) -> tuple[int, ...]:
+def class_candidates(
+    category: str, labels, rule: str = "category", table: dict[str, int | str] | None = None
+) -> tuple[int, ...]:
     """The model's classes that count as `category`: `()` when the model has none.
 
     A class of the same name (case-insensitive, `_` as space) wins under either rule. Otherwise an
@@ -309,8 +346,17 @@ def resize_sample(image: np.ndarray, mask: np.ndarray, size: int | str) -> tuple
     s = int(size)
     if image.shape[:2] == (s, s):
         return image, mask
-    img = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], np.float32))
-                               .resize((s, s), Image.Resampling.BILINEAR)) for c in range(image.shape[-1])], -1)
+    img = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(image[..., c], np.float32)).resize(
+                    (s, s), Image.Resampling.BILINEAR
+                )
+            )
+            for c in range(image.shape[-1])
+        ],
+        -1,
+    )
     cover = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((s, s), Image.Resampling.BILINEAR))
     return np.clip(img, 0, 1).astype(np.float32), cover >= 0.5
 

@@ -68,8 +68,16 @@ from ..metrics import CHANNELS
 from ..plot import FIGURE_FORMATS
 from .datasets import ORIGINAL, TARGET_RULES, Sample, class_candidates, load_class_table, load_samples, resize_sample
 
-__all__ = ["DEFAULTS", "SEED002_METHODS", "load_config", "parse_overrides", "read_records", "record_key",
-           "run_experiment", "validate_config"]
+__all__ = [
+    "DEFAULTS",
+    "SEED002_METHODS",
+    "load_config",
+    "parse_overrides",
+    "read_records",
+    "record_key",
+    "run_experiment",
+    "validate_config",
+]
 
 SEED002_METHODS = ("saliency", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam")
 """Seed 002's five methods: Backpropagation (= saliency), Deconvolution, Guided Backpropagation,
@@ -282,7 +290,7 @@ def _batches(samples: list[Sample], size, batch_size: int) -> Iterator[tuple[lis
         groups.setdefault(s.hw if size == ORIGINAL else (int(size),) * 2, []).append(s)
     for group in groups.values():
         for i in range(0, len(group), batch_size):
-            yield group[i:i + batch_size], min(batch_size, len(group))
+            yield group[i : i + batch_size], min(batch_size, len(group))
 
 
 def _pointing_tolerance(config: dict, hw: tuple[int, int]) -> float:
@@ -292,8 +300,14 @@ def _pointing_tolerance(config: dict, hw: tuple[int, int]) -> float:
 # --------------------------------------------------------------------------- the run
 
 
-def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool = True,
-                   log: Callable[[str], Any] = print, report: bool = True) -> dict:
+def run_experiment(
+    config: dict,
+    out: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    log: Callable[[str], Any] = print,
+    report: bool = True,
+) -> dict:
     """Run (or resume) the experiment `config` into `out`; returns the run summary.
 
     Args:
@@ -313,8 +327,10 @@ def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool 
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text(encoding="utf-8"))
         if _canonical(old) != _canonical(config):
-            raise ValueError(f"{out} holds a run of another config ({cfg_path}); pass a new --out "
-                             "or delete that folder to start over")
+            raise ValueError(
+                f"{out} holds a run of another config ({cfg_path}); pass a new --out "
+                "or delete that folder to start over"
+            )
     else:
         write_text(cfg_path, json.dumps(config, indent=2, sort_keys=True))
     records_path = out / RECORDS
@@ -329,8 +345,10 @@ def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool 
     settings = {m: _method_settings(m, config) for m in methods}
     total = len(samples) * len(methods) * len(config["models"]) * len(config["sizes"])
     written, skipped = 0, {}
-    with open(records_path, "a", encoding="utf-8") as f, \
-            tqdm(total=total, initial=resumed, unit="rec", desc="experiment", disable=not progress) as bar:
+    with (
+        open(records_path, "a", encoding="utf-8") as f,
+        tqdm(total=total, initial=resumed, unit="rec", desc="experiment", disable=not progress) as bar,
+    ):
         for entry in config["models"]:
             model = _model_label(entry)
             lm = None
@@ -345,23 +363,31 @@ def run_experiment(config: dict, out: str | os.PathLike[str], *, progress: bool 
                         lm = _load_model(entry)
                         fns = bind_methods(lm, methods, seed=config["seed"], options=config["method_options"])
                         logits_fn = jax.jit(lambda v, x, lm=lm: as_net(lm.model)(v, x))
-                    rows, maps_by_method, inputs, x = _compute_batch(lm, fns, logits_fn, batch, size, pad_to, skipped,
-                                                                     config["targets"], table)
+                    rows, maps_by_method, inputs, x = _compute_batch(
+                        lm, fns, logits_fn, batch, size, pad_to, skipped, config["targets"], table
+                    )
                     new, dilated = _score_batch(rows, maps_by_method, x, todo, config, model, size, lm, logits_fn)
                     for rec in new:
                         rec.update(settings[rec["method"]])
                     if config["save_maps"]:
                         _save_maps(out, new, rows, maps_by_method)
                     if want_example and rows:
-                        _write_example(example_path, inputs, rows, dilated, maps_by_method,
-                                       config["examples"], model, size)
+                        _write_example(
+                            example_path, inputs, rows, dilated, maps_by_method, config["examples"], model, size
+                        )
                     _append(f, new)
                     done.update(record_key(r) for r in new)
                     written += len(new)
                     bar.update(len(todo))
     seconds = time.perf_counter() - t0
-    summary = {"records_written": written, "records_before": resumed, "records_total": len(done),
-               "skipped_objects": skipped, "seconds": round(seconds, 2), "samples": len(samples)}
+    summary = {
+        "records_written": written,
+        "records_before": resumed,
+        "records_total": len(done),
+        "skipped_objects": skipped,
+        "seconds": round(seconds, 2),
+        "samples": len(samples),
+    }
     write_text(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True))
     if skipped:
         log(f"skipped objects with no matching model class: {skipped}")
@@ -386,8 +412,17 @@ def _method_settings(method: str, config: dict) -> dict:
     return out
 
 
-def _compute_batch(lm, fns, logits_fn, batch: list[Sample], size, pad_to: int, skipped: dict,
-                   rule: str = "category", table: dict | None = None):
+def _compute_batch(
+    lm,
+    fns,
+    logits_fn,
+    batch: list[Sample],
+    size,
+    pad_to: int,
+    skipped: dict,
+    rule: str = "category",
+    table: dict | None = None,
+):
     """Load, resize and preprocess a batch; targets; every method's maps. Rows of kept samples."""
     rows = []
     for s in batch:
@@ -418,8 +453,9 @@ def _compute_batch(lm, fns, logits_fn, batch: list[Sample], size, pad_to: int, s
     return rows, maps, images, x[:n]
 
 
-def _score_batch(rows: list[dict], maps_by_method: dict, x, todo: set, config: dict, model: str, size, lm,
-                 logits_fn) -> tuple[list[dict], np.ndarray | None]:
+def _score_batch(
+    rows: list[dict], maps_by_method: dict, x, todo: set, config: dict, model: str, size, lm, logits_fn
+) -> tuple[list[dict], np.ndarray | None]:
     """The records still to do for a computed batch, and the dilated masks (for the example grid)."""
     from ..metrics import (
         deletion_insertion,
@@ -442,8 +478,14 @@ def _score_batch(rows: list[dict], maps_by_method: dict, x, todo: set, config: d
         if config["deletion_steps"]:
             for mode in ("deletion", "insertion"):
                 curves[f"{mode}_auc"] = deletion_insertion(
-                    lambda b: logits_fn(lm.variables, jnp.asarray(b)), x, maps, targets,
-                    mode=mode, steps=config["deletion_steps"], softmax=True).auc
+                    lambda b: logits_fn(lm.variables, jnp.asarray(b)),
+                    x,
+                    maps,
+                    targets,
+                    mode=mode,
+                    steps=config["deletion_steps"],
+                    softmax=True,
+                ).auc
         for i, r in enumerate(rows):
             if (r["sample"].key, m) in todo:
                 rec = _record(r, model, size, m, energy, hits, dilated, i, lm)
@@ -453,19 +495,32 @@ def _score_batch(rows: list[dict], maps_by_method: dict, x, todo: set, config: d
 
 def _record(row: dict, model: str, size, method: str, energy, hits, dilated, i: int, lm) -> dict:
     s = row["sample"]
-    return {"key": s.key, "image": s.image, "category": s.category, "model": model, "size": str(size),
-            "method": method, "class": row["target"], "class_name": lm.labels.name(row["target"]),
-            "predicted": row["predicted"], "correct": row["predicted"] == row["target"],
-            "hw": list(row["mask"].shape), "mask_fraction": float(dilated[i].mean()),
-            "P": float(energy.P[i]), "E": float(energy.E[i]), "E_total": float(energy.E_total[i]),
-            "pointing": bool(hits[i])}
+    return {
+        "key": s.key,
+        "image": s.image,
+        "category": s.category,
+        "model": model,
+        "size": str(size),
+        "method": method,
+        "class": row["target"],
+        "class_name": lm.labels.name(row["target"]),
+        "predicted": row["predicted"],
+        "correct": row["predicted"] == row["target"],
+        "hw": list(row["mask"].shape),
+        "mask_fraction": float(dilated[i].mean()),
+        "P": float(energy.P[i]),
+        "E": float(energy.E[i]),
+        "E_total": float(energy.E_total[i]),
+        "pointing": bool(hits[i]),
+    }
 
 
 def _map_path(record: dict, suffix: str) -> str:
     """Where `save_maps` puts a record's map, relative to the run folder (names made file-safe)."""
     safe = lambda t: "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(t))
-    return "/".join((MAPS, safe(record["model"]), safe(record["size"]), safe(record["method"]),
-                     safe(record["key"]) + suffix))
+    return "/".join(
+        (MAPS, safe(record["model"]), safe(record["size"]), safe(record["method"]), safe(record["key"]) + suffix)
+    )
 
 
 def _save_maps(out: Path, records: list[dict], rows: list[dict], maps_by_method: dict) -> None:
@@ -489,8 +544,9 @@ def _save_maps(out: Path, records: list[dict], rows: list[dict], maps_by_method:
         rec["files"] = files
 
 
-def _write_example(path: Path, images: np.ndarray, rows: list[dict], dilated: np.ndarray, maps: dict,
-                   k: int, model: str, size) -> None:
+def _write_example(
+    path: Path, images: np.ndarray, rows: list[dict], dilated: np.ndarray, maps: dict, k: int, model: str, size
+) -> None:
     """Image, dilated mask and one view per method for the first `k` images, and those views in
     `path.npz` (`summary.model_grids` puts one image's views of every model in one figure)."""
     from .. import plot
@@ -498,17 +554,30 @@ def _write_example(path: Path, images: np.ndarray, rows: list[dict], dilated: np
 
     k = min(k, len(rows))
     imgs = images[:k]
-    panels = {"mask (dilated)": np.stack([plot.overlay(im, m.astype(np.float32), 0.5, "Greens")
-                                          for im, m in zip(imgs, dilated[:k])])}
+    panels = {
+        "mask (dilated)": np.stack(
+            [plot.overlay(im, m.astype(np.float32), 0.5, "Greens") for im, m in zip(imgs, dilated[:k])]
+        )
+    }
     for method, m in maps.items():
         panels[method] = plot.view(m[:k], imgs)
     titles = [f"{r['sample'].category}" for r in rows[:k]]
     plot.comparison_grid(path, imgs, panels, row_titles=titles)
     with atomic_path(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
         u8 = lambda a: np.round(255 * np.clip(a, 0, 1)).astype(np.uint8)
-        np.savez_compressed(f, images=u8(imgs), keys=np.asarray([r["sample"].key for r in rows[:k]]),
-                            **{f"view:{m}": u8(panels[m]) for m in maps})
-    meta = {"model": model, "size": str(size), "methods": list(maps), "npz": path.with_suffix(".npz").name,
-            "images": [{"image": r["sample"].image, "category": r["sample"].category, "class": r["target"]}
-                       for r in rows[:k]]}
+        np.savez_compressed(
+            f,
+            images=u8(imgs),
+            keys=np.asarray([r["sample"].key for r in rows[:k]]),
+            **{f"view:{m}": u8(panels[m]) for m in maps},
+        )
+    meta = {
+        "model": model,
+        "size": str(size),
+        "methods": list(maps),
+        "npz": path.with_suffix(".npz").name,
+        "images": [
+            {"image": r["sample"].image, "category": r["sample"].category, "class": r["target"]} for r in rows[:k]
+        ],
+    }
     write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))

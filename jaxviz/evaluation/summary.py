@@ -39,11 +39,25 @@ import numpy as np
 from ..atomic import write_text
 from .experiment import CONFIG, EXAMPLES, read_records
 
-__all__ = ["ALL_CLASSES", "TABLES", "all_tables", "category_table", "exp_json", "format_csv", "format_markdown",
-           "model_grids", "summarize", "write_summaries"]
+__all__ = [
+    "ALL_CLASSES",
+    "TABLES",
+    "all_tables",
+    "category_table",
+    "exp_json",
+    "format_csv",
+    "format_markdown",
+    "model_grids",
+    "summarize",
+    "write_summaries",
+]
 
-TABLES = {"method": ("method",), "method_model": ("method", "model"), "method_size": ("method", "size"),
-          "method_model_size": ("method", "model", "size")}
+TABLES = {
+    "method": ("method",),
+    "method_model": ("method", "model"),
+    "method_size": ("method", "size"),
+    "method_model_size": ("method", "model", "size"),
+}
 ALL_CLASSES = "all classes"
 COLUMNS = ("n", "mean_P", "std_P", "sum_P", "pointing", "uniform_P", "accuracy", "deletion_auc", "insertion_auc")
 
@@ -74,11 +88,18 @@ def summarize(records: Sequence[dict], by: Sequence[str]) -> list[dict]:
     for key in sorted(groups, key=lambda g: tuple(o.index(v) for o, v in zip(orders, g))):
         p = np.asarray([r["P"] for r in groups[key]], np.float64)
         hits = [bool(r["pointing"]) for r in groups[key] if "pointing" in r]
-        rows.append({**dict(zip(by, key)), "n": len(p), "mean_P": float(p.mean()),
-                     "std_P": float(p.std(ddof=1)) if len(p) > 1 else 0.0, "sum_P": float(p.sum()),
-                     "pointing": float(np.mean(hits)) if hits else math.nan,
-                     "uniform_P": float(np.mean([r.get("mask_fraction", math.nan) for r in groups[key]])),
-                     "accuracy": float(np.mean([r.get("correct", math.nan) for r in groups[key]]))})
+        rows.append(
+            {
+                **dict(zip(by, key)),
+                "n": len(p),
+                "mean_P": float(p.mean()),
+                "std_P": float(p.std(ddof=1)) if len(p) > 1 else 0.0,
+                "sum_P": float(p.sum()),
+                "pointing": float(np.mean(hits)) if hits else math.nan,
+                "uniform_P": float(np.mean([r.get("mask_fraction", math.nan) for r in groups[key]])),
+                "accuracy": float(np.mean([r.get("correct", math.nan) for r in groups[key]])),
+            }
+        )
         for curve in ("deletion_auc", "insertion_auc"):  # only in runs with deletion_steps > 0
             values = [r[curve] for r in groups[key] if curve in r]
             if values:
@@ -92,7 +113,9 @@ def category_table(records: Sequence[dict]) -> list[dict]:
     everything = summarize(records, ("method",))
     per_category = summarize(records, ("method", "category"))
     for row in everything:
-        rows.append({"method": row["method"], "category": ALL_CLASSES, **{k: v for k, v in row.items() if k != "method"}})
+        rows.append(
+            {"method": row["method"], "category": ALL_CLASSES, **{k: v for k, v in row.items() if k != "method"}}
+        )
         rows += [r for r in per_category if r["method"] == row["method"]]
     return rows
 
@@ -115,8 +138,16 @@ def exp_json(records: Sequence[dict]) -> dict[str, list[dict]]:
         key = r["key"]
         image_id = int(key.split("-")[1]) if key.startswith("coco-") else key
         out.setdefault(group[str(r["size"])], []).append(
-            {"id": image_id, "class": r["category"], "method": r["method"], "cnn": r["model"],
-             "P": r["P"], "E": r["E"], "E_celk": r["E_total"]})
+            {
+                "id": image_id,
+                "class": r["category"],
+                "method": r["method"],
+                "cnn": r["model"],
+                "P": r["P"],
+                "E": r["E"],
+                "E_celk": r["E_total"],
+            }
+        )
     return out
 
 
@@ -163,12 +194,26 @@ def write_summaries(run_dir: str | os.PathLike[str]) -> dict[str, list[dict]]:
     bar_chart(figures / "bar_method.png", tables["method"], "method", None, "all models and sizes", formats)
     for size in _order(records, "size"):
         rows = [r for r in tables["method_model_size"] if r["size"] == size]
-        bar_chart(figures / f"bar_method_model_{size}.png", rows, "method", "model",
-                  f"class: {ALL_CLASSES}, size: {size}", formats)
+        bar_chart(
+            figures / f"bar_method_model_{size}.png",
+            rows,
+            "method",
+            "model",
+            f"class: {ALL_CLASSES}, size: {size}",
+            formats,
+        )
     bar_chart(figures / "bar_method_size.png", tables["method_size"], "method", "size", "all models", formats)
-    bar_chart(figures / "bar_method_category.png", tables["method_category"], "method", "category",
-              "all models and sizes", formats)
-    model_grids(run_dir, _order(records, "model"))  # pictures: PNG only (vector files of embedded rasters would only be larger)
+    bar_chart(
+        figures / "bar_method_category.png",
+        tables["method_category"],
+        "method",
+        "category",
+        "all models and sizes",
+        formats,
+    )
+    model_grids(
+        run_dir, _order(records, "model")
+    )  # pictures: PNG only (vector files of embedded rasters would only be larger)
     if config.get("exp_json"):
         write_text(run_dir / "exp.json", json.dumps(exp_json(records), indent=1))
     return tables
@@ -221,8 +266,10 @@ def model_grids(run_dir: str | os.PathLike[str], models: Sequence[str] | None = 
         grid = {m: _stack(panels[m]) for m in methods}
         path = run_dir / "figures" / f"models_{size}.png"
         written.append(comparison_grid(path, _stack(images), grid, row_titles=titles))
-        write_text(path.with_suffix(".json"), json.dumps({"size": size, "key": str(key), "models": titles,
-                                                          "methods": methods}, indent=2))
+        write_text(
+            path.with_suffix(".json"),
+            json.dumps({"size": size, "key": str(key), "models": titles, "methods": methods}, indent=2),
+        )
     return written
 
 
@@ -235,8 +282,9 @@ def _stack(arrays: list[np.ndarray]) -> np.ndarray:
     return np.stack([pad(a) for a in arrays])
 
 
-def bar_chart(path: Path, rows: list[dict], x: str, hue: str | None, title: str,
-              formats: Sequence[str] = ("png",)) -> Path:
+def bar_chart(
+    path: Path, rows: list[dict], x: str, hue: str | None, title: str, formats: Sequence[str] = ("png",)
+) -> Path:
     """Grouped bars of mean P (± standard error) with `x` groups and one bar colour per `hue` value;
     a dashed line at the mean `uniform_P` (chance level)."""
     from ..plot import pyplot, save_figure
@@ -262,7 +310,14 @@ def bar_chart(path: Path, rows: list[dict], x: str, hue: str | None, title: str,
     uniform = [r["uniform_P"] for r in rows if np.isfinite(r.get("uniform_P", math.nan))]
     if uniform:  # chance level: what a map spread evenly over the image scores
         ax.axhline(float(np.mean(uniform)), color="gray", ls="--", lw=1, label="uniform map")
-    ax.legend(fontsize=7, title=hue, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0,
-              framealpha=1.0)  # opaque: EPS has no transparency
+    ax.legend(
+        fontsize=7,
+        title=hue,
+        title_fontsize=7,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        borderaxespad=0,
+        framealpha=1.0,
+    )  # opaque: EPS has no transparency
     fig.tight_layout()
     return save_figure(fig, path, formats=formats)

@@ -48,9 +48,16 @@ OVERLAY_OPACITY = 0.5
 """Default opacity of CAM-like (2-D) maps over their image; gradient and relevance maps are shown alone."""
 
 
-def build_explorer(run_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
-                   out: str | os.PathLike[str] | None = None, *, methods: Sequence[str] | None = None,
-                   thumb: int = 64, detail: int = 224, workers: int | None = None, progress: bool = True) -> Path:
+def build_explorer(
+    run_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    methods: Sequence[str] | None = None,
+    thumb: int = 64,
+    detail: int = 224,
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
     """Write the explorer of `run_dirs` (the first is the main run; more are compared side by side).
 
     Args:
@@ -81,7 +88,7 @@ def build_explorer(run_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike
     cache = _read_cache(cache_path, thumb, side)
     tasks, pages = [], []
     for p, start in enumerate(range(0, len(rows), ROWS_PER_PAGE)):
-        page_rows = rows[start:start + ROWS_PER_PAGE]
+        page_rows = rows[start : start + ROWS_PER_PAGE]
         task = _page_task(out, runs, columns, page_rows, p, thumb, side)
         pages.append(task)
         if cache["pages"].get(str(p), {}).get("key") != task["key"] or not _sprites_exist(task):
@@ -96,15 +103,33 @@ def build_explorer(run_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike
     classes, reasons, targets = {}, {}, {}
     metric_columns = _metric_columns(runs, columns)
     root = _common_folder([k for row in rows for k in row if k is not None])
-    shards = [_shard(runs, columns, metric_columns, root, rows[s:s + SHARD_ROWS], classes, reasons, targets)
-              for s in range(0, max(1, len(rows)), SHARD_ROWS)]
+    shards = [
+        _shard(runs, columns, metric_columns, root, rows[s : s + SHARD_ROWS], classes, reasons, targets)
+        for s in range(0, max(1, len(rows)), SHARD_ROWS)
+    ]
     for k, shard in enumerate(shards):
         _write_data(out / "data" / f"index-{k:04d}.js", "index", k, shard)
     for p, task in enumerate(pages):
-        _write_data(out / "data" / f"page-{p:05d}.js", "page", p,
-                    _page_data(runs, columns, task["rows"], cache["pages"][str(p)]))
-    meta = _meta(runs, columns, rows, out, thumb, side, shards, classes, reasons, targets,
-                 drawn=len(tasks), seconds=time.perf_counter() - t0)
+        _write_data(
+            out / "data" / f"page-{p:05d}.js",
+            "page",
+            p,
+            _page_data(runs, columns, task["rows"], cache["pages"][str(p)]),
+        )
+    meta = _meta(
+        runs,
+        columns,
+        rows,
+        out,
+        thumb,
+        side,
+        shards,
+        classes,
+        reasons,
+        targets,
+        drawn=len(tasks),
+        seconds=time.perf_counter() - t0,
+    )
     _write_data(out / "data" / "meta.js", "meta", 0, meta)
     for name in ("index.html", "app.js", "style.css"):
         write_text(out / name, resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8"))
@@ -132,7 +157,9 @@ def _columns(runs: list[Run], methods: Sequence[str] | None) -> list[tuple[int, 
         known = {m for r in runs for m in r.methods}
         unknown = [m for m in methods if m not in known]
         if unknown:
-            raise ValueError(f"--methods: {', '.join(unknown)} not in the run(s); they have: {', '.join(sorted(known))}")
+            raise ValueError(
+                f"--methods: {', '.join(unknown)} not in the run(s); they have: {', '.join(sorted(known))}"
+            )
     return [(i, m) for i, r in enumerate(runs) for m in r.methods if methods is None or m in methods]
 
 
@@ -141,6 +168,7 @@ def _align(runs: list[Run]) -> list[list[str | None]]:
 
     Runs are matched by resolved image path; a compared run that shares no path with the main run (the
     same images copied elsewhere) is matched by output stem instead."""
+
     def keys(run: Run) -> list[str]:
         return list(dict.fromkeys([*run.images, *run.errors]))
 
@@ -162,8 +190,10 @@ def _align(runs: list[Run]) -> list[list[str | None]]:
 
 def _detail_side(runs: list[Run], rows: list, thumb: int, detail: int) -> int:
     """Detail tile side: the largest map input side, at most `detail`; `thumb` when that is no larger."""
-    largest = max((max(r.get("input_hw") or [0]) for run in runs for recs in run.images.values()
-                   for r in recs.values()), default=0)
+    largest = max(
+        (max(r.get("input_hw") or [0]) for run in runs for recs in run.images.values() for r in recs.values()),
+        default=0,
+    )
     return max(thumb, min(detail, largest))
 
 
@@ -196,10 +226,19 @@ def _page_task(out: Path, runs: list[Run], columns, page_rows: list, p: int, thu
     inputs = [_first_record(runs, row) for row in page_rows]
     cols = {"in": {"records": inputs, "run": None, "method": None}}
     for c, (ri, method) in enumerate(columns):
-        cols[f"c{c}"] = {"records": [runs[ri].images.get(row[ri], {}).get(method) if row[ri] is not None else None
-                                     for row in page_rows], "run": str(runs[ri].path), "method": method}
-    sources = {"in": [None if r is None else [r.get("resolved") or r["image"], r.get("input_hw"), r.get("resize_crop")]
-                      for r in inputs]}
+        cols[f"c{c}"] = {
+            "records": [
+                runs[ri].images.get(row[ri], {}).get(method) if row[ri] is not None else None for row in page_rows
+            ],
+            "run": str(runs[ri].path),
+            "method": method,
+        }
+    sources = {
+        "in": [
+            None if r is None else [r.get("resolved") or r["image"], r.get("input_hw"), r.get("resize_crop")]
+            for r in inputs
+        ]
+    }
     for name, col in cols.items():
         if name != "in":
             sources[name] = [_source(r, Path(col["run"])) for r in col["records"]]
@@ -248,7 +287,7 @@ def _draw_page(task: dict) -> dict:
         grid, *details = _sprite_paths(task, name)
         write_sprite(grid, tiles, thumb)
         for j, path in enumerate(details):
-            write_sprite(path, tiles[j * DETAIL_ROWS:(j + 1) * DETAIL_ROWS], side)
+            write_sprite(path, tiles[j * DETAIL_ROWS : (j + 1) * DETAIL_ROWS], side)
     return {"key": task["key"], "ranges": ranges, "missing_input": missing}
 
 
@@ -297,12 +336,17 @@ def _name(key: str, root: str) -> str:
 def _metric_columns(runs: list[Run], columns) -> dict[str, tuple[int, str]]:
     """`"P|c0" → (column, metric)` for each metric `jaxviz evaluate` wrote for a column's maps."""
     present = [{(m, metric) for (_, m), values in run.metrics.items() for metric in values} for run in runs]
-    return {f"{metric}|c{c}": (c, metric) for c, (ri, m) in enumerate(columns) for metric in METRICS
-            if (m, metric) in present[ri]}
+    return {
+        f"{metric}|c{c}": (c, metric)
+        for c, (ri, m) in enumerate(columns)
+        for metric in METRICS
+        if (m, metric) in present[ri]
+    }
 
 
-def _shard(runs: list[Run], columns, metric_columns: dict, root: str, rows: list, classes: dict, reasons: dict,
-           targets: dict) -> dict:
+def _shard(
+    runs: list[Run], columns, metric_columns: dict, root: str, rows: list, classes: dict, reasons: dict, targets: dict
+) -> dict:
     """Columns the page filters and sorts by, for a slice of rows (class, target and reason as codes;
     `cells`: one "1" or "0" per map column, whether the row has that map)."""
     names, status, cells, cls, prob, pred, target, reason = [], [], [], [], [], [], [], []
@@ -310,41 +354,77 @@ def _shard(runs: list[Run], columns, metric_columns: dict, root: str, rows: list
     for row in rows:
         first = _first_record(runs, row)
         names.append(_name(next(k for k in row if k is not None), root))
-        cells.append("".join("1" if row[ri] is not None and m in runs[ri].images.get(row[ri], {}) else "0"
-                             for ri, m in columns))
+        cells.append(
+            "".join("1" if row[ri] is not None and m in runs[ri].images.get(row[ri], {}) else "0" for ri, m in columns)
+        )
         errs = [e for run, k in zip(runs, row) if k is not None for e in run.errors.get(k, [])]
         status.append(STATUS["failed"] if first is None else STATUS["partial"] if errs else STATUS["ok"])
         reason.append(_code(reasons, _reason(errs[0])) if errs else -1)
         if first is not None and "class" in first:
             cls.append(_code(classes, (first["class"], first.get("class_name", str(first["class"])))))
             prob.append(round(first["probability"], 6))
-            pred.append(_code(classes, (first["predicted"], first.get("predicted_name", ""))) if "predicted" in first else -1)
+            pred.append(
+                _code(classes, (first["predicted"], first.get("predicted_name", ""))) if "predicted" in first else -1
+            )
         else:
             cls.append(-1), prob.append(None), pred.append(-1)
         target.append(_code(targets, json.dumps(first.get("target") if first else None)))
         for name, (c, metric) in metric_columns.items():
             ri, m = columns[c]
             metrics[name].append(runs[ri].metrics.get((row[ri], m), {}).get(metric))
-    return {"n": len(rows), "name": names, "status": status, "cells": cells, "cls": cls, "prob": prob, "pred": pred,
-            "target": target, "reason": reason, "metrics": metrics}
+    return {
+        "n": len(rows),
+        "name": names,
+        "status": status,
+        "cells": cells,
+        "cls": cls,
+        "prob": prob,
+        "pred": pred,
+        "target": target,
+        "reason": reason,
+        "metrics": metrics,
+    }
 
 
 def _page_data(runs: list[Run], columns, rows: list, drawn: dict) -> dict:
     """Per row: each column's record and map range, the row's errors, whether its input was unreadable."""
     out = []
     for i, row in enumerate(rows):
-        records = {f"c{c}": runs[ri].images.get(row[ri], {}).get(m) if row[ri] is not None else None
-                   for c, (ri, m) in enumerate(columns)}
-        out.append({"records": {k: v for k, v in records.items() if v is not None},
-                    "ranges": {c: r[i] for c, r in drawn["ranges"].items() if r[i] is not None},
-                    "errors": [[ri, e] for ri, (run, k) in enumerate(zip(runs, row)) if k is not None
-                               for e in run.errors.get(k, [])],
-                    "missing_input": i in drawn["missing_input"]})
+        records = {
+            f"c{c}": runs[ri].images.get(row[ri], {}).get(m) if row[ri] is not None else None
+            for c, (ri, m) in enumerate(columns)
+        }
+        out.append(
+            {
+                "records": {k: v for k, v in records.items() if v is not None},
+                "ranges": {c: r[i] for c, r in drawn["ranges"].items() if r[i] is not None},
+                "errors": [
+                    [ri, e]
+                    for ri, (run, k) in enumerate(zip(runs, row))
+                    if k is not None
+                    for e in run.errors.get(k, [])
+                ],
+                "missing_input": i in drawn["missing_input"],
+            }
+        )
     return {"rows": out}
 
 
-def _meta(runs: list[Run], columns, rows, out: Path, thumb: int, side: int, shards, classes, reasons, targets,
-          *, drawn: int, seconds: float) -> dict:
+def _meta(
+    runs: list[Run],
+    columns,
+    rows,
+    out: Path,
+    thumb: int,
+    side: int,
+    shards,
+    classes,
+    reasons,
+    targets,
+    *,
+    drawn: int,
+    seconds: float,
+) -> dict:
     failures: list[dict] = []
     for run in runs:
         counts: dict[str, int] = {}
@@ -355,16 +435,37 @@ def _meta(runs: list[Run], columns, rows, out: Path, thumb: int, side: int, shar
     return {
         "version": 1,
         "built": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "build_seconds": round(seconds, 2), "pages_drawn": drawn,
-        "rows": len(rows), "rows_per_page": ROWS_PER_PAGE, "detail_rows": DETAIL_ROWS, "shard_rows": SHARD_ROWS,
-        "shards": len(shards), "thumb": thumb, "detail": side if side > thumb else None,
-        "runs": [{"label": r.label, "href": Path(os.path.relpath(r.path.resolve(), out.resolve())).as_posix(),
-                  "methods": r.methods, "images": len(r.images), "failed": sum(1 for k in r.errors if k not in r.images),
-                  "partial": sum(1 for k in r.errors if k in r.images), "summary": r.summary, "config": r.config,
-                  "failures": failures[i], "evaluated": bool(r.metrics)} for i, r in enumerate(runs)],
-        "columns": [{"id": f"c{c}", "run": ri, "method": m, "opacity": _opacity(runs[ri], m)}
-                    for c, (ri, m) in enumerate(columns)],
-        "classes": [[k[0], k[1]] for k in classes], "reasons": list(reasons), "targets": list(targets),
+        "build_seconds": round(seconds, 2),
+        "pages_drawn": drawn,
+        "rows": len(rows),
+        "rows_per_page": ROWS_PER_PAGE,
+        "detail_rows": DETAIL_ROWS,
+        "shard_rows": SHARD_ROWS,
+        "shards": len(shards),
+        "thumb": thumb,
+        "detail": side if side > thumb else None,
+        "runs": [
+            {
+                "label": r.label,
+                "href": Path(os.path.relpath(r.path.resolve(), out.resolve())).as_posix(),
+                "methods": r.methods,
+                "images": len(r.images),
+                "failed": sum(1 for k in r.errors if k not in r.images),
+                "partial": sum(1 for k in r.errors if k in r.images),
+                "summary": r.summary,
+                "config": r.config,
+                "failures": failures[i],
+                "evaluated": bool(r.metrics),
+            }
+            for i, r in enumerate(runs)
+        ],
+        "columns": [
+            {"id": f"c{c}", "run": ri, "method": m, "opacity": _opacity(runs[ri], m)}
+            for c, (ri, m) in enumerate(columns)
+        ],
+        "classes": [[k[0], k[1]] for k in classes],
+        "reasons": list(reasons),
+        "targets": list(targets),
         "metrics": list(shards[0]["metrics"]),
     }
 
@@ -380,4 +481,3 @@ def _opacity(run: Run, method: str) -> float:
                 continue
             return OVERLAY_OPACITY if m.ndim == 2 and method.partition(":")[0] != "lrp" else 1.0
     return 1.0
-

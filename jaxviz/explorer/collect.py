@@ -64,8 +64,10 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
         raise FileNotFoundError(f"run folder {path} not found")
     ledgers = sorted(path.glob(RESULTS_GLOB))
     if not ledgers:
-        raise FileNotFoundError(f"{path} has no results.jsonl: point `jaxviz report` at the --out folder of "
-                                "`jaxviz attribute` (or of an experiment run)")
+        raise FileNotFoundError(
+            f"{path} has no results.jsonl: point `jaxviz report` at the --out folder of "
+            "`jaxviz attribute` (or of an experiment run)"
+        )
     images: dict[str, dict[str, dict]] = {}
     methods: dict[str, None] = {}
     for ledger in ledgers:
@@ -79,15 +81,31 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
             if "error" in r:
                 errors[_key(r)].append(r)
     # an image that failed before and is done now (a --retry-failed run) keeps only errors of methods still missing
-    errors = {k: kept for k, rs in errors.items()
-              if (kept := [r for r in rs if (r.get("method") or None) not in images.get(k, {})
-                           and not (r.get("method") is None and k in images)])}
+    errors = {
+        k: kept
+        for k, rs in errors.items()
+        if (
+            kept := [
+                r
+                for r in rs
+                if (r.get("method") or None) not in images.get(k, {}) and not (r.get("method") is None and k in images)
+            ]
+        )
+    }
     metrics: dict[tuple[str, str], dict[str, float]] = {}
     for r in read_jsonl(path / EVALUATION):
         if "method" in r:
             metrics[(_key(r), r["method"])] = {m: float(r[m]) for m in METRICS if isinstance(r.get(m), (int, float))}
-    return Run(path=path, label=label or path.resolve().name, methods=list(methods), images=images,
-               errors=errors, metrics=metrics, summary=_summaries(path), config=_json(path / "config.json"))
+    return Run(
+        path=path,
+        label=label or path.resolve().name,
+        methods=list(methods),
+        images=images,
+        errors=errors,
+        metrics=metrics,
+        summary=_summaries(path),
+        config=_json(path / "config.json"),
+    )
 
 
 def _json(path: Path) -> dict:

@@ -35,8 +35,7 @@ def fit(img: np.ndarray, side: int) -> Image.Image:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     pic = Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
     if pic.size != size:
-        pic = pic.resize(size, Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.NEAREST,
-                         reducing_gap=None)
+        pic = pic.resize(size, Image.Resampling.BILINEAR if scale < 1 else Image.Resampling.NEAREST, reducing_gap=None)
     tile.paste(pic, ((side - size[0]) // 2, (side - size[1]) // 2))
     return tile
 

@@ -8,7 +8,30 @@ from .neighbours import layer_features, nearest_neighbours, neighbours_figure
 from .stats import ChannelStats, activation_stats, dead_filters, plot_stats, stats_table
 from .topk import TopK, plot_top_k, receptive_box, receptive_field, receptive_fields, top_k, top_k_all
 
-__all__ = ["ChannelStats", "TopK", "activation_stats", "cache_pooled", "conv_layers", "dead_filters",
-           "embedding_figures", "feature_fn", "feature_maps", "filter_grid", "grid_assignment", "layer_features",
-           "layer_filters", "nearest_neighbours", "neighbours_figure", "plot_stats", "plot_top_k", "receptive_box",
-           "receptive_field", "receptive_fields", "stats_table", "stream", "top_k", "top_k_all", "tsne"]
+__all__ = [
+    "ChannelStats",
+    "TopK",
+    "activation_stats",
+    "cache_pooled",
+    "conv_layers",
+    "dead_filters",
+    "embedding_figures",
+    "feature_fn",
+    "feature_maps",
+    "filter_grid",
+    "grid_assignment",
+    "layer_features",
+    "layer_filters",
+    "nearest_neighbours",
+    "neighbours_figure",
+    "plot_stats",
+    "plot_top_k",
+    "receptive_box",
+    "receptive_field",
+    "receptive_fields",
+    "stats_table",
+    "stream",
+    "top_k",
+    "top_k_all",
+    "tsne",
+]

@@ -38,8 +38,12 @@ def filters(lm, out: Path, layer: str | None) -> dict:
     layer = layer or _default_layer(lm, CONV)
     png = layer_filters(lm, layer, out / f"filters_{layer}.png", title=f"{lm.name} {layer} filters")
     k = np.asarray(param_at(lm.variables, as_net(lm.model).resolve(layer))["kernel"])
-    info = {"layer": layer, "kernel_shape": list(k.shape), "png": str(png),
-            "norms": np.linalg.norm(k.reshape(-1, k.shape[-1]), axis=0).round(5).tolist()}
+    info = {
+        "layer": layer,
+        "kernel_shape": list(k.shape),
+        "png": str(png),
+        "norms": np.linalg.norm(k.reshape(-1, k.shape[-1]), axis=0).round(5).tolist(),
+    }
     _json(out / f"filters_{layer}.json", info)
     return info
 
@@ -67,15 +71,20 @@ def stats(lm, out: Path, data: str | None, n: int | None, progress: bool) -> dic
     writer.writeheader()
     writer.writerows(rows)
     write_text(out / "stats.csv", buf.getvalue())
-    info = {"images": len(ds), "png": str(png), "csv": str(out / "stats.csv"),
-            "dead_filters": {k: v.tolist() for k, v in dead_filters(st).items()},
-            "layers": stats_table(st)}
+    info = {
+        "images": len(ds),
+        "png": str(png),
+        "csv": str(out / "stats.csv"),
+        "dead_filters": {k: v.tolist() for k, v in dead_filters(st).items()},
+        "layers": stats_table(st),
+    }
     _json(out / "stats.json", info)
     return info
 
 
-def topk(lm, out: Path, layer: str | None, units: list[int] | None, data: str | None, n: int | None,
-         k: int, progress: bool) -> dict:
+def topk(
+    lm, out: Path, layer: str | None, units: list[int] | None, data: str | None, n: int | None, k: int, progress: bool
+) -> dict:
     from .topk import plot_top_k, receptive_field, top_k_all
 
     layer = layer or _default_layer(lm, ACT)
@@ -83,10 +92,20 @@ def topk(lm, out: Path, layer: str | None, units: list[int] | None, data: str | 
     result = top_k_all(lm, ds, layer, units or list(range(8)), k, progress=progress)
     rf = receptive_field(lm.model, lm.variables, lm.input_shape, layer)
     png = plot_top_k(ds, result, rf, out / f"topk_{layer}.png")
-    info = {"layer": layer, "receptive_field": rf._asdict() if hasattr(rf, "_asdict") else str(rf), "png": str(png),
-            "units": [{"channel": int(c), "images": [ds.names[i] for i in result.indices[j]],
-                       "values": result.values[j].tolist(), "positions": result.positions[j].tolist()}
-                      for j, c in enumerate(result.channels)]}
+    info = {
+        "layer": layer,
+        "receptive_field": rf._asdict() if hasattr(rf, "_asdict") else str(rf),
+        "png": str(png),
+        "units": [
+            {
+                "channel": int(c),
+                "images": [ds.names[i] for i in result.indices[j]],
+                "values": result.values[j].tolist(),
+                "positions": result.positions[j].tolist(),
+            }
+            for j, c in enumerate(result.channels)
+        ],
+    }
     _json(out / f"topk_{layer}.json", info)
     return info
 
@@ -98,8 +117,13 @@ def neighbours(lm, out: Path, layer: str | None, data: str | None, n: int | None
     ds = dataset_for(lm, data, n or 500)
     q = np.random.default_rng(0).choice(len(ds), size=min(queries, len(ds)), replace=False)
     rates = neighbours_figure(ds, q, None, k, out / f"neighbours_{layer}.png", lm, layer)
-    info = {"layer": layer, "k": k, "images": len(ds), "label_agreement": rates,
-            "png": str(out / f"neighbours_{layer}.png")}
+    info = {
+        "layer": layer,
+        "k": k,
+        "images": len(ds),
+        "label_agreement": rates,
+        "png": str(out / f"neighbours_{layer}.png"),
+    }
     _json(out / f"neighbours_{layer}.json", info)
     return info
 
@@ -112,8 +136,14 @@ def embed(lm, out: Path, layer: str | None, data: str | None, n: int | None, see
     ds = dataset_for(lm, data, n or 400)
     feats = layer_features(lm, ds.images, layer)
     pts = embedding_figures(ds, feats, out / f"tsne_{layer}.png", out / f"tsne_grid_{layer}.png", seed=seed)
-    info = {"layer": layer, "images": len(ds), "png": [str(out / f"tsne_{layer}.png"), str(out / f"tsne_grid_{layer}.png")],
-            "points": [{"image": nm, "label": int(lb), "x": float(p[0]), "y": float(p[1])}
-                       for nm, lb, p in zip(ds.names, ds.labels, pts)]}
+    info = {
+        "layer": layer,
+        "images": len(ds),
+        "png": [str(out / f"tsne_{layer}.png"), str(out / f"tsne_grid_{layer}.png")],
+        "points": [
+            {"image": nm, "label": int(lb), "x": float(p[0]), "y": float(p[1])}
+            for nm, lb, p in zip(ds.names, ds.labels, pts)
+        ],
+    }
     _json(out / f"tsne_{layer}.json", info)
     return info

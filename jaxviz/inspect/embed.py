@@ -47,8 +47,10 @@ BIG = 2500
 
 # --- t-SNE --------------------------------------------------------------------------------------
 
-def tsne(features: np.ndarray, *, seed: int = 0, perplexity: float = 30.0, method: str = "auto",
-         n_jobs: int = -1) -> np.ndarray:
+
+def tsne(
+    features: np.ndarray, *, seed: int = 0, perplexity: float = 30.0, method: str = "auto", n_jobs: int = -1
+) -> np.ndarray:
     """t-SNE of `(N, D)` features (any array-like, e.g. a read-only memmap) → `(N, 2)` float32.
 
     Deterministic for a seed; PCA initialization; the perplexity is capped below N/3.
@@ -74,8 +76,15 @@ def tsne(features: np.ndarray, *, seed: int = 0, perplexity: float = 30.0, metho
             from openTSNE import TSNE as OpenTSNE
         except ImportError:
             raise ImportError("t-SNE method 'fft' uses openTSNE: pip install 'jaxviz-cnn[inspect]'") from None
-        emb = OpenTSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
-                       n_jobs=n_jobs, negative_gradient_method="fft", verbose=False).fit(x)
+        emb = OpenTSNE(
+            n_components=2,
+            perplexity=perplexity,
+            initialization="pca",
+            random_state=seed,
+            n_jobs=n_jobs,
+            negative_gradient_method="fft",
+            verbose=False,
+        ).fit(x)
         return np.asarray(emb, np.float32)
     try:
         from sklearn.manifold import TSNE
@@ -92,6 +101,7 @@ def _has(module: str) -> bool:
 
 
 # --- grid assignment ----------------------------------------------------------------------------
+
 
 def grid_fill(points2d: np.ndarray, rows: int, cols: int, *, method: str = "auto") -> np.ndarray:
     """The point shown in each cell of a rows × cols grid, minimizing the total squared distance.
@@ -206,8 +216,9 @@ def _greedy(left: np.ndarray, right: np.ndarray, k: int = 8) -> np.ndarray:
     return out
 
 
-def _local(left: np.ndarray, right: np.ndarray, *, group: int = 256, passes: int = 8, k: int = 4,
-           tol: float = 1e-4) -> np.ndarray:
+def _local(
+    left: np.ndarray, right: np.ndarray, *, group: int = 256, passes: int = 8, k: int = 4, tol: float = 1e-4
+) -> np.ndarray:
     """Greedy matching improved by exact dense assignments on groups of `group` nearby lefts.
 
     Each pass cuts the lefts, in Z-order (alternately x-major and y-major, boundaries shifted by
@@ -231,7 +242,7 @@ def _local(left: np.ndarray, right: np.ndarray, *, group: int = 256, passes: int
         fidx = np.flatnonzero(free)
         tree = cKDTree(right[fidx]) if fidx.size else None
         for start in range(-offset, nl, group):
-            a = order[max(start, 0):start + group]
+            a = order[max(start, 0) : start + group]
             mine = out[a]
             pool = mine
             if tree is not None:
@@ -265,8 +276,10 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
 
 # --- figures ------------------------------------------------------------------------------------
 
-def thumbnail_grid(images, cells: np.ndarray, rows: int, cols: int, *, size: int | None = None,
-                   chunk: int = 512) -> np.ndarray:
+
+def thumbnail_grid(
+    images, cells: np.ndarray, rows: int, cols: int, *, size: int | None = None, chunk: int = 512
+) -> np.ndarray:
     """A canvas of thumbnails: `images[cells[i]]` in cell i (row-major), white where cells[i] < 0.
 
     Args:
@@ -291,13 +304,13 @@ def thumbnail_grid(images, cells: np.ndarray, rows: int, cols: int, *, size: int
     canvas = np.ones((rows * h, cols * w, shape[2]), np.float32)
     order = shown[np.argsort(cells[shown], kind="stable")]
     for start in range(0, len(order), chunk):
-        part = order[start:start + chunk]
+        part = order[start : start + chunk]
         # read each image once, indices increasing (h5py needs it)
         uniq, inv = np.unique(cells[part], return_inverse=True)
         batch = _thumbs(images, uniq, size)
         for cell, img in zip(part.tolist(), batch[inv.reshape(-1)]):
             r, c = divmod(cell, cols)
-            canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = img
+            canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = img
     return canvas
 
 
@@ -319,11 +332,24 @@ def _resample(batch: np.ndarray, size: int) -> np.ndarray:
     return batch[:, ys][:, :, xs]
 
 
-def embedding_figures(dataset, feats: np.ndarray | None, path_scatter: str | Path, path_grid: str | Path, *,
-                      points2d: np.ndarray | None = None, seed: int = 0, perplexity: float = 30.0,
-                      cols: int | None = None, title: str = "t-SNE", grid: tuple[int, int] | None = None,
-                      images=None, labels: np.ndarray | None = None, classes=None,
-                      tsne_method: str = "auto", grid_method: str = "auto") -> np.ndarray:
+def embedding_figures(
+    dataset,
+    feats: np.ndarray | None,
+    path_scatter: str | Path,
+    path_grid: str | Path,
+    *,
+    points2d: np.ndarray | None = None,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    cols: int | None = None,
+    title: str = "t-SNE",
+    grid: tuple[int, int] | None = None,
+    images=None,
+    labels: np.ndarray | None = None,
+    classes=None,
+    tsne_method: str = "auto",
+    grid_method: str = "auto",
+) -> np.ndarray:
     """Write a t-SNE scatter coloured by label and a thumbnail grid of the same layout.
 
     Args:
@@ -366,12 +392,20 @@ def embedding_figures(dataset, feats: np.ndarray | None, path_scatter: str | Pat
     for lab in np.unique(labels):
         m = labels == lab
         name = classes[lab] if 0 <= lab < len(classes) else "unlabelled"
-        ax.scatter(y[m, 0], y[m, 1], s=size, color=cmap(int(lab) % cmap.N), label=name,
-                   linewidths=0 if big else None, rasterized=big)
+        ax.scatter(
+            y[m, 0],
+            y[m, 1],
+            s=size,
+            color=cmap(int(lab) % cmap.N),
+            label=name,
+            linewidths=0 if big else None,
+            rasterized=big,
+        )
     ax.set_xticks([]), ax.set_yticks([])
     # legend dots at the small-N size, whatever the plot's
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
-              markerscale=float(np.sqrt(12.0 / size)))
+    ax.legend(
+        fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, markerscale=float(np.sqrt(12.0 / size))
+    )
     ax.set_title(f"{title} ({_count(n)} images)", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path_scatter)
@@ -393,8 +427,9 @@ def embedding_figures(dataset, feats: np.ndarray | None, path_scatter: str | Pat
     canvas = thumbnail_grid(images, cell, rows, cols, size=thumb)
     h, w, ch = canvas.shape[0] // rows, canvas.shape[1] // cols, canvas.shape[2]
     fig, ax = plt.subplots(figsize=(side, side * rows * h / (cols * w) + 0.3))
-    ax.imshow(canvas[..., 0] if ch == 1 else canvas, cmap="gray" if ch == 1 else None, vmin=0, vmax=1,
-              interpolation="nearest")
+    ax.imshow(
+        canvas[..., 0] if ch == 1 else canvas, cmap="gray" if ch == 1 else None, vmin=0, vmax=1, interpolation="nearest"
+    )
     ax.set_axis_off()
     if n >= rows * cols:
         what = f"{rows}x{cols} cells of {_count(n)} images, nearest point per cell"

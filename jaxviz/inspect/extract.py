@@ -52,8 +52,9 @@ def feature_fn(model, layers: Sequence[str], pooled: bool | str = False) -> Call
     return fn
 
 
-def run_batches(lm, dataset, fn: Callable, *, batch_size: int = 64, progress: bool = True,
-                desc: str = "batches") -> Iterator[tuple[int, int, Any]]:
+def run_batches(
+    lm, dataset, fn: Callable, *, batch_size: int = 64, progress: bool = True, desc: str = "batches"
+) -> Iterator[tuple[int, int, Any]]:
     """Feed `dataset` through `fn(params, x_model, valid)` (jitted by the caller) in fixed batches.
 
     Images are normalized with `lm.preprocessing` on device; the last batch is padded with zeros
@@ -73,7 +74,7 @@ def run_batches(lm, dataset, fn: Callable, *, batch_size: int = 64, progress: bo
 
     with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for start in range(0, n, bs):
-            x = np.asarray(images[start:start + bs], np.float32)
+            x = np.asarray(images[start : start + bs], np.float32)
             m = len(x)
             if m < bs:
                 x = np.concatenate([x, np.zeros((bs - m, *x.shape[1:]), np.float32)])
@@ -82,16 +83,18 @@ def run_batches(lm, dataset, fn: Callable, *, batch_size: int = 64, progress: bo
             bar.update(m)
 
 
-def stream(lm, dataset, layers: Sequence[str], *, batch_size: int = 64, pooled: bool | str = False,
-           progress: bool = True) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def stream(
+    lm, dataset, layers: Sequence[str], *, batch_size: int = 64, pooled: bool | str = False, progress: bool = True
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """Yield `(start_index, {name: activation})` for consecutive batches of `dataset`.
 
     `lm` is a `LoadedModel`; `dataset` a `Dataset` (or an `(N, H, W, C)` array) of display-space
     images in [0, 1]. Activations are NumPy arrays with exactly the batch's real rows.
     """
     feats = feature_fn(lm.model, layers, pooled)
-    for start, m, out in run_batches(lm, dataset, lambda p, x, valid: feats(p, x), batch_size=batch_size,
-                                     progress=progress, desc="activations"):
+    for start, m, out in run_batches(
+        lm, dataset, lambda p, x, valid: feats(p, x), batch_size=batch_size, progress=progress, desc="activations"
+    ):
         yield start, {k: v[:m] for k, v in out.items()}
 
 
@@ -102,8 +105,16 @@ def feature_shape(lm, layer: str, image_shape: tuple[int, ...], pooled: bool | s
     return tuple(jax.eval_shape(fn, lm.variables, x)[layer].shape[1:])
 
 
-def cache_pooled(lm, dataset, layer: str, path: str | Path, *, pooled: bool | str = "mean",
-                 batch_size: int = 64, progress: bool = True) -> np.ndarray:
+def cache_pooled(
+    lm,
+    dataset,
+    layer: str,
+    path: str | Path,
+    *,
+    pooled: bool | str = "mean",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> np.ndarray:
     """Pooled features `(N, C)` of `layer` for every image, cached in the `.npy` file `path`.
 
     An existing file with the right shape is reused (memory-mapped, read-only) without running
@@ -122,9 +133,10 @@ def cache_pooled(lm, dataset, layer: str, path: str | Path, *, pooled: bool | st
             pass  # unreadable: rebuild it
     with atomic_path(path) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-        for start, acts in stream(lm, dataset, [layer], batch_size=batch_size, pooled=pooled or "mean",
-                                  progress=progress):
-            out[start:start + len(acts[layer])] = acts[layer]
+        for start, acts in stream(
+            lm, dataset, [layer], batch_size=batch_size, pooled=pooled or "mean", progress=progress
+        ):
+            out[start : start + len(acts[layer])] = acts[layer]
         out.flush()
         del out
     return np.load(path, mmap_mode="r")

@@ -20,8 +20,15 @@ from ..taps import activations
 from .neighbours import model_input
 
 
-def filter_grid(kernel: np.ndarray, path: str | Path, *, title: str | None = None,
-                in_channels: Sequence[int] | int = 8, cols: int | None = None, cell: float = 0.6) -> Path:
+def filter_grid(
+    kernel: np.ndarray,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    in_channels: Sequence[int] | int = 8,
+    cols: int | None = None,
+    cell: float = 0.6,
+) -> Path:
     """Write a PNG of a conv kernel's filters.
 
     Args:
@@ -45,22 +52,27 @@ def filter_grid(kernel: np.ndarray, path: str | Path, *, title: str | None = Non
         tiles = (tiles - lo) / np.where(hi > lo, hi - lo, 1.0)
         cols = cols or int(np.ceil(np.sqrt(cout)))
         rows = int(np.ceil(cout / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(cell * cols, cell * rows + (0.4 if title else 0.1)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(cell * cols, cell * rows + (0.4 if title else 0.1)), squeeze=False
+        )
         for i, ax in enumerate(axes.flat):
             ax.set_axis_off()
             if i < cout:
                 img = tiles[i, ..., 0] if cin == 1 else tiles[i]
                 ax.imshow(img, cmap="gray" if cin == 1 else None, vmin=0, vmax=1, interpolation="nearest")
     else:
-        chosen = list(range(min(in_channels, cin))) if isinstance(in_channels, (int, np.integer)) \
+        chosen = (
+            list(range(min(in_channels, cin)))
+            if isinstance(in_channels, (int, np.integer))
             else [int(c) for c in in_channels]
+        )
         bad = [c for c in chosen if not 0 <= c < cin]
         if bad:
             raise ValueError(f"in_channels {bad} out of range: the kernel has {cin} input channels")
         vmax = float(np.abs(k[:, :, chosen, :]).max()) or 1.0
-        fig, axes = plt.subplots(len(chosen), cout, figsize=(cell * cout + 0.6, cell * len(chosen) + (0.4 if title else 0.1)),
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            len(chosen), cout, figsize=(cell * cout + 0.6, cell * len(chosen) + (0.4 if title else 0.1)), squeeze=False
+        )
         for r, c in enumerate(chosen):
             for j in range(cout):
                 ax = axes[r, j]
@@ -90,14 +102,23 @@ def layer_filters(lm, layer: str | int, path: str | Path, **kwargs) -> Path:
     net = as_net(lm.model)
     name = convs[layer] if isinstance(layer, int) else net.resolve(layer)
     if name not in convs:
-        raise LayerError(f"layer {layer!r} is not a conv layer of {lm.arch} (or does not exist); "
-                         f"conv layers: {', '.join(convs)}")
+        raise LayerError(
+            f"layer {layer!r} is not a conv layer of {lm.arch} (or does not exist); conv layers: {', '.join(convs)}"
+        )
     kwargs.setdefault("title", f"{lm.arch} {name} filters")
     return filter_grid(np.asarray(taps.param_at(lm.variables, name)["kernel"]), path, **kwargs)
 
 
-def feature_maps(lm, image: np.ndarray, layer: str | int, path: str | Path, *, max_maps: int = 64,
-                 cols: int | None = None, cell: float = 0.9) -> Path:
+def feature_maps(
+    lm,
+    image: np.ndarray,
+    layer: str | int,
+    path: str | Path,
+    *,
+    max_maps: int = 64,
+    cols: int | None = None,
+    cell: float = 0.9,
+) -> Path:
     """Write a PNG of one image's activations at `layer`: the input first, then one tile per channel.
 
     Args:
@@ -123,12 +144,20 @@ def feature_maps(lm, image: np.ndarray, layer: str | int, path: str | Path, *, m
             ax.set_title("input", fontsize=6, pad=1)
         elif i < n:
             m = maps[i - 1]
-            ax.imshow(m, cmap="gray", vmin=float(m.min()), vmax=max(float(m.max()), float(m.min()) + 1e-8),
-                      interpolation="nearest")
+            ax.imshow(
+                m,
+                cmap="gray",
+                vmin=float(m.min()),
+                vmax=max(float(m.max()), float(m.min()) + 1e-8),
+                interpolation="nearest",
+            )
             ax.set_title(str(i - 1), fontsize=6, pad=1)
     name = lm.model.layer(layer).name
-    fig.suptitle(f"{lm.arch} {name}: {a.shape[-1]} maps of {a.shape[0]}x{a.shape[1]}"
-                 + (f" (first {max_maps})" if a.shape[-1] > max_maps else ""), fontsize=8)
+    fig.suptitle(
+        f"{lm.arch} {name}: {a.shape[-1]} maps of {a.shape[0]}x{a.shape[1]}"
+        + (f" (first {max_maps})" if a.shape[-1] > max_maps else ""),
+        fontsize=8,
+    )
     fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.1, rect=_below_title(fig, True))
     return save_figure(fig, path)
 

@@ -16,9 +16,15 @@ import numpy as np
 from ..data.preprocess import normalize
 
 
-def nearest_neighbours(features_query: np.ndarray, features_db: np.ndarray, k: int, *,
-                       metric: str = "euclidean", normalize_features: bool = False,
-                       chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(
+    features_query: np.ndarray,
+    features_db: np.ndarray,
+    k: int,
+    *,
+    metric: str = "euclidean",
+    normalize_features: bool = False,
+    chunk: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest rows of `features_db` for each row of `features_query`.
 
     Args:
@@ -42,18 +48,18 @@ def nearest_neighbours(features_query: np.ndarray, features_db: np.ndarray, k: i
     k = min(int(k), len(db))
     if metric == "cosine" or normalize_features:
         q, db = _l2_normalize(q), _l2_normalize(db)
-    db_sq = (db ** 2).sum(1)
+    db_sq = (db**2).sum(1)
     idx = np.empty((len(q), k), np.int64)
     dist = np.empty((len(q), k), np.float32)
     for s in range(0, len(q), chunk):
-        block = q[s:s + chunk]
+        block = q[s : s + chunk]
         if metric == "cosine":
             d = 1.0 - block @ db.T
         else:  # |a−b|² = |a|² − 2ab + |b|², clipped: rounding can make an exact copy slightly negative
-            d = np.sqrt(np.maximum((block ** 2).sum(1, keepdims=True) - 2 * block @ db.T + db_sq, 0.0))
+            d = np.sqrt(np.maximum((block**2).sum(1, keepdims=True) - 2 * block @ db.T + db_sq, 0.0))
         order = np.argsort(d, axis=1, kind="stable")[:, :k]
-        idx[s:s + chunk] = order
-        dist[s:s + chunk] = np.take_along_axis(d, order, axis=1)
+        idx[s : s + chunk] = order
+        dist[s : s + chunk] = np.take_along_axis(d, order, axis=1)
     return idx, dist
 
 
@@ -73,13 +79,25 @@ def layer_features(lm, images: np.ndarray, layer: str | int, *, batch: int = 256
     from .extract import feature_fn
 
     fn = feature_fn(lm.model, [layer], pooled="mean")
-    out = [np.asarray(fn(lm.variables, model_input(lm, images[s:s + batch]))[layer]) for s in range(0, len(images), batch)]
+    out = [
+        np.asarray(fn(lm.variables, model_input(lm, images[s : s + batch]))[layer])
+        for s in range(0, len(images), batch)
+    ]
     return np.concatenate(out).reshape(len(images), -1).astype(np.float32)
 
 
-def neighbours_figure(dataset, queries, layer_feats: np.ndarray | None, k: int, path: str | Path,
-                      lm=None, layer: str | int | None = None, *, metric: str = "euclidean",
-                      cell: float = 0.9) -> dict[str, float]:
+def neighbours_figure(
+    dataset,
+    queries,
+    layer_feats: np.ndarray | None,
+    k: int,
+    path: str | Path,
+    lm=None,
+    layer: str | int | None = None,
+    *,
+    metric: str = "euclidean",
+    cell: float = 0.9,
+) -> dict[str, float]:
     """Draw, for each query image, its k nearest dataset images in pixel space and in feature space.
 
     The query itself is excluded from its own neighbours. Two rows per query (pixels, then
@@ -144,8 +162,10 @@ def neighbours_figure(dataset, queries, layer_feats: np.ndarray | None, k: int, 
                     for s in ax.spines.values():
                         s.set_edgecolor(colour), s.set_linewidth(1.5)
     lname = lm.model.layer(layer).name if (lm is not None and layer is not None) else "features"
-    fig.suptitle(f"{k} nearest neighbours: pixels (agree {rates['pixel']:.0%}) vs {lname} "
-                 f"(agree {rates['feature']:.0%})", fontsize=8)
+    fig.suptitle(
+        f"{k} nearest neighbours: pixels (agree {rates['pixel']:.0%}) vs {lname} (agree {rates['feature']:.0%})",
+        fontsize=8,
+    )
     fig.tight_layout(pad=0.2, h_pad=0.3, w_pad=0.1, rect=_below_title(fig, True))
     save_figure(fig, path)
     return rates

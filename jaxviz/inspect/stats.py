@@ -30,8 +30,7 @@ def default_edges() -> np.ndarray:
     """
     lo = np.finfo(np.float32).min
     hi = np.finfo(np.float32).max
-    return np.concatenate([[lo, np.finfo(np.float32).tiny],
-                           np.geomspace(1e-3, 1e3, 49), [hi]]).astype(np.float32)
+    return np.concatenate([[lo, np.finfo(np.float32).tiny], np.geomspace(1e-3, 1e3, 49), [hi]]).astype(np.float32)
 
 
 def batch_partials(a: jax.Array, valid: jax.Array, edges: jax.Array, eps: float) -> dict[str, jax.Array]:
@@ -61,13 +60,13 @@ class ChannelStats:
     channels: int
     eps: float = 0.0
     edges: np.ndarray = field(default_factory=default_edges)
-    count: int = 0                      # positions seen per channel (images x H x W)
+    count: int = 0  # positions seen per channel (images x H x W)
     images: int = 0
     _mean: np.ndarray | None = None
     _m2: np.ndarray | None = None
     max: np.ndarray | None = None
-    zeros: np.ndarray | None = None     # int64 count of values <= eps
-    hist: np.ndarray | None = None      # int64 counts per bin of `edges`, all channels together
+    zeros: np.ndarray | None = None  # int64 count of values <= eps
+    hist: np.ndarray | None = None  # int64 counts per bin of `edges`, all channels together
 
     def __post_init__(self):
         self.edges = np.asarray(self.edges, np.float32)
@@ -94,7 +93,7 @@ class ChannelStats:
         mb = np.asarray(p["mean"], np.float64)
         delta = mb - self._mean
         self._mean = self._mean + delta * (nb / n)
-        self._m2 = self._m2 + np.asarray(p["m2"], np.float64) + delta ** 2 * (na * nb / n)
+        self._m2 = self._m2 + np.asarray(p["m2"], np.float64) + delta**2 * (na * nb / n)
         self.max = np.maximum(self.max, np.asarray(p["max"], np.float32))
         self.zeros = self.zeros + np.asarray(p["zeros"], np.int64)
         self.hist = self.hist + np.rint(np.asarray(p["hist"], np.float64)).astype(np.int64)
@@ -121,17 +120,33 @@ class ChannelStats:
 
     def summary(self) -> dict:
         """Plain arrays: count, images, mean, std, max, zero_fraction, dead, hist, edges."""
-        return {"layer": self.layer, "count": self.count, "images": self.images, "mean": self.mean,
-                "std": self.std, "max": self.max.copy(), "zero_fraction": self.zero_fraction,
-                "dead": self.dead, "hist": self.hist.copy(), "edges": self.edges.copy()}
+        return {
+            "layer": self.layer,
+            "count": self.count,
+            "images": self.images,
+            "mean": self.mean,
+            "std": self.std,
+            "max": self.max.copy(),
+            "zero_fraction": self.zero_fraction,
+            "dead": self.dead,
+            "hist": self.hist.copy(),
+            "edges": self.edges.copy(),
+        }
 
 
 _partials_jit = jax.jit(batch_partials, static_argnames="eps")
 
 
-def activation_stats(lm, dataset, layers: Sequence[str] | None = None, *, batch_size: int = 64,
-                     eps: float = 0.0, edges: np.ndarray | None = None,
-                     progress: bool = True) -> dict[str, ChannelStats]:
+def activation_stats(
+    lm,
+    dataset,
+    layers: Sequence[str] | None = None,
+    *,
+    batch_size: int = 64,
+    eps: float = 0.0,
+    edges: np.ndarray | None = None,
+    progress: bool = True,
+) -> dict[str, ChannelStats]:
     """`ChannelStats` of each layer (default: every activation layer with spatial output).
 
     One pass over `dataset` (display-space images, normalized with `lm.preprocessing`); each
@@ -174,14 +189,32 @@ def stats_table(stats: dict[str, ChannelStats], per_channel: bool = False) -> li
         if per_channel:
             dead = set(s.dead.tolist())
             for c in range(s.channels):
-                rows.append({"layer": name, "channel": c, "mean": float(s.mean[c]), "std": float(s.std[c]),
-                             "max": float(s.max[c]), "zero_fraction": float(s.zero_fraction[c]),
-                             "dead": c in dead})
+                rows.append(
+                    {
+                        "layer": name,
+                        "channel": c,
+                        "mean": float(s.mean[c]),
+                        "std": float(s.std[c]),
+                        "max": float(s.max[c]),
+                        "zero_fraction": float(s.zero_fraction[c]),
+                        "dead": c in dead,
+                    }
+                )
         else:
-            rows.append({"layer": name, "channels": s.channels, "images": s.images, "positions": s.count,
-                         "mean": float(np.mean(s.mean)), "max": float(np.max(s.max)),
-                         "zero_fraction": float(np.mean(s.zero_fraction)), "dead": len(s.dead),
-                         "dead_fraction": len(s.dead) / max(s.channels, 1), "dead_channels": s.dead.tolist()})
+            rows.append(
+                {
+                    "layer": name,
+                    "channels": s.channels,
+                    "images": s.images,
+                    "positions": s.count,
+                    "mean": float(np.mean(s.mean)),
+                    "max": float(np.max(s.max)),
+                    "zero_fraction": float(np.mean(s.zero_fraction)),
+                    "dead": len(s.dead),
+                    "dead_fraction": len(s.dead) / max(s.channels, 1),
+                    "dead_channels": s.dead.tolist(),
+                }
+            )
     return rows
 
 

@@ -165,8 +165,16 @@ def _spatial_max(a):
     return jnp.max(flat, axis=1), jnp.stack([arg // w, arg % w], axis=-1).astype(jnp.int32)
 
 
-def top_k_all(lm, dataset, layer: str, channels: Sequence[int] | None = None, k: int = 9, *,
-              batch_size: int = 64, progress: bool = True) -> TopK:
+def top_k_all(
+    lm,
+    dataset,
+    layer: str,
+    channels: Sequence[int] | None = None,
+    k: int = 9,
+    *,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> TopK:
     """The `k` images with the highest spatial maximum of each channel of `layer` (all by default).
 
     One streaming pass; per channel only `k` values, indices and positions are kept.
@@ -181,12 +189,11 @@ def top_k_all(lm, dataset, layer: str, channels: Sequence[int] | None = None, k:
 
     vals = idx = pos = None
     for start, m, (v, p) in run_batches(lm, dataset, fn, batch_size=batch_size, progress=progress, desc="top-k"):
-        v, p = v[:m].T.astype(np.float32), p[:m].transpose(1, 0, 2)       # (C, m), (C, m, 2)
+        v, p = v[:m].T.astype(np.float32), p[:m].transpose(1, 0, 2)  # (C, m), (C, m, 2)
         i = np.broadcast_to(np.arange(start, start + m), v.shape)
         if vals is None:
             vals, idx, pos = v[:, :0], i[:, :0], p[:, :0]
-        vals, idx, pos = (np.concatenate([vals, v], 1), np.concatenate([idx, i], 1),
-                          np.concatenate([pos, p], 1))
+        vals, idx, pos = (np.concatenate([vals, v], 1), np.concatenate([idx, i], 1), np.concatenate([pos, p], 1))
         order = np.argsort(-vals, axis=1, kind="stable")[:, :k]
         vals, idx = np.take_along_axis(vals, order, 1), np.take_along_axis(idx, order, 1)
         pos = np.take_along_axis(pos, order[..., None], 1)
@@ -206,7 +213,7 @@ def crop(image: np.ndarray, rf, y: int, x: int, fill: float = 0.5) -> np.ndarray
     out = np.full((y1 - y0, x1 - x0, image.shape[2]), fill, np.float32)
     cy0, cx0, cy1, cx1 = max(y0, 0), max(x0, 0), min(y1, h), min(x1, w)
     if cy1 > cy0 and cx1 > cx0:
-        out[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0] = image[cy0:cy1, cx0:cx1]
+        out[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0] = image[cy0:cy1, cx0:cx1]
     return out
 
 
@@ -219,8 +226,7 @@ def plot_top_k(dataset, result: TopK, rf, path: str | Path, cell: float = 1.1, d
         rf = rf[result.layer]
     images = dataset.images if hasattr(dataset, "images") else np.asarray(dataset)
     rows, cols = result.values.shape
-    fig, axes = plt.subplots(rows, max(cols, 1), figsize=(cell * max(cols, 1) + 0.4, cell * rows + 0.45),
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, max(cols, 1), figsize=(cell * max(cols, 1) + 0.4, cell * rows + 0.45), squeeze=False)
     for r in range(rows):
         for c in range(cols):
             ax = axes[r, c]
@@ -230,8 +236,9 @@ def plot_top_k(dataset, result: TopK, rf, path: str | Path, cell: float = 1.1, d
                 continue
             y, x = result.positions[r, c]
             patch = crop(images[i], rf, int(y), int(x))
-            ax.imshow(patch[..., 0] if patch.shape[2] == 1 else patch, cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
+            ax.imshow(
+                patch[..., 0] if patch.shape[2] == 1 else patch, cmap="gray", vmin=0, vmax=1, interpolation="nearest"
+            )
             ax.set_title(f"{result.values[r, c]:.3g}", fontsize=6)
         axes[r, 0].set_ylabel(f"ch {result.channels[r]}", fontsize=7)
     fig.suptitle(f"{result.layer}: top {cols}", fontsize=8)

@@ -59,15 +59,21 @@ class Attributor:
         self.pool = ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1)))
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"payload": np.array([pickle.dumps(self.compute(pickle.loads(r))) for r in rows["items"]],
-                                    dtype=object)}
+        return {"payload": np.array([pickle.dumps(self.compute(pickle.loads(r))) for r in rows["items"]], dtype=object)}
 
     def compute(self, items: list[_Item]) -> dict:
         """The batch's load errors `[(stem, reason)]` and computed parts `[(entries, outputs)]`, where
         `entries` are `(stem, display, input_hw)` and `outputs` the NumPy rows of those images."""
         errors, parts = [], []
-        loaded = _load_all(self.pool, items, self.lm, self.size, window=len(items),
-                           on_error=lambda item, reason: errors.append((item.stem, reason)), display=self.display)
+        loaded = _load_all(
+            self.pool,
+            items,
+            self.lm,
+            self.size,
+            window=len(items),
+            on_error=lambda item, reason: errors.append((item.stem, reason)),
+            display=self.display,
+        )
         for batch in _batches(loaded, self.batch_size):
             launched = _launch(batch, self.methods, self.batch_size)
             n = len(batch)
@@ -126,15 +132,26 @@ class RayEngine:
     def _run(self, ray, items: list[_Item], context: dict, on_load_error) -> Iterator[tuple[list, dict]]:
         ray.data.DataContext.get_current().enable_progress_bars = False  # the runner shows its own
         batch_size = context["batch_size"]
-        spec = {"job": dataclasses.asdict(self.job), "methods": list(context["methods"]), "batch_size": batch_size,
-                "size": context["size"], "display": "png" in context["outputs"], "compile_cache": self.compile_cache,
-                "gpus_per_worker": self.gpus_per_worker}
+        spec = {
+            "job": dataclasses.asdict(self.job),
+            "methods": list(context["methods"]),
+            "batch_size": batch_size,
+            "size": context["size"],
+            "display": "png" in context["outputs"],
+            "compile_cache": self.compile_cache,
+            "gpus_per_worker": self.gpus_per_worker,
+        }
         # One row per batch of the local run's size: each actor call sees the batches a local run would.
-        rows = [{"items": pickle.dumps(items[i:i + batch_size])} for i in range(0, len(items), batch_size)]
+        rows = [{"items": pickle.dumps(items[i : i + batch_size])} for i in range(0, len(items), batch_size)]
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map_batches(
-            Attributor, fn_constructor_kwargs={"spec": spec}, batch_size=1, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=self.workers), num_gpus=self.gpus_per_worker or None,
-            num_cpus=self.cpus_per_worker)
+            Attributor,
+            fn_constructor_kwargs={"spec": spec},
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            num_gpus=self.gpus_per_worker or None,
+            num_cpus=self.cpus_per_worker,
+        )
         by_stem, seen = {item.stem: item for item in items}, set()
         for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for payload in block["payload"]:
@@ -148,6 +165,7 @@ class RayEngine:
                     if not fresh:  # a retried batch whose images were already delivered
                         continue
                     seen.update(entries[i][0] for i in fresh)
-                    yield ([(by_stem[entries[i][0]], *entries[i][1:]) for i in fresh],
-                           {m: tuple(a[fresh] for a in value) for m, value in outputs.items()})
-
+                    yield (
+                        [(by_stem[entries[i][0]], *entries[i][1:]) for i in fresh],
+                        {m: tuple(a[fresh] for a in value) for m, value in outputs.items()},
+                    )

@@ -88,9 +88,22 @@ def make_baseline(images: np.ndarray, baseline="blur", *, sigma: float = 5.0, va
         raise ValueError(f"baseline array of shape {b.shape} does not broadcast to the images {images.shape}") from None
 
 
-def deletion_insertion(model_fn: Callable, images, maps, targets, *, mode: str = "deletion", steps: int = 32,
-                       baseline="blur", chunk: int = 64, order_by: str = "value", softmax: bool = False,
-                       sigma: float = 5.0, value: float = 0.0, progress: bool = False) -> CurveResult:
+def deletion_insertion(
+    model_fn: Callable,
+    images,
+    maps,
+    targets,
+    *,
+    mode: str = "deletion",
+    steps: int = 32,
+    baseline="blur",
+    chunk: int = 64,
+    order_by: str = "value",
+    softmax: bool = False,
+    sigma: float = 5.0,
+    value: float = 0.0,
+    progress: bool = False,
+) -> CurveResult:
     """Deletion or insertion curves of each image, in order of its map (RISE, Petsiuk et al. 2018).
 
     Args:
@@ -146,7 +159,7 @@ def deletion_insertion(model_fn: Callable, images, maps, targets, *, mode: str =
         if softmax:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
-        scores[lo: lo + len(idx)] = out[np.arange(len(idx)), t[img]]
+        scores[lo : lo + len(idx)] = out[np.arange(len(idx)), t[img]]
         if bar is not None:
             bar.update(len(idx))
     if bar is not None:

@@ -28,8 +28,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CHANNELS", "EnergyResult", "channel_sum", "dilate_masks", "dilation_radius", "energy_concentration",
-           "pixel_energy"]
+__all__ = [
+    "CHANNELS",
+    "EnergyResult",
+    "channel_sum",
+    "dilate_masks",
+    "dilation_radius",
+    "energy_concentration",
+    "pixel_energy",
+]
 
 CHANNELS = ("energy", "sum")
 """Channel reductions of a map's pixel energy: Σ_c I_c² (seed 002, default) or (Σ_c I_c)²."""
@@ -144,11 +151,12 @@ def _dilate_rows(mask: np.ndarray, w: int) -> np.ndarray:
     width = mask.shape[1]
     padded = np.pad(mask.astype(np.int32), ((0, 0), (w + 1, w)))
     cs = np.cumsum(padded, axis=1)
-    return (cs[:, 2 * w + 1: 2 * w + 1 + width] - cs[:, :width]) > 0
+    return (cs[:, 2 * w + 1 : 2 * w + 1 + width] - cs[:, :width]) > 0
 
 
-def energy_concentration(maps, masks, *, dilation: float = 0.2, channels: str = "energy",
-                         shape: str = "disc") -> EnergyResult:
+def energy_concentration(
+    maps, masks, *, dilation: float = 0.2, channels: str = "energy", shape: str = "disc"
+) -> EnergyResult:
     """Seed 002's energy concentration P = E / E_total of each map inside its dilated mask.
 
     E_total = Σ_{x,y} |I(x, y)|², E = Σ_{x,y} |I(x, y) · M_dilated(x, y)|², |·|² per `channels`.

@@ -23,8 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["IOU_THRESHOLD", "THRESHOLD", "Localization", "box_iou", "localization", "map_box", "map_boxes",
-           "mask_box"]
+__all__ = ["IOU_THRESHOLD", "THRESHOLD", "Localization", "box_iou", "localization", "map_box", "map_boxes", "mask_box"]
 
 THRESHOLD = 0.2
 """Fraction of a map's maximum above which pixels form the segmentation (Zhou et al. 2016)."""
@@ -106,8 +105,9 @@ def localization(boxes, truth: Sequence, correct=None, *, iou_threshold: float =
     truth = list(truth) if not isinstance(truth, np.ndarray) else list(truth.reshape(len(truth), -1, 4))
     if len(truth) != len(boxes):
         raise ValueError(f"{len(boxes)} boxes but ground truth for {len(truth)} images")
-    iou = np.array([box_iou(b[None], np.asarray(t, np.float64).reshape(-1, 4)).max(initial=0.0)
-                    for b, t in zip(boxes, truth)])
+    iou = np.array(
+        [box_iou(b[None], np.asarray(t, np.float64).reshape(-1, 4)).max(initial=0.0) for b, t in zip(boxes, truth)]
+    )
     located = iou >= iou_threshold
     correct = np.ones(len(boxes), bool) if correct is None else np.asarray(correct, bool).reshape(-1)
     if len(correct) != len(boxes):
@@ -119,7 +119,7 @@ def localization(boxes, truth: Sequence, correct=None, *, iou_threshold: float =
 def _plane(m) -> np.ndarray:
     m = np.asarray(m, np.float64)
     if m.ndim == 3:
-        m = np.sqrt((m ** 2).sum(-1))
+        m = np.sqrt((m**2).sum(-1))
     if m.ndim != 2:
         raise ValueError(f"a map must be (H, W) or (H, W, C), got {m.shape}")
     return np.nan_to_num(m, nan=0.0)

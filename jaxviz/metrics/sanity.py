@@ -39,14 +39,30 @@ import numpy as np
 
 from .similarity import spearman, ssim
 
-__all__ = ["SanityResult", "cascading_randomization", "compare_maps", "comparison_views", "fresh_params",
-           "plot_randomization_maps", "plot_similarity_bars", "plot_similarity_curves", "random_input_check", "randomization_order", "randomize_params",
-           "records", "summary", "to_json"]
+__all__ = [
+    "SanityResult",
+    "cascading_randomization",
+    "compare_maps",
+    "comparison_views",
+    "fresh_params",
+    "plot_randomization_maps",
+    "plot_similarity_bars",
+    "plot_similarity_curves",
+    "random_input_check",
+    "randomization_order",
+    "randomize_params",
+    "records",
+    "summary",
+    "to_json",
+]
 
 MapFn = Callable[..., Any]
 METRICS = ("spearman_abs", "spearman", "ssim")
-_METRIC_TITLES = {"spearman_abs": "Spearman rank correlation (abs)", "spearman": "Spearman rank correlation (no abs)",
-                  "ssim": "SSIM (abs, normalized)"}
+_METRIC_TITLES = {
+    "spearman_abs": "Spearman rank correlation (abs)",
+    "spearman": "Spearman rank correlation (no abs)",
+    "ssim": "SSIM (abs, normalized)",
+}
 
 
 class SanityResult(NamedTuple):
@@ -113,12 +129,16 @@ def fresh_params(model, variables, input_shape: tuple[int, ...], seed: int):
     import flax.linen as nn
 
     if not isinstance(model, nn.Module):
-        raise TypeError("cascading randomization re-initializes layers with the model's own initializers: "
-                        f"it needs a flax.linen module, got {type(model).__name__}")
+        raise TypeError(
+            "cascading randomization re-initializes layers with the model's own initializers: "
+            f"it needs a flax.linen module, got {type(model).__name__}"
+        )
     fresh = _jitted(model, "init")(jax.random.key(seed), jnp.zeros((1, *input_shape), jnp.float32))
     if jax.tree_util.tree_structure(_params(fresh)) != jax.tree_util.tree_structure(_params(variables)):
-        raise ValueError("the model's fresh params do not match the given params' structure "
-                         "(were they trained for another input size or architecture?)")
+        raise ValueError(
+            "the model's fresh params do not match the given params' structure "
+            "(were they trained for another input size or architecture?)"
+        )
     return fresh
 
 
@@ -226,17 +246,30 @@ def compare_maps(original, randomized) -> dict[str, np.ndarray]:
     """Per-image Spearman (abs, signed) and SSIM between two batches of maps; each `(N,)`."""
     a_abs, a_signed, a_norm = comparison_views(original)
     b_abs, b_signed, b_norm = comparison_views(randomized)
-    return {"spearman_abs": spearman(a_abs, b_abs), "spearman": spearman(a_signed, b_signed),
-            "ssim": ssim(a_norm, b_norm, data_range=1.0)}
+    return {
+        "spearman_abs": spearman(a_abs, b_abs),
+        "spearman": spearman(a_signed, b_signed),
+        "ssim": ssim(a_norm, b_norm, data_range=1.0),
+    }
 
 
 # --------------------------------------------------------------------------- the checks
 
 
-def cascading_randomization(model, params, images, methods: Sequence[str] | Mapping[str, Any], targets=None, *,
-                            seed: int = 0, mode: str = "cascading", batch_size: int = 16,
-                            options: Mapping[str, Any] | None = None, keep: int = 4,
-                            progress: bool = True) -> SanityResult:
+def cascading_randomization(
+    model,
+    params,
+    images,
+    methods: Sequence[str] | Mapping[str, Any],
+    targets=None,
+    *,
+    seed: int = 0,
+    mode: str = "cascading",
+    batch_size: int = 16,
+    options: Mapping[str, Any] | None = None,
+    keep: int = 4,
+    progress: bool = True,
+) -> SanityResult:
     """Adebayo et al.'s model randomization test for several methods on one batch of images.
 
     Args:
@@ -264,8 +297,9 @@ def cascading_randomization(model, params, images, methods: Sequence[str] | Mapp
     n = len(x)
     if targets is None:
         predict = _jitted(model, "predict")
-        logits = np.concatenate([np.asarray(predict(params, jnp.asarray(x[i:i + batch_size])))
-                                 for i in range(0, n, batch_size)])
+        logits = np.concatenate(
+            [np.asarray(predict(params, jnp.asarray(x[i : i + batch_size]))) for i in range(0, n, batch_size)]
+        )
         targets = logits.argmax(-1)
     targets = np.asarray(targets)
     if targets.shape != (n,) or not np.issubdtype(targets.dtype, np.integer):
@@ -297,12 +331,20 @@ def cascading_randomization(model, params, images, methods: Sequence[str] | Mapp
             _tick(bar, f"{name} ({label})")
     if bar is not None:
         bar.close()
-    return SanityResult(methods=names, steps=tuple(label for label, _ in schedule), mode=mode, targets=targets,
-                        examples=examples, seed=seed, **sims)
+    return SanityResult(
+        methods=names,
+        steps=tuple(label for label, _ in schedule),
+        mode=mode,
+        targets=targets,
+        examples=examples,
+        seed=seed,
+        **sims,
+    )
 
 
-def random_input_check(model, params, methods, *, n: int = 16, shape: tuple[int, int, int] | None = None,
-                       seed: int = 0, **kwargs) -> SanityResult:
+def random_input_check(
+    model, params, methods, *, n: int = 16, shape: tuple[int, int, int] | None = None, seed: int = 0, **kwargs
+) -> SanityResult:
     """Data-independent check: maps of the trained vs the fully random model on N(0, 1) noise inputs.
 
     The inputs carry no object, so any similarity left comes from the method and the architecture,
@@ -336,8 +378,9 @@ def summary(result: SanityResult) -> dict[str, dict[str, list[float | None]]]:
     out: dict[str, dict[str, list[float | None]]] = {}
     for metric in METRICS:
         values = getattr(result, metric)
-        out[metric] = {name: [_mean(values[j, s]) for s in range(len(result.steps))]
-                       for j, name in enumerate(result.methods)}
+        out[metric] = {
+            name: [_mean(values[j, s]) for s in range(len(result.steps))] for j, name in enumerate(result.methods)
+        }
     return out
 
 
@@ -352,8 +395,14 @@ def records(result: SanityResult) -> list[dict]:
     for j, name in enumerate(result.methods):
         for s, label in enumerate(result.steps):
             for i in range(len(result.targets)):
-                row = {"method": name, "mode": result.mode, "step": s + 1, "layer": label, "image": i,
-                       "target": int(result.targets[i])}
+                row = {
+                    "method": name,
+                    "mode": result.mode,
+                    "step": s + 1,
+                    "layer": label,
+                    "image": i,
+                    "target": int(result.targets[i]),
+                }
                 for metric in METRICS:
                     v = float(getattr(result, metric)[j, s, i])
                     row[metric] = v if math.isfinite(v) else None
@@ -363,12 +412,21 @@ def records(result: SanityResult) -> list[dict]:
 
 def to_json(result: SanityResult) -> str:
     """The result as JSON text: methods, steps, mode, seed, summary and records."""
-    return json.dumps({"methods": list(result.methods), "steps": list(result.steps), "mode": result.mode,
-                       "seed": result.seed, "summary": summary(result), "records": records(result)})
+    return json.dumps(
+        {
+            "methods": list(result.methods),
+            "steps": list(result.steps),
+            "mode": result.mode,
+            "seed": result.seed,
+            "summary": summary(result),
+            "records": records(result),
+        }
+    )
 
 
-def plot_similarity_curves(result: SanityResult, path: str | Path, *, metrics: Sequence[str] = METRICS,
-                           title: str | None = None) -> Path:
+def plot_similarity_curves(
+    result: SanityResult, path: str | Path, *, metrics: Sequence[str] = METRICS, title: str | None = None
+) -> Path:
     """Per-step mean similarity, one line per method, one panel per metric (Adebayo et al. Fig. 2).
 
     x: "original" then each step's layer (in cascading mode, randomized from the top down to it);
@@ -385,15 +443,25 @@ def plot_similarity_curves(result: SanityResult, path: str | Path, *, metrics: S
     for ax, metric in zip(axes[0], metrics):
         for j, name in enumerate(result.methods):
             y = [1.0] + [np.nan if v is None else v for v in table[metric][name]]
-            ax.plot(range(len(labels)), y, styles[j % len(styles)], marker="o", markersize=3,
-                    color=colors(j % 20), label=name.replace("_", " "))
+            ax.plot(
+                range(len(labels)),
+                y,
+                styles[j % len(styles)],
+                marker="o",
+                markersize=3,
+                color=colors(j % 20),
+                label=name.replace("_", " "),
+            )
         ax.axhline(0.0, color="gray", linewidth=0.6)
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
         ax.set_ylim(_lowest(table[metric]), 1.05)
         ax.set_title(_METRIC_TITLES.get(metric, metric), fontsize=10)
-        ax.set_xlabel({"cascading": "layers randomized (top down, cumulative)",
-                       "independent": "layer randomized (alone)"}.get(result.mode, "layers randomized"))
+        ax.set_xlabel(
+            {"cascading": "layers randomized (top down, cumulative)", "independent": "layer randomized (alone)"}.get(
+                result.mode, "layers randomized"
+            )
+        )
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean similarity to the original maps")
     axes[0, -1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
@@ -409,8 +477,14 @@ def _lowest(values: Mapping[str, Sequence[float | None]]) -> float:
     return min([-0.35] + [v - 0.05 for v in finite])
 
 
-def plot_similarity_bars(result: SanityResult, path: str | Path, *, step: int = -1, metrics: Sequence[str] = METRICS,
-                         title: str | None = None) -> Path:
+def plot_similarity_bars(
+    result: SanityResult,
+    path: str | Path,
+    *,
+    step: int = -1,
+    metrics: Sequence[str] = METRICS,
+    title: str | None = None,
+) -> Path:
     """Mean similarity at one step (default the last: everything randomized) as grouped bars per method."""
     from ..plot import pyplot, save_figure
 
@@ -421,8 +495,12 @@ def plot_similarity_bars(result: SanityResult, path: str | Path, *, step: int = 
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(names) + 2), 4.2))
     for k, metric in enumerate(metrics):
         y = [np.nan if table[metric][n][step] is None else table[metric][n][step] for n in names]
-        ax.bar(np.arange(len(names)) + (k - (len(metrics) - 1) / 2) * width, y, width,
-               label=_METRIC_TITLES.get(metric, metric))
+        ax.bar(
+            np.arange(len(names)) + (k - (len(metrics) - 1) / 2) * width,
+            y,
+            width,
+            label=_METRIC_TITLES.get(metric, metric),
+        )
     ax.axhline(0.0, color="gray", linewidth=0.6)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([n.replace("_", " ") for n in names], rotation=60, ha="right", fontsize=8)
@@ -436,8 +514,9 @@ def plot_similarity_bars(result: SanityResult, path: str | Path, *, step: int = 
     return save_figure(fig, path, dpi=110)
 
 
-def plot_randomization_maps(result: SanityResult, path: str | Path, *, image: int = 0,
-                            input_image: np.ndarray | None = None) -> Path:
+def plot_randomization_maps(
+    result: SanityResult, path: str | Path, *, image: int = 0, input_image: np.ndarray | None = None
+) -> Path:
     """Grid of one image's maps: rows = methods, columns = original then each randomization step
     (Adebayo et al. Fig. 1). `input_image` `(H, W, 3)` in [0, 1] adds the input as the first column."""
     from ..plot import pyplot, save_figure

@@ -62,8 +62,18 @@ def spearman(a, b, *, absolute: bool = False) -> np.ndarray:
         return np.where(denom > 0, (ra * rb).sum(axis=1) / np.where(denom > 0, denom, 1.0), np.nan)
 
 
-def ssim(a, b, *, data_range: float = 1.0, window: str = "gaussian", win_size: int = 7, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03, sample_covariance: bool | None = None) -> np.ndarray:
+def ssim(
+    a,
+    b,
+    *,
+    data_range: float = 1.0,
+    window: str = "gaussian",
+    win_size: int = 7,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+    sample_covariance: bool | None = None,
+) -> np.ndarray:
     """Mean structural similarity (Wang et al., IEEE TIP 2004) of each pair of maps, `(N,)` float64.
 
     SSIM(x, y) = (2 μx μy + C1)(2 σxy + C2) / ((μx² + μy² + C1)(σx² + σy² + C2)), C1 = (k1·L)²,
@@ -102,4 +112,4 @@ def ssim(a, b, *, data_range: float = 1.0, window: str = "gaussian", win_size: i
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     pad = (size - 1) // 2
-    return s[:, pad:s.shape[1] - pad, pad:s.shape[2] - pad].mean(axis=(1, 2))
+    return s[:, pad : s.shape[1] - pad, pad : s.shape[2] - pad].mean(axis=(1, 2))

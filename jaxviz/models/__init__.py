@@ -51,16 +51,37 @@ ARCHS: dict[str, Callable[..., nn.Module]] = {
     "densenet121": DenseNet121,
 }
 
-TORCHVISION_ARCHS = ("alexnet", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16_bn", "vgg19_bn", "squeezenet1_0",
-                     "squeezenet1_1", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "googlenet",
-                     "densenet121")
+TORCHVISION_ARCHS = (
+    "alexnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg13",
+    "vgg13_bn",
+    "vgg16_bn",
+    "vgg19_bn",
+    "squeezenet1_0",
+    "squeezenet1_1",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "googlenet",
+    "densenet121",
+)
 """Architectures whose module paths are torchvision's own (ported from, and compared with, torchvision)."""
 
 # Input shape each architecture is usually run at (H, W, C); any size the net allows also works.
-DEFAULT_INPUT = {"vgg16": (224, 224, 3), "vgg19": (224, 224, 3), "lenet5": (28, 28, 1),
-                 "lenet5_3x3": (28, 28, 1), "shapesnet": (64, 64, 3),
-                 "minivgg": (64, 64, 3), "allconv": (64, 64, 3),
-                 **{arch: (224, 224, 3) for arch in TORCHVISION_ARCHS}}
+DEFAULT_INPUT = {
+    "vgg16": (224, 224, 3),
+    "vgg19": (224, 224, 3),
+    "lenet5": (28, 28, 1),
+    "lenet5_3x3": (28, 28, 1),
+    "shapesnet": (64, 64, 3),
+    "minivgg": (64, 64, 3),
+    "allconv": (64, 64, 3),
+    **{arch: (224, 224, 3) for arch in TORCHVISION_ARCHS},
+}
 
 
 def build(arch: str, **kwargs) -> nn.Module:

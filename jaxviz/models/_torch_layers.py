@@ -23,11 +23,13 @@ from . import pool
 BN_EPSILON = 1e-5  # torch.nn.BatchNorm2d's default eps
 
 
-def conv(features: int, kernel: int, stride: int = 1, padding: int = 0, *, bias: bool = True,
-         name: str | None = None) -> nn.Conv:
+def conv(
+    features: int, kernel: int, stride: int = 1, padding: int = 0, *, bias: bool = True, name: str | None = None
+) -> nn.Conv:
     """`torch.nn.Conv2d(_, features, kernel, stride, padding, bias=bias)`: symmetric zero padding."""
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride), padding=[(padding, padding)] * 2,
-                   use_bias=bias, name=name)
+    return nn.Conv(
+        features, (kernel, kernel), strides=(stride, stride), padding=[(padding, padding)] * 2, use_bias=bias, name=name
+    )
 
 
 def batch_norm(train: bool, *, name: str | None = None, epsilon: float = BN_EPSILON) -> nn.BatchNorm:
@@ -46,8 +48,9 @@ def _pool_out(size: int, kernel: int, stride: int, padding: int, ceil_mode: bool
     return out
 
 
-def max_pool2d(x: jax.Array, kernel: int, stride: int | None = None, padding: int = 0,
-               ceil_mode: bool = False) -> jax.Array:
+def max_pool2d(
+    x: jax.Array, kernel: int, stride: int | None = None, padding: int = 0, ceil_mode: bool = False
+) -> jax.Array:
     """`torch.nn.MaxPool2d(kernel, stride, padding, ceil_mode=ceil_mode)` of `(N, H, W, C)`.
 
     Padding (and the overhang of a ceil-mode window) is -inf, so it never wins a max, as in torch;

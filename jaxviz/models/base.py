@@ -6,6 +6,7 @@ its semantic name, and `layer_aliases()` adds the names users know from elsewher
 `features.28`). Nothing in jaxviz depends on this class: methods see any Flax module (`core`).
 `act` is the activation at every `act` layer (nn.relu; LeNet-5 uses tanh).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,7 +23,17 @@ from ..core import LayerError
 from . import pool
 
 CONV, ACT, POOL, ADAPTIVE_AVG, GAP, GMP, FLATTEN, DENSE, DROPOUT, PAD = (
-    "conv", "act", "pool", "adaptive_avg", "gap", "gmp", "flatten", "dense", "dropout", "pad")
+    "conv",
+    "act",
+    "pool",
+    "adaptive_avg",
+    "gap",
+    "gmp",
+    "flatten",
+    "dense",
+    "dropout",
+    "pad",
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +55,6 @@ class Layer:
     stride: int = 1  # a conv's step (2: a strided conv that downsamples, as in the all-conv net)
 
 
-
-
 def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
     """torchvision's AdaptiveAvgPool2d on NHWC: bin i covers [floor(i·H/o), ceil((i+1)·H/o))."""
 
@@ -62,7 +71,6 @@ def adaptive_avg_pool(x: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
     bins2d = np.kron(bins(h, out_hw[0]), bins(w, out_hw[1]))
     pooled = jnp.einsum("pq,nqc->npc", bins2d.astype(x.dtype), x.reshape(n, h * w, c))
     return pooled.reshape(n, *out_hw, c)
-
 
 
 def max_pool(x: jax.Array, w: int) -> jax.Array:
@@ -120,18 +128,20 @@ class SequentialNet(nn.Module):
         """Named groups of layers: `features` (before the flatten / global pooling) and `classifier`."""
         layers = self.layers()
         cut = next((i for i, layer in enumerate(layers) if layer.kind in (FLATTEN, GAP, GMP)), len(layers))
-        return {"features": tuple(layer.name for layer in layers[:cut]),
-                "classifier": tuple(layer.name for layer in layers[cut:])}
+        return {
+            "features": tuple(layer.name for layer in layers[:cut]),
+            "classifier": tuple(layer.name for layer in layers[cut:]),
+        }
 
     def act_layers(self) -> tuple[str, ...]:
         """The activation layers before the head (spatial maps), in order: where optvis and inspect look."""
         return tuple(n for n in self.layer_groups()["features"] if self.layer(n).kind == ACT)
 
     def head(self) -> str:
-        """"gap" / "gmp" for a global average / max pool followed by one dense layer, else "other"."""
+        """ "gap" / "gmp" for a global average / max pool followed by one dense layer, else "other"."""
         kinds = [layer.kind for layer in self.layers()]
         for kind in (GAP, GMP):
-            if kind in kinds and kinds[kinds.index(kind) + 1:] == [DENSE]:
+            if kind in kinds and kinds[kinds.index(kind) + 1 :] == [DENSE]:
                 return kind
         return "other"
 
@@ -159,7 +169,8 @@ class SequentialNet(nn.Module):
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise LayerError(
             f"unknown layer {name!r} for {type(self).__name__}.{hint} "
-            f"Layers: {', '.join(layer.name for layer in layers)} (run `jaxviz models` to list them with aliases)")
+            f"Layers: {', '.join(layer.name for layer in layers)} (run `jaxviz models` to list them with aliases)"
+        )
 
     def layer(self, name: str | int) -> Layer:
         return self.layers()[self.resolve(name)]
@@ -182,11 +193,15 @@ class SequentialNet(nn.Module):
             return nn.Dense(layer.size, name=name)
         if kind == DROPOUT:
             return nn.Dropout(layer.rate, deterministic=not train, name=name)
-        fns = {ACT: self.act, POOL: functools.partial(_pool, layer.size), GAP: _gap, GMP: _gmp,
-               FLATTEN: _flatten, ADAPTIVE_AVG: functools.partial(adaptive_avg_pool, out_hw=layer.size),
-               PAD: functools.partial(_pad, layer.size)}
+        fns = {
+            ACT: self.act,
+            POOL: functools.partial(_pool, layer.size),
+            GAP: _gap,
+            GMP: _gmp,
+            FLATTEN: _flatten,
+            ADAPTIVE_AVG: functools.partial(adaptive_avg_pool, out_hw=layer.size),
+            PAD: functools.partial(_pad, layer.size),
+        }
         if kind not in fns:
             raise ValueError(f"unknown layer kind {kind!r}")
         return _Op(fns[kind], name=name)
-
-

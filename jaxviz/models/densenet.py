@@ -31,9 +31,11 @@ class DenseLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = L.conv(self.bn_size * self.growth_rate, 1, bias=False, name="conv1")(
-            self.act(L.batch_norm(train, name="norm1")(x)))
+            self.act(L.batch_norm(train, name="norm1")(x))
+        )
         return L.conv(self.growth_rate, 3, padding=1, bias=False, name="conv2")(
-            self.act(L.batch_norm(train, name="norm2")(x)))
+            self.act(L.batch_norm(train, name="norm2")(x))
+        )
 
 
 class DenseBlock(nn.Module):
@@ -102,8 +104,9 @@ class DenseNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = DenseNetFeatures(self.blocks, self.growth_rate, self.init_features, self.bn_size, act=self.act,
-                             name="features")(x, train)
+        x = DenseNetFeatures(
+            self.blocks, self.growth_rate, self.init_features, self.bn_size, act=self.act, name="features"
+        )(x, train)
         return nn.Dense(self.num_classes, name="classifier")(L.global_avg_pool(self.act(x)))
 
 

@@ -104,12 +104,15 @@ class Inception(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return jnp.concatenate([
-            BasicConv2d(self.ch1x1, 1, act=self.act, name="branch1")(x, train),
-            ConvPair(self.ch3x3red, self.ch3x3, act=self.act, name="branch2")(x, train),
-            ConvPair(self.ch5x5red, self.ch5x5, act=self.act, name="branch3")(x, train),
-            PoolProj(self.pool_proj, act=self.act, name="branch4")(x, train),
-        ], axis=-1)
+        return jnp.concatenate(
+            [
+                BasicConv2d(self.ch1x1, 1, act=self.act, name="branch1")(x, train),
+                ConvPair(self.ch3x3red, self.ch3x3, act=self.act, name="branch2")(x, train),
+                ConvPair(self.ch5x5red, self.ch5x5, act=self.act, name="branch3")(x, train),
+                PoolProj(self.pool_proj, act=self.act, name="branch4")(x, train),
+            ],
+            axis=-1,
+        )
 
 
 class GoogLeNet(nn.Module):

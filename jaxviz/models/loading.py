@@ -22,8 +22,12 @@ from . import ARCHS, DEFAULT_INPUT, TORCHVISION_ARCHS, build
 
 EMBEDDED = "shapesnet"
 # Weights shipped inside the package, by architecture: the default model and LeNet-5 on digits.
-SHIPPED = {"shapesnet": "shapesnet.safetensors", "lenet5": "lenet5_digits.safetensors",
-           "lenet5_3x3": "lenet5_3x3_digits.safetensors", "minivgg": "minivgg.safetensors"}
+SHIPPED = {
+    "shapesnet": "shapesnet.safetensors",
+    "lenet5": "lenet5_digits.safetensors",
+    "lenet5_3x3": "lenet5_3x3_digits.safetensors",
+    "minivgg": "minivgg.safetensors",
+}
 
 
 @dataclass(frozen=True)
@@ -56,16 +60,23 @@ class LoadedModel:
 
 
 # What each architecture's usual weights expect, for random-init models that have no file to say so.
-_NATIVE_PREPROCESSING = {"vgg16": "torchvision", "vgg19": "torchvision", "shapesnet": "centered",
-                         "minivgg": "centered", "allconv": "centered", **{arch: "torchvision" for arch in TORCHVISION_ARCHS}}
+_NATIVE_PREPROCESSING = {
+    "vgg16": "torchvision",
+    "vgg19": "torchvision",
+    "shapesnet": "centered",
+    "minivgg": "centered",
+    "allconv": "centered",
+    **{arch: "torchvision" for arch in TORCHVISION_ARCHS},
+}
 
 
 def embedded_path(arch: str = EMBEDDED) -> Path:
     return Path(str(resources.files("jaxviz.models") / "embedded" / SHIPPED[arch]))
 
 
-def load(name: str | None = None, weights: str | Path | None = None, *, random_init: bool = False,
-         seed: int = 0) -> LoadedModel:
+def load(
+    name: str | None = None, weights: str | Path | None = None, *, random_init: bool = False, seed: int = 0
+) -> LoadedModel:
     """Load a model by architecture or weights name.
 
     Args:
@@ -120,7 +131,8 @@ def _find_weights(name: str) -> str:
     if known:
         raise W.WeightsError(
             f"no weights for {name} in {W.weights_dir()}: run `jaxviz weights fetch {known[0]}` "
-            f"(needs a network) or `jaxviz weights port FILE --arch {name}` for a file you already have")
+            f"(needs a network) or `jaxviz weights port FILE --arch {name}` for a file you already have"
+        )
     return name  # a weights name or path; resolve() explains if it does not exist
 
 

@@ -29,7 +29,11 @@ class MiniVGG(SequentialNet):
                 layers.append(Layer(f"conv{b}_{c}", CONV, width, kernel=3, padding=1))
                 layers.append(Layer(f"relu{b}_{c}", ACT))
             layers.append(Layer(f"pool{b}", POOL, 2))
-        layers += [Layer("avgpool", ADAPTIVE_AVG, (self.grid, self.grid)), Layer("flatten", FLATTEN),
-                   Layer("fc4", DENSE, self.hidden), Layer("relu4", ACT),
-                   Layer("fc5", DENSE, self.num_classes, aliases=("logits",))]
+        layers += [
+            Layer("avgpool", ADAPTIVE_AVG, (self.grid, self.grid)),
+            Layer("flatten", FLATTEN),
+            Layer("fc4", DENSE, self.hidden),
+            Layer("relu4", ACT),
+            Layer("fc5", DENSE, self.num_classes, aliases=("logits",)),
+        ]
         return tuple(layers)

@@ -26,8 +26,14 @@ def max_pool(x: jax.Array, window: Pair, strides: Pair, padding: tuple[Pair, Pai
     return lax.reduce_window(x, -jnp.inf, lax.max, (1, *window, 1), (1, *strides, 1), ((0, 0), *padding, (0, 0)))
 
 
-def max_pool_vjp(x: jax.Array, g: jax.Array, window: Pair, strides: Pair,
-                 padding: tuple[Pair, Pair] = ((0, 0), (0, 0)), peak: jax.Array | None = None) -> jax.Array:
+def max_pool_vjp(
+    x: jax.Array,
+    g: jax.Array,
+    window: Pair,
+    strides: Pair,
+    padding: tuple[Pair, Pair] = ((0, 0), (0, 0)),
+    peak: jax.Array | None = None,
+) -> jax.Array:
     """The cotangent of `x` for `max_pool(x, window, strides, padding)` with output cotangent `g`
     (`peak`: that forward output, when at hand)."""
     pads = ((0, 0, 0), *((lo, hi, 0) for lo, hi in padding), (0, 0, 0))
@@ -48,13 +54,14 @@ def max_pool_vjp(x: jax.Array, g: jax.Array, window: Pair, strides: Pair,
         taken = taken | hit
         grads.append(jnp.where(hit, g, zero))
     if tuple(strides) == tuple(window) and all(lo == 0 for lo, _ in padding):  # windows tile the input:
-        rows = [jnp.stack(grads[i * sw:(i + 1) * sw], axis=3) for i in range(sh)]  # interleave: cheaper than sums
+        rows = [jnp.stack(grads[i * sw : (i + 1) * sw], axis=3) for i in range(sh)]  # interleave: cheaper than sums
         grad = jnp.stack(rows, axis=2).reshape(n, ho * sh, wo * sw, c)
         return lax.pad(grad, zero, ((0, 0, 0), (0, x.shape[1] - ho * sh, 0), (0, x.shape[2] - wo * sw, 0), (0, 0, 0)))
     grad = None
     for ((i, j), (ei, ej), _), part_grad in zip(parts, grads):
-        placed = lax.pad(part_grad, zero, ((0, 0, 0), (i, xp.shape[1] - ei, sh - 1), (j, xp.shape[2] - ej, sw - 1),
-                                           (0, 0, 0)))
+        placed = lax.pad(
+            part_grad, zero, ((0, 0, 0), (i, xp.shape[1] - ei, sh - 1), (j, xp.shape[2] - ej, sw - 1), (0, 0, 0))
+        )
         grad = placed if grad is None else grad + placed
     return lax.pad(grad, zero, tuple((-lo, -hi, i) for lo, hi, i in pads))  # back to x's extent
 
@@ -64,5 +71,6 @@ def _forward(x, *pool):
     return y, (x, y)
 
 
-max_pool.defvjp(_forward, lambda window, strides, padding, res, g: (max_pool_vjp(res[0], g, window, strides, padding,
-                                                                                res[1]),))
+max_pool.defvjp(
+    _forward, lambda window, strides, padding, res, g: (max_pool_vjp(res[0], g, window, strides, padding, res[1]),)
+)

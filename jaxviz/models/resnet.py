@@ -44,8 +44,9 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        out = self.act(L.batch_norm(train, name="bn1")(
-            L.conv(self.planes, 3, self.stride, 1, bias=False, name="conv1")(x)))
+        out = self.act(
+            L.batch_norm(train, name="bn1")(L.conv(self.planes, 3, self.stride, 1, bias=False, name="conv1")(x))
+        )
         out = L.batch_norm(train, name="bn2")(L.conv(self.planes, 3, 1, 1, bias=False, name="conv2")(out))
         identity = Downsample(self.planes, self.stride, name="downsample")(x, train) if self.downsample else x
         return self.act(out + identity)
@@ -64,11 +65,11 @@ class Bottleneck(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         out = self.act(L.batch_norm(train, name="bn1")(L.conv(self.planes, 1, bias=False, name="conv1")(x)))
-        out = self.act(L.batch_norm(train, name="bn2")(
-            L.conv(self.planes, 3, self.stride, 1, bias=False, name="conv2")(out)))
+        out = self.act(
+            L.batch_norm(train, name="bn2")(L.conv(self.planes, 3, self.stride, 1, bias=False, name="conv2")(out))
+        )
         out = L.batch_norm(train, name="bn3")(L.conv(self.planes * 4, 1, bias=False, name="conv3")(out))
-        identity = (Downsample(self.planes * 4, self.stride, name="downsample")(x, train)
-                    if self.downsample else x)
+        identity = Downsample(self.planes * 4, self.stride, name="downsample")(x, train) if self.downsample else x
         return self.act(out + identity)
 
 
@@ -87,8 +88,9 @@ class ResNetStage(nn.Module):
         block = Bottleneck if self.bottleneck else BasicBlock
         downsample = self.stride != 1 or x.shape[-1] != self.planes * block.EXPANSION
         for i in range(self.blocks):
-            x = block(self.planes, self.stride if i == 0 else 1, downsample and i == 0, act=self.act,
-                      name=str(i))(x, train)
+            x = block(self.planes, self.stride if i == 0 else 1, downsample and i == 0, act=self.act, name=str(i))(
+                x, train
+            )
         return x
 
 

@@ -34,8 +34,13 @@ class Fire(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = self.act(L.conv(self.squeeze_planes, 1, name="squeeze")(x))
-        return jnp.concatenate([self.act(L.conv(self.expand_planes, 1, name="expand1x1")(x)),
-                                self.act(L.conv(self.expand_planes, 3, padding=1, name="expand3x3")(x))], axis=-1)
+        return jnp.concatenate(
+            [
+                self.act(L.conv(self.expand_planes, 1, name="expand1x1")(x)),
+                self.act(L.conv(self.expand_planes, 3, padding=1, name="expand3x3")(x)),
+            ],
+            axis=-1,
+        )
 
 
 class SqueezeNetFeatures(nn.Module):

@@ -25,8 +25,9 @@ VGG19_BLOCKS = (2, 2, 4, 4, 4)
 WIDTHS = (64, 128, 256, 512, 512)
 
 
-def vgg_layers(blocks: tuple[int, ...], num_classes: int, include_top: bool,
-               widths: tuple[int, ...] = WIDTHS, hidden: int = 4096) -> tuple[Layer, ...]:
+def vgg_layers(
+    blocks: tuple[int, ...], num_classes: int, include_top: bool, widths: tuple[int, ...] = WIDTHS, hidden: int = 4096
+) -> tuple[Layer, ...]:
     layers, i = [], 0
     for b, (n, width) in enumerate(zip(blocks, widths), start=1):
         for c in range(1, n + 1):

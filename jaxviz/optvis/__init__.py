@@ -8,26 +8,47 @@ loop, `render.Renderer` (`jit` of `lax.scan` over any optax optimizer, `vmap` ov
 
 from . import objectives, param, regularizers, transforms
 from .objectives import (
-           Objective,
-           channel,
-           class_log_prob,
-           class_logit,
-           layer_mean,
-           layer_norm,
-           neuron,
+    Objective,
+    channel,
+    class_log_prob,
+    class_logit,
+    layer_mean,
+    layer_norm,
+    neuron,
 )
 from .presets import PRESETS, get_preset, hparams
 from .render import Renderer, RenderResult, unit_keys
 from .visualize import (
-           Visualization,
-           class_model,
-           dream,
-           filters,
-           layers,
-           style_transfer,
+    Visualization,
+    class_model,
+    dream,
+    filters,
+    layers,
+    style_transfer,
 )
 
-__all__ = ["PRESETS", "Objective", "RenderResult", "Renderer", "Visualization", "channel",
-           "class_log_prob", "class_logit", "class_model", "dream", "filters", "get_preset", "hparams",
-           "layer_mean", "layer_norm", "layers", "neuron", "objectives", "param", "regularizers",
-           "style_transfer", "transforms", "unit_keys"]
+__all__ = [
+    "PRESETS",
+    "Objective",
+    "RenderResult",
+    "Renderer",
+    "Visualization",
+    "channel",
+    "class_log_prob",
+    "class_logit",
+    "class_model",
+    "dream",
+    "filters",
+    "get_preset",
+    "hparams",
+    "layer_mean",
+    "layer_norm",
+    "layers",
+    "neuron",
+    "objectives",
+    "param",
+    "regularizers",
+    "style_transfer",
+    "transforms",
+    "unit_keys",
+]

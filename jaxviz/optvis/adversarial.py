@@ -19,13 +19,15 @@ from ..data.preprocess import Preprocessing, normalize
 from .objectives import LOGITS
 
 
-def fgsm(model, variables, pp: Preprocessing, images: jax.Array, labels: jax.Array, eps: float,
-         *, targeted: bool = False) -> jax.Array:
+def fgsm(
+    model, variables, pp: Preprocessing, images: jax.Array, labels: jax.Array, eps: float, *, targeted: bool = False
+) -> jax.Array:
     """One FGSM step (Goodfellow et al. 2015) on display-space images `(N, H, W, 3)` in [0, 1].
 
     Untargeted: x + ε·sign(∇ₓ CE(f(x), label)) (move away from the true `labels`).
     Targeted:   x − ε·sign(∇ₓ CE(f(x), target)) (move towards `labels`, the targets).
     Returns the perturbed images clipped to [0, 1] `(N, H, W, 3)`."""
+
     def ce(x):
         logits = as_net(model)(variables, normalize(x, pp))
         return -jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits, -1), labels[:, None], axis=1))
@@ -38,6 +40,7 @@ def fgsm(model, variables, pp: Preprocessing, images: jax.Array, labels: jax.Arr
 def linf_project(eps: float):
     """`(raw, unit) -> raw`: clip a pixel-parameterized image into {x : ‖x − x₀‖∞ ≤ ε} ∩ [0, 1];
     `unit["image"]` is x₀ `(B, H, W, 3)`."""
+
     def project(raw, unit):
         x0 = unit["image"]
         return jnp.clip(jnp.clip(raw, x0 - eps, x0 + eps), 0.0, 1.0)
@@ -48,6 +51,7 @@ def linf_project(eps: float):
 def predicts_target(confidence: float = 0.0):
     """`stop(acts, unit)`: the model's top class is `unit["target"]` for every image of the unit
     (and, with `confidence` > 0, p(target) ≥ confidence)."""
+
     def stop(acts, unit):
         logits = acts[LOGITS]
         t = unit["target"]
@@ -62,7 +66,7 @@ def predicts_target(confidence: float = 0.0):
 def perturbation_norms(adv: np.ndarray, orig: np.ndarray) -> dict[str, np.ndarray]:
     """L∞, L2 and mean |δ| of `adv − orig` per image `(N, ...)`, in [0, 1] pixel units (×255 for grey levels)."""
     d = (np.asarray(adv, np.float64) - np.asarray(orig, np.float64)).reshape(len(adv), -1)
-    return {"linf": np.abs(d).max(1), "l2": np.sqrt((d ** 2).sum(1)), "mean_abs": np.abs(d).mean(1)}
+    return {"linf": np.abs(d).max(1), "l2": np.sqrt((d**2).sum(1)), "mean_abs": np.abs(d).mean(1)}
 
 
 __all__ = ["fgsm", "linf_project", "perturbation_norms", "predicts_target"]

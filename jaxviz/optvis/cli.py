@@ -22,36 +22,66 @@ KIND_HELP = {
 
 def register(subparsers) -> None:
     """Add `visualize` with one sub-command per kind."""
-    p = subparsers.add_parser("visualize", help="optimization-based visualization: classes, filters, layers, "
-                                                "DeepDream, style transfer, adversarial examples")
+    p = subparsers.add_parser(
+        "visualize",
+        help="optimization-based visualization: classes, filters, layers, "
+        "DeepDream, style transfer, adversarial examples",
+    )
     kinds = p.add_subparsers(dest="kind", required=True)
     for kind, text in KIND_HELP.items():
-        q = kinds.add_parser(kind, help=text, description=text + ".", epilog=_preset_docs(kind),
-                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        q = kinds.add_parser(
+            kind,
+            help=text,
+            description=text + ".",
+            epilog=_preset_docs(kind),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         q.add_argument("--model", help="architecture or weights name (default: the embedded shapesnet)")
         q.add_argument("--weights", help="weights name or .safetensors path")
         q.add_argument("--preset", help=f"recipe name: {_preset_help(kind)}")
         if kind in ("class", "adversarial"):
-            q.add_argument("--class", dest="classes", action="append", metavar="C",
-                           help="class index, name or WordNet id, or a range 0-9 (repeatable; "
-                                + ("default: all classes, at most 16)" if kind == "class" else
-                                   "the target; default: the class after each image's prediction)"))
+            q.add_argument(
+                "--class",
+                dest="classes",
+                action="append",
+                metavar="C",
+                help="class index, name or WordNet id, or a range 0-9 (repeatable; "
+                + (
+                    "default: all classes, at most 16)"
+                    if kind == "class"
+                    else "the target; default: the class after each image's prediction)"
+                ),
+            )
         if kind in ("filter", "layer", "dream"):
-            q.add_argument("--layer", action="append", help="layer name or alias" + (
-                " (repeatable)" if kind != "filter" else "") + " (default: one about 40%% of the way in; "
-                "layer: every conv activation)")
+            q.add_argument(
+                "--layer",
+                action="append",
+                help="layer name or alias"
+                + (" (repeatable)" if kind != "filter" else "")
+                + " (default: one about 40%% of the way in; "
+                "layer: every conv activation)",
+            )
         if kind == "filter":
-            q.add_argument("--channel", action="append", metavar="N",
-                           help="channel index or range 0-15 (repeatable; default: 0-15)")
+            q.add_argument(
+                "--channel",
+                action="append",
+                metavar="N",
+                help="channel index or range 0-15 (repeatable; default: 0-15)",
+            )
         if kind in ("dream", "style", "adversarial"):
-            q.add_argument("--image", action="append",
-                           help=("the content image (default: scikit-learn's sample photo if installed, else a "
-                                 "shapes image)") if kind == "style" else
-                           "input image file (repeatable; default: shapes images the model never saw)")
+            q.add_argument(
+                "--image",
+                action="append",
+                help=("the content image (default: scikit-learn's sample photo if installed, else a shapes image)")
+                if kind == "style"
+                else "input image file (repeatable; default: shapes images the model never saw)",
+            )
         if kind == "style":
-            q.add_argument("--style-image", action="append",
-                           help="style image file (repeatable, one result each; default: a second sample "
-                                "photo or a shapes image)")
+            q.add_argument(
+                "--style-image",
+                action="append",
+                help="style image file (repeatable, one result each; default: a second sample photo or a shapes image)",
+            )
         if kind == "adversarial":
             q.add_argument("--eps", type=float, help="L∞ budget in [0, 1] pixel units (default 8/255)")
             q.add_argument("--n", type=int, default=4, help="number of default shapes images (default 4)")
@@ -59,8 +89,12 @@ def register(subparsers) -> None:
         q.add_argument("--lr", type=float, help="learning rate / step size")
         q.add_argument("--octaves", type=int, help="number of octaves (1 = none)")
         q.add_argument("--size", type=int, help="image side (default: the model's input size)")
-        q.add_argument("--set", action="append", metavar="NAME=VALUE",
-                       help="any other hyperparameter, e.g. --set reduce=median --set l2=0.01 (see the JSON)")
+        q.add_argument(
+            "--set",
+            action="append",
+            metavar="NAME=VALUE",
+            help="any other hyperparameter, e.g. --set reduce=median --set l2=0.01 (see the JSON)",
+        )
         q.add_argument("--seed", type=int, default=0, help="PRNG seed (init, transforms)")
         q.add_argument("--out", default="optvis", help="output folder (default: optvis)")
         q.add_argument("--name", help="file stem (default: KIND_PRESET)")
@@ -122,8 +156,13 @@ def parse_indices(items: list[str] | None, count: int, what: str, labels=None) -
 def _overrides(args) -> dict:
     from ..cli import parse_assignments
 
-    ov = {"steps": args.steps, "lr": args.lr, "octaves": args.octaves, "size": args.size,
-          **parse_assignments(args.set, "--set", "l2=0.01")}
+    ov = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "octaves": args.octaves,
+        "size": args.size,
+        **parse_assignments(args.set, "--set", "l2=0.01"),
+    }
     if getattr(args, "eps", None) is not None:
         ov["eps"] = args.eps
     return ov
@@ -149,7 +188,7 @@ def _images(lm, paths: list[str] | None, n: int, seed: int):
 def _square(img):
     h, w = img.shape[:2]
     s = min(h, w)
-    return img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    return img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
 
 
 def sample_photos():
@@ -179,7 +218,9 @@ def _run(args) -> None:
     t0 = time.perf_counter()
     kind = args.kind
     if kind == "class":
-        classes = parse_indices(args.classes, len(lm.labels), "class", lm.labels) or list(range(min(16, len(lm.labels))))
+        classes = parse_indices(args.classes, len(lm.labels), "class", lm.labels) or list(
+            range(min(16, len(lm.labels)))
+        )
         vis = V.class_model(lm, classes, **kw)
     elif kind == "filter":
         layer = args.layer[0] if args.layer else None

@@ -24,8 +24,14 @@ def _rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img, 3, axis=-1) if img.shape[-1] == 1 else img
 
 
-def save_grid(path: str | Path, images: np.ndarray, titles: list[str] | None = None, cols: int | None = None,
-              cell: float = 1.3, suptitle: str | None = None) -> Path:
+def save_grid(
+    path: str | Path,
+    images: np.ndarray,
+    titles: list[str] | None = None,
+    cols: int | None = None,
+    cell: float = 1.3,
+    suptitle: str | None = None,
+) -> Path:
     """`images` `(N, H, W, C)` in [0, 1] as a titled grid PNG (atomic)."""
     plt = pyplot()
     n = len(images)
@@ -101,15 +107,27 @@ def metadata(vis, files: dict) -> dict:
     """What the JSON holds: everything needed to redo and judge the run."""
     hp = {k: v for k, v in vis.hparams.items()}
     final_p = [r["target_probability"] for r in vis.extra.get("reclassification", [])]
-    return _jsonable({
-        "kind": vis.kind, "preset": hp.get("preset"), "hparams": hp, "units": vis.units,
-        "image_shape": list(vis.images.shape), "steps": int(vis.losses.shape[1]),
-        "steps_run": vis.steps_run, "loss_start": vis.losses[:, 0] if vis.losses.shape[1] else [],
-        "loss_end": vis.losses[:, -1] if vis.losses.shape[1] else [], "loss_curves": vis.losses.round(5),
-        "final_target_probability": final_p or None, "files": files,
-        **{k: v for k, v in vis.extra.items() if k not in ("originals", "perturbations", "photos", "content",
-                                                           "styles")},
-    })
+    return _jsonable(
+        {
+            "kind": vis.kind,
+            "preset": hp.get("preset"),
+            "hparams": hp,
+            "units": vis.units,
+            "image_shape": list(vis.images.shape),
+            "steps": int(vis.losses.shape[1]),
+            "steps_run": vis.steps_run,
+            "loss_start": vis.losses[:, 0] if vis.losses.shape[1] else [],
+            "loss_end": vis.losses[:, -1] if vis.losses.shape[1] else [],
+            "loss_curves": vis.losses.round(5),
+            "final_target_probability": final_p or None,
+            "files": files,
+            **{
+                k: v
+                for k, v in vis.extra.items()
+                if k not in ("originals", "perturbations", "photos", "content", "styles")
+            },
+        }
+    )
 
 
 def write(vis, out: str | Path, stem: str | None = None) -> dict:
@@ -122,7 +140,8 @@ def write(vis, out: str | Path, stem: str | None = None) -> dict:
     flat = vis.images.reshape(u * b, *vis.images.shape[2:])
     titles = _titles(vis) if b == 1 else [f"{t} [{j}]" for t in _titles(vis) for j in range(b)]
     title = f"{vis.kind}: preset {vis.hparams.get('preset')}" + (
-        f", layer {vis.hparams['layer']}" if vis.hparams.get("layer") else "")
+        f", layer {vis.hparams['layer']}" if vis.hparams.get("layer") else ""
+    )
     save_grid(files["png"], flat, titles, cols=b if b > 1 else None, suptitle=title)  # a row per unit
     save_npy(files["npy"], vis.images.astype(np.float32))
     if vis.losses.shape[1]:
@@ -132,24 +151,35 @@ def write(vis, out: str | Path, stem: str | None = None) -> dict:
         files["pairs_png"] = str(out / f"{stem}_pairs.png")
         pert = vis.extra["perturbations"]
         amp = 0.5 + pert / (2 * max(float(np.abs(pert).max()), 1e-8))
-        rows = [f"{r['original_name']}→{r['predicted_name']}\np={r['target_probability']:.2f} "
-                f"L∞={r['linf_255']:.0f}/255" for r in vis.extra["reclassification"]]
-        save_rows(files["pairs_png"], {"original": vis.extra["originals"], "perturbation (amplified)": amp,
-                                       "adversarial": vis.images[:, 0]}, rows)
+        rows = [
+            f"{r['original_name']}→{r['predicted_name']}\np={r['target_probability']:.2f} L∞={r['linf_255']:.0f}/255"
+            for r in vis.extra["reclassification"]
+        ]
+        save_rows(
+            files["pairs_png"],
+            {"original": vis.extra["originals"], "perturbation (amplified)": amp, "adversarial": vis.images[:, 0]},
+            rows,
+        )
         save_npy(out / f"{stem}_perturbation.npy", pert.astype(np.float32))
         files["perturbation_npy"] = str(out / f"{stem}_perturbation.npy")
     if vis.kind == "dream":
         files["pairs_png"] = str(out / f"{stem}_pairs.png")
         photos = vis.extra["photos"]
         reps = len(vis.units) // len(photos)
-        save_rows(files["pairs_png"], {"photo": np.tile(photos, (reps, 1, 1, 1)), "dream": vis.images[:, 0]},
-                  vis.units)
+        save_rows(files["pairs_png"], {"photo": np.tile(photos, (reps, 1, 1, 1)), "dream": vis.images[:, 0]}, vis.units)
     if vis.kind == "style":
         files["pairs_png"] = str(out / f"{stem}_pairs.png")
         k = len(vis.units)
-        save_rows(files["pairs_png"], {"content": np.repeat(vis.extra["content"][None], k, 0),
-                                       "style": vis.extra["styles"], "result": vis.images[:, 0]}, vis.units,
-                  cell=2.2)
+        save_rows(
+            files["pairs_png"],
+            {
+                "content": np.repeat(vis.extra["content"][None], k, 0),
+                "style": vis.extra["styles"],
+                "result": vis.images[:, 0],
+            },
+            vis.units,
+            cell=2.2,
+        )
     write_text(files["json"], json.dumps(metadata(vis, files), indent=1))
     return files
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from . import style as _style
 
 Acts = Mapping[str, jax.Array]
-IMAGE = "image"    # key of the [0, 1] image (before transforms) in `acts`
+IMAGE = "image"  # key of the [0, 1] image (before transforms) in `acts`
 LOGITS = "logits"  # key of the model output in `acts` (its last layer, whatever its name)
 
 
@@ -69,8 +69,9 @@ class Objective:
 
     def __mul__(self, other):
         if isinstance(other, Objective):
-            return Objective(lambda a: self(a) * other(a), self.layers + other.layers,
-                             f"({self.name}) * ({other.name})")
+            return Objective(
+                lambda a: self(a) * other(a), self.layers + other.layers, f"({self.name}) * ({other.name})"
+            )
         _check_scalar(other, "*")
         return Objective(lambda a: other * self(a), self.layers, f"{_fmt(other)} * ({self.name})")
 
@@ -108,6 +109,7 @@ def _spatial_mean(a: jax.Array, reduce: str) -> jax.Array:
 
 # --- classes ------------------------------------------------------------------------------
 
+
 def class_logit(c: int | jax.Array, layer: str = LOGITS) -> Objective:
     """y_c, the pre-softmax score of class `c` (Simonyan et al. 2014; seed 000's loss is −y_c)."""
     return Objective(lambda a: a[layer][:, c].mean(), (layer,), f"logit[{_idx(c)}]")
@@ -116,16 +118,15 @@ def class_logit(c: int | jax.Array, layer: str = LOGITS) -> Objective:
 def class_log_prob(c: int | jax.Array, layer: str = LOGITS) -> Objective:
     """log p(c) = log softmax(y)_c: a targeted class that also pushes the other classes down
     (adversarial and fooling images, Szegedy et al. 2014; Nguyen et al. 2015)."""
-    return Objective(lambda a: jax.nn.log_softmax(a[layer], axis=-1)[:, c].mean(), (layer,),
-                     f"log_p[{_idx(c)}]")
+    return Objective(lambda a: jax.nn.log_softmax(a[layer], axis=-1)[:, c].mean(), (layer,), f"log_p[{_idx(c)}]")
 
 
 # --- units inside the network --------------------------------------------------------------
 
+
 def channel(layer: str, n: int | jax.Array, reduce: str = "mean") -> Objective:
     """Mean (seed 000) or median (seed 001) of channel `n` of `layer` over positions."""
-    return Objective(lambda a: _spatial_mean(a[layer][..., n], reduce).mean(), (layer,),
-                     f"{layer}:{_idx(n)} {reduce}")
+    return Objective(lambda a: _spatial_mean(a[layer][..., n], reduce).mean(), (layer,), f"{layer}:{_idx(n)} {reduce}")
 
 
 def neuron(layer: str, n: int | jax.Array, y: int | None = None, x: int | None = None) -> Objective:
@@ -144,6 +145,7 @@ def neuron(layer: str, n: int | jax.Array, y: int | None = None, x: int | None =
 
 def layer_mean(layer: str, reduce: str = "mean") -> Objective:
     """Mean (or median) of a whole layer's activations: seed 000's layer visualization."""
+
     def fn(a):
         t = a[layer]
         flat = t.reshape(t.shape[0], -1)
@@ -154,6 +156,7 @@ def layer_mean(layer: str, reduce: str = "mean") -> Objective:
 
 def layer_norm(layer: str) -> Objective:
     """‖A‖₂ of a layer's activation per image (DeepDream as in seed 000: `loss = -output.norm()`)."""
+
     def fn(a):
         t = a[layer]
         return jnp.sqrt(jnp.sum(t.reshape(t.shape[0], -1) ** 2, axis=1) + 1e-12).mean()
@@ -163,19 +166,25 @@ def layer_norm(layer: str) -> Objective:
 
 # --- style transfer (Gatys et al. 2016, seed 001's normalizations) -------------------------------
 
+
 def content(layer: str, target: jax.Array) -> Objective:
     """−J_c = −(1/(4·nH·nW·nC))·Σ(a_C − a_G)² against the content activation `target` `(h, w, C)`."""
-    return Objective(lambda a: -jnp.mean(jax.vmap(lambda g: _style.content_cost(target, g))(a[layer])),
-                     (layer,), f"content({layer})")
+    return Objective(
+        lambda a: -jnp.mean(jax.vmap(lambda g: _style.content_cost(target, g))(a[layer])), (layer,), f"content({layer})"
+    )
 
 
 def style(layer: str, target_gram: jax.Array) -> Objective:
     """−J_s^l = −(1/(4·nC²·(nH·nW)²))·Σ(G_S − G_G)² against the style Gram matrix `(C, C)`."""
-    return Objective(lambda a: -jnp.mean(jax.vmap(lambda g: _style.style_cost(target_gram, g))(a[layer])),
-                     (layer,), f"style({layer})")
+    return Objective(
+        lambda a: -jnp.mean(jax.vmap(lambda g: _style.style_cost(target_gram, g))(a[layer])),
+        (layer,),
+        f"style({layer})",
+    )
 
 
 # --- batches of images ----------------------------------------------------------------------
+
 
 def diversity(layer: str) -> Objective:
     """−mean pairwise cosine similarity of the `B` images' Gram matrices at `layer` (Olah et al.
@@ -196,5 +205,17 @@ def _idx(i) -> str:
     return str(i) if isinstance(i, int) else "u"
 
 
-__all__ = ["IMAGE", "LOGITS", "Objective", "channel", "class_log_prob", "class_logit", "content",
-           "diversity", "layer_mean", "layer_norm", "neuron", "style"]
+__all__ = [
+    "IMAGE",
+    "LOGITS",
+    "Objective",
+    "channel",
+    "class_log_prob",
+    "class_logit",
+    "content",
+    "diversity",
+    "layer_mean",
+    "layer_norm",
+    "neuron",
+    "style",
+]

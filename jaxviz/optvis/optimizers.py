@@ -15,8 +15,7 @@ import optax
 def torch_sgd(lr: float, momentum: float = 0.0, weight_decay: float = 0.0) -> optax.GradientTransformation:
     """`torch.optim.SGD(lr, momentum, weight_decay)` (seed 000: class models lr 0.05 momentum 0.9;
     DeepDream weight decay 1e-4). torch's momentum buffer matches optax's `trace`."""
-    return optax.chain(optax.add_decayed_weights(weight_decay),
-                       optax.sgd(lr, momentum=momentum or None))
+    return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum=momentum or None))
 
 
 def torch_adam(lr: float, weight_decay: float = 0.0) -> optax.GradientTransformation:
@@ -27,6 +26,7 @@ def torch_adam(lr: float, weight_decay: float = 0.0) -> optax.GradientTransforma
 def normalize_gradient(eps: float = 1e-5) -> optax.GradientTransformation:
     """g / (√mean(g²) + eps) over one unit's whole gradient (seed 001, after Chollet's Keras filter
     visualization); `render` vmaps over units, so each unit is normalized on its own."""
+
     def update(updates, state, params=None):
         del params
         return jax.tree_util.tree_map(lambda g: g / (jnp.sqrt(jnp.mean(g * g)) + eps), updates), state
@@ -41,6 +41,7 @@ def normalized_ascent(step: float) -> optax.GradientTransformation:
 
 def sign_gradient() -> optax.GradientTransformation:
     """sign(g): with `optax.sgd(α)` after it, one step of (I-)FGSM (Goodfellow et al. 2015)."""
+
     def update(updates, state, params=None):
         del params
         return jax.tree_util.tree_map(jnp.sign, updates), state
@@ -48,7 +49,9 @@ def sign_gradient() -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
-def make_optimizer(name: str, lr: float, *, momentum: float = 0.0, weight_decay: float = 0.0) -> optax.GradientTransformation:
+def make_optimizer(
+    name: str, lr: float, *, momentum: float = 0.0, weight_decay: float = 0.0
+) -> optax.GradientTransformation:
     """By name: 'sgd' (torch semantics), 'adam' (torch semantics), 'normalized' (seed 001), 'sign'
     (iterative FGSM)."""
     if name == "sgd":
@@ -62,5 +65,4 @@ def make_optimizer(name: str, lr: float, *, momentum: float = 0.0, weight_decay:
     raise ValueError(f"unknown optimizer {name!r}: use sgd, adam, normalized or sign")
 
 
-__all__ = ["make_optimizer", "normalize_gradient", "normalized_ascent", "sign_gradient", "torch_adam",
-           "torch_sgd"]
+__all__ = ["make_optimizer", "normalize_gradient", "normalized_ascent", "sign_gradient", "torch_adam", "torch_sgd"]

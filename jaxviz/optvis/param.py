@@ -45,6 +45,7 @@ class Param(NamedTuple):
 
 # --- inits ---------------------------------------------------------------------------------
 
+
 def uniform(lo: float = 150 / 255, hi: float = 180 / 255) -> Init:
     """Each pixel and channel uniform in [lo, hi] (seed 000: np.random.uniform(150, 180)/255)."""
     return lambda key, shape: jax.random.uniform(key, shape, jnp.float32, lo, hi)
@@ -52,8 +53,9 @@ def uniform(lo: float = 150 / 255, hi: float = 180 / 255) -> Init:
 
 def grey(lo: float = 0.4, hi: float = 0.6) -> Init:
     """Grayscale noise: one uniform value per pixel, equal in R, G, B (seed 001's start)."""
-    return lambda key, shape: jnp.tile(jax.random.uniform(key, (*shape[:-1], 1), jnp.float32, lo, hi),
-                                       (1, 1, 1, shape[-1]))
+    return lambda key, shape: jnp.tile(
+        jax.random.uniform(key, (*shape[:-1], 1), jnp.float32, lo, hi), (1, 1, 1, shape[-1])
+    )
 
 
 def constant_image(img) -> Init:
@@ -63,6 +65,7 @@ def constant_image(img) -> Init:
 
 
 # --- colour and range ------------------------------------------------------------------------
+
 
 def _to_rgb(t: jax.Array, decorrelate: bool) -> jax.Array:
     return jnp.einsum("...c,dc->...d", t, jnp.asarray(COLOR_MATRIX)) if decorrelate else t
@@ -90,6 +93,7 @@ def _check_valid(valid: str) -> None:
 
 # --- parameterizations -------------------------------------------------------------------------
 
+
 def pixel(shape: Shape, init: Init | None = None, *, valid: str = "clip", decorrelate: bool = False) -> Param:
     """Raw pixels. `valid`: 'clip' (project into [0, 1] after each step; seed 000 optimizes the
     image itself), 'sigmoid' (raw is the logit of the image), or 'none' (unconstrained).
@@ -116,8 +120,15 @@ def rfft2_freqs(h: int, w: int) -> np.ndarray:
     return np.sqrt(fx * fx + fy * fy).astype(np.float32)
 
 
-def fourier(shape: Shape, *, decay_power: float = 1.0, sd: float = 0.01, decorrelate: bool = True,
-            valid: str = "sigmoid", init: Init | None = None) -> Param:
+def fourier(
+    shape: Shape,
+    *,
+    decay_power: float = 1.0,
+    sd: float = 0.01,
+    decorrelate: bool = True,
+    valid: str = "sigmoid",
+    init: Init | None = None,
+) -> Param:
     """A spectrum scaled by 1/max(|f|, 1/max(H,W))^decay · √(H·W) (Lucid's `fft_image`).
 
     raw is `(2, B, 3, H, W//2+1)` (real and imaginary parts). `init=None` draws the spectrum from
@@ -148,8 +159,15 @@ def fourier(shape: Shape, *, decay_power: float = 1.0, sd: float = 0.01, decorre
     return Param(init_raw, to_image, from_image, None, tuple(shape), name)
 
 
-def make_param(kind: str, shape: Shape, init: Init | None = None, *, valid: str | None = None,
-               decorrelate: bool = False, decay_power: float = 1.0) -> Param:
+def make_param(
+    kind: str,
+    shape: Shape,
+    init: Init | None = None,
+    *,
+    valid: str | None = None,
+    decorrelate: bool = False,
+    decay_power: float = 1.0,
+) -> Param:
     """`pixel` or `fourier` by name (what presets and the CLI use)."""
     if kind == "pixel":
         return pixel(shape, init, valid=valid or "clip", decorrelate=decorrelate)
@@ -158,5 +176,14 @@ def make_param(kind: str, shape: Shape, init: Init | None = None, *, valid: str 
     raise ValueError(f"unknown parameterization {kind!r}: use 'pixel' or 'fourier'")
 
 
-__all__ = ["COLOR_MATRIX", "Param", "constant_image", "fourier", "grey", "make_param", "pixel",
-           "rfft2_freqs", "uniform"]
+__all__ = [
+    "COLOR_MATRIX",
+    "Param",
+    "constant_image",
+    "fourier",
+    "grey",
+    "make_param",
+    "pixel",
+    "rfft2_freqs",
+    "uniform",
+]

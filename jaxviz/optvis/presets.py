@@ -33,86 +33,270 @@ class Preset:
     hparams: dict = field(default_factory=dict)
 
 
-_BASE = {"param": "pixel", "valid": "clip", "decorrelate": False, "init": "uniform", "init_range": (0.4, 0.6),
-         "optimizer": "adam", "lr": 0.05, "momentum": 0.0, "weight_decay": 0.0, "steps": 64, "octaves": 1,
-         "octave_scale": 1.4, "transforms": "none", "l2": 0.0, "tv": 0.0, "blur": 0.0, "blur_sigma": 1.0,
-         "reduce": "mean", "size": None, "batch": 1, "diversity": 0.0, "diversity_layer": None}
+_BASE = {
+    "param": "pixel",
+    "valid": "clip",
+    "decorrelate": False,
+    "init": "uniform",
+    "init_range": (0.4, 0.6),
+    "optimizer": "adam",
+    "lr": 0.05,
+    "momentum": 0.0,
+    "weight_decay": 0.0,
+    "steps": 64,
+    "octaves": 1,
+    "octave_scale": 1.4,
+    "transforms": "none",
+    "l2": 0.0,
+    "tv": 0.0,
+    "blur": 0.0,
+    "blur_sigma": 1.0,
+    "reduce": "mean",
+    "size": None,
+    "batch": 1,
+    "diversity": 0.0,
+    "diversity_layer": None,
+}
 
 _PRESETS = [
     # --- class model visualization --------------------------------------------------------------
-    Preset("class", "simonyan", "Seed 000 (Simonyan et al. 2014): start from U[150, 180]/255, SGD lr 0.05 "
-           "momentum 0.9, 81 steps, loss −y_c. The image is kept in [0, 1] after each step so what is shown "
-           "is what the model saw (valid=none optimizes it unconstrained, literally as the seed).",
-           {"init": "uniform", "init_range": (150 / 255, 180 / 255), "optimizer": "sgd", "lr": 0.05,
-            "momentum": 0.9, "steps": 81}),
-    Preset("class", "regularized", "Seed 003: class model with L2 and blur regularization (Simonyan 2014 L2; "
-           "Yosinski et al. 2015 blur each step), plus small jitter; same SGD as seed 000.",
-           {"init": "uniform", "init_range": (150 / 255, 180 / 255), "optimizer": "sgd", "lr": 0.05,
-            "momentum": 0.9, "steps": 81, "l2": 0.02, "blur": 0.5, "blur_sigma": 1.0, "transforms": "jitter:2"}),
-    Preset("class", "yosinski", "Seed 003 / Yosinski et al. 2015: the regularized class model's SGD, but the "
-           "regularizers act on the image between steps instead of as loss terms: a Gaussian blur every "
-           "`blur_every` steps, then pixels of small norm (below the `norm_pct`-th percentile) and of small "
-           "contribution |Σ_c x·∇x| (below `contrib_pct`) set to mid-grey; `decay` shrinks towards mid-grey "
-           "(`step_regularizers`).",
-           {"init": "uniform", "init_range": (150 / 255, 180 / 255), "optimizer": "sgd", "lr": 0.05,
-            "momentum": 0.9, "steps": 81, "decay": 0.0, "blur_every": 4, "blur_sigma": 1.0, "norm_pct": 20.0,
-            "contrib_pct": 50.0, "transforms": "jitter:2"}),
-    Preset("class", "lucid", "Olah et al. 2017: decorrelated Fourier parameterization, Lucid's standard "
-           "transforms (pad, jitter, scale, rotate), Adam lr 0.05.",
-           {"param": "fourier", "valid": "sigmoid", "decorrelate": True, "optimizer": "adam", "lr": 0.05,
-            "steps": 128, "transforms": "standard"}),
+    Preset(
+        "class",
+        "simonyan",
+        "Seed 000 (Simonyan et al. 2014): start from U[150, 180]/255, SGD lr 0.05 "
+        "momentum 0.9, 81 steps, loss −y_c. The image is kept in [0, 1] after each step so what is shown "
+        "is what the model saw (valid=none optimizes it unconstrained, literally as the seed).",
+        {
+            "init": "uniform",
+            "init_range": (150 / 255, 180 / 255),
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "steps": 81,
+        },
+    ),
+    Preset(
+        "class",
+        "regularized",
+        "Seed 003: class model with L2 and blur regularization (Simonyan 2014 L2; "
+        "Yosinski et al. 2015 blur each step), plus small jitter; same SGD as seed 000.",
+        {
+            "init": "uniform",
+            "init_range": (150 / 255, 180 / 255),
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "steps": 81,
+            "l2": 0.02,
+            "blur": 0.5,
+            "blur_sigma": 1.0,
+            "transforms": "jitter:2",
+        },
+    ),
+    Preset(
+        "class",
+        "yosinski",
+        "Seed 003 / Yosinski et al. 2015: the regularized class model's SGD, but the "
+        "regularizers act on the image between steps instead of as loss terms: a Gaussian blur every "
+        "`blur_every` steps, then pixels of small norm (below the `norm_pct`-th percentile) and of small "
+        "contribution |Σ_c x·∇x| (below `contrib_pct`) set to mid-grey; `decay` shrinks towards mid-grey "
+        "(`step_regularizers`).",
+        {
+            "init": "uniform",
+            "init_range": (150 / 255, 180 / 255),
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "momentum": 0.9,
+            "steps": 81,
+            "decay": 0.0,
+            "blur_every": 4,
+            "blur_sigma": 1.0,
+            "norm_pct": 20.0,
+            "contrib_pct": 50.0,
+            "transforms": "jitter:2",
+        },
+    ),
+    Preset(
+        "class",
+        "lucid",
+        "Olah et al. 2017: decorrelated Fourier parameterization, Lucid's standard "
+        "transforms (pad, jitter, scale, rotate), Adam lr 0.05.",
+        {
+            "param": "fourier",
+            "valid": "sigmoid",
+            "decorrelate": True,
+            "optimizer": "adam",
+            "lr": 0.05,
+            "steps": 128,
+            "transforms": "standard",
+        },
+    ),
     # --- filter (channel) visualization ------------------------------------------------------------
-    Preset("filter", "adam", "Seed 000: maximize the mean activation of one filter, Adam with weight decay "
-           "1e-6, from noise.",
-           {"init": "uniform", "init_range": (0.4, 0.6), "optimizer": "adam", "lr": 0.05, "weight_decay": 1e-6,
-            "steps": 64}),
-    Preset("filter", "octaves", "Seed 001: low-resolution grayscale noise, normalized-gradient ascent, upscaled "
-           "over several octaves (reduce=median for the seed's median objective).",
-           {"init": "grey", "init_range": (0.45, 0.55), "optimizer": "normalized", "lr": 0.02, "steps": 24,
-            "octaves": 4, "octave_scale": 1.3}),
-    Preset("filter", "lucid", "Olah et al. 2017: decorrelated Fourier parameterization with standard transforms.",
-           {"param": "fourier", "valid": "sigmoid", "decorrelate": True, "optimizer": "adam", "lr": 0.05,
-            "steps": 128, "transforms": "standard"}),
+    Preset(
+        "filter",
+        "adam",
+        "Seed 000: maximize the mean activation of one filter, Adam with weight decay 1e-6, from noise.",
+        {
+            "init": "uniform",
+            "init_range": (0.4, 0.6),
+            "optimizer": "adam",
+            "lr": 0.05,
+            "weight_decay": 1e-6,
+            "steps": 64,
+        },
+    ),
+    Preset(
+        "filter",
+        "octaves",
+        "Seed 001: low-resolution grayscale noise, normalized-gradient ascent, upscaled "
+        "over several octaves (reduce=median for the seed's median objective).",
+        {
+            "init": "grey",
+            "init_range": (0.45, 0.55),
+            "optimizer": "normalized",
+            "lr": 0.02,
+            "steps": 24,
+            "octaves": 4,
+            "octave_scale": 1.3,
+        },
+    ),
+    Preset(
+        "filter",
+        "lucid",
+        "Olah et al. 2017: decorrelated Fourier parameterization with standard transforms.",
+        {
+            "param": "fourier",
+            "valid": "sigmoid",
+            "decorrelate": True,
+            "optimizer": "adam",
+            "lr": 0.05,
+            "steps": 128,
+            "transforms": "standard",
+        },
+    ),
     # --- whole-layer visualization ------------------------------------------------------------------
-    Preset("layer", "adam", "Seed 000: maximize the mean of a whole layer's activation, Adam, weight decay 1e-6.",
-           {"init": "uniform", "init_range": (0.4, 0.6), "optimizer": "adam", "lr": 0.05, "weight_decay": 1e-6,
-            "steps": 64}),
-    Preset("layer", "octaves", "Seed 001: median of the layer's activations, grey low-resolution start, "
-           "normalized gradient, upscaling octaves.",
-           {"init": "grey", "init_range": (0.45, 0.55), "optimizer": "normalized", "lr": 0.02, "steps": 24,
-            "octaves": 4, "octave_scale": 1.3, "reduce": "median"}),
+    Preset(
+        "layer",
+        "adam",
+        "Seed 000: maximize the mean of a whole layer's activation, Adam, weight decay 1e-6.",
+        {
+            "init": "uniform",
+            "init_range": (0.4, 0.6),
+            "optimizer": "adam",
+            "lr": 0.05,
+            "weight_decay": 1e-6,
+            "steps": 64,
+        },
+    ),
+    Preset(
+        "layer",
+        "octaves",
+        "Seed 001: median of the layer's activations, grey low-resolution start, "
+        "normalized gradient, upscaling octaves.",
+        {
+            "init": "grey",
+            "init_range": (0.45, 0.55),
+            "optimizer": "normalized",
+            "lr": 0.02,
+            "steps": 24,
+            "octaves": 4,
+            "octave_scale": 1.3,
+            "reduce": "median",
+        },
+    ),
     # --- DeepDream ----------------------------------------------------------------------------------
-    Preset("dream", "simple", "Seed 000: maximize ‖A_l‖ of a layer on a photo, plain SGD with weight decay 1e-4 "
-           "(seed 000 shows VGG16 conv layers 2–10, one image each: `--layer` is repeatable). The step size "
-           "suits the embedded model; the gradient's scale depends on the model and layer, so tune --lr.",
-           {"init": "image", "optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-4, "steps": 40}),
-    Preset("dream", "octaves", "Seed 003 / Mordvintsev et al. 2015: octaves (detail carried up a pyramid) and "
-           "a random roll (jitter shift) each step, normalized gradient steps.",
-           {"init": "image", "optimizer": "normalized", "lr": 0.02, "steps": 30, "octaves": 3,
-            "octave_scale": 1.4, "transforms": "roll:4"}),
+    Preset(
+        "dream",
+        "simple",
+        "Seed 000: maximize ‖A_l‖ of a layer on a photo, plain SGD with weight decay 1e-4 "
+        "(seed 000 shows VGG16 conv layers 2–10, one image each: `--layer` is repeatable). The step size "
+        "suits the embedded model; the gradient's scale depends on the model and layer, so tune --lr.",
+        {"init": "image", "optimizer": "sgd", "lr": 0.05, "weight_decay": 1e-4, "steps": 40},
+    ),
+    Preset(
+        "dream",
+        "octaves",
+        "Seed 003 / Mordvintsev et al. 2015: octaves (detail carried up a pyramid) and "
+        "a random roll (jitter shift) each step, normalized gradient steps.",
+        {
+            "init": "image",
+            "optimizer": "normalized",
+            "lr": 0.02,
+            "steps": 30,
+            "octaves": 3,
+            "octave_scale": 1.4,
+            "transforms": "roll:4",
+        },
+    ),
     # --- neural style transfer ----------------------------------------------------------------------------
-    Preset("style", "gatys", "Seed 001 (Gatys et al. 2016): J = α·J_c + β·Σ_l λ_l J_s^l with the seed's "
-           "normalizations; content at one deep layer, style at the first activation of every block "
-           "(λ equal, summing to 1); Adam from the content image plus noise.",
-           {"init": "image", "optimizer": "adam", "lr": 0.02, "steps": 200, "alpha": 10.0, "beta": 40.0,
-            "noise": 0.1, "content_layer": None, "style_layers": None, "style_weights": "equal"}),
+    Preset(
+        "style",
+        "gatys",
+        "Seed 001 (Gatys et al. 2016): J = α·J_c + β·Σ_l λ_l J_s^l with the seed's "
+        "normalizations; content at one deep layer, style at the first activation of every block "
+        "(λ equal, summing to 1); Adam from the content image plus noise.",
+        {
+            "init": "image",
+            "optimizer": "adam",
+            "lr": 0.02,
+            "steps": 200,
+            "alpha": 10.0,
+            "beta": 40.0,
+            "noise": 0.1,
+            "content_layer": None,
+            "style_layers": None,
+            "style_weights": "equal",
+        },
+    ),
     # --- adversarial ----------------------------------------------------------------------------
-    Preset("adversarial", "iterative", "Seed 003 (Kurakin et al. 2017): targeted steps α·sign(∇ log p(target)) "
-           "until the model predicts the target, projected into an L∞ ball of radius eps around the image.",
-           {"mode": "iterative", "init": "image", "optimizer": "sign", "lr": 1 / 255, "eps": 8 / 255,
-            "steps": 60, "confidence": 0.0}),
-    Preset("adversarial", "fgsm", "Goodfellow et al. 2015: one step of size eps along sign(∇); targeted when a "
-           "class is given (towards it), else away from the predicted class.",
-           {"mode": "fgsm", "init": "image", "eps": 8 / 255, "steps": 1}),
-    Preset("adversarial", "fooling", "Seed 003 / Nguyen et al. 2015: from noise to an image the model gives a "
-           "target class with ≥ 99% confidence.",
-           {"mode": "fooling", "init": "uniform", "init_range": (0.4, 0.6), "optimizer": "sign", "lr": 2 / 255,
-            "eps": 1.0, "steps": 100, "confidence": 0.99}),
+    Preset(
+        "adversarial",
+        "iterative",
+        "Seed 003 (Kurakin et al. 2017): targeted steps α·sign(∇ log p(target)) "
+        "until the model predicts the target, projected into an L∞ ball of radius eps around the image.",
+        {
+            "mode": "iterative",
+            "init": "image",
+            "optimizer": "sign",
+            "lr": 1 / 255,
+            "eps": 8 / 255,
+            "steps": 60,
+            "confidence": 0.0,
+        },
+    ),
+    Preset(
+        "adversarial",
+        "fgsm",
+        "Goodfellow et al. 2015: one step of size eps along sign(∇); targeted when a "
+        "class is given (towards it), else away from the predicted class.",
+        {"mode": "fgsm", "init": "image", "eps": 8 / 255, "steps": 1},
+    ),
+    Preset(
+        "adversarial",
+        "fooling",
+        "Seed 003 / Nguyen et al. 2015: from noise to an image the model gives a target class with ≥ 99% confidence.",
+        {
+            "mode": "fooling",
+            "init": "uniform",
+            "init_range": (0.4, 0.6),
+            "optimizer": "sign",
+            "lr": 2 / 255,
+            "eps": 1.0,
+            "steps": 100,
+            "confidence": 0.99,
+        },
+    ),
 ]
 
 PRESETS: dict[tuple[str, str], Preset] = {(p.kind, p.name): p for p in _PRESETS}
-DEFAULT = {"class": "simonyan", "filter": "adam", "layer": "adam", "dream": "octaves", "style": "gatys",
-           "adversarial": "iterative"}
+DEFAULT = {
+    "class": "simonyan",
+    "filter": "adam",
+    "layer": "adam",
+    "dream": "octaves",
+    "style": "gatys",
+    "adversarial": "iterative",
+}
 
 
 def get_preset(kind: str, name: str | None = None) -> Preset:
@@ -137,14 +321,16 @@ def hparams(kind: str, name: str | None = None, **overrides) -> dict:
     hp = {**_BASE, **p.hparams}
     unknown = [k for k in overrides if k not in hp and k not in ("layer",)]
     if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)} for {kind}/{p.name}; "
-                         f"known: {', '.join(sorted(hp))}")
+        raise ValueError(
+            f"unknown hyperparameter(s) {', '.join(unknown)} for {kind}/{p.name}; known: {', '.join(sorted(hp))}"
+        )
     hp.update({k: v for k, v in overrides.items() if v is not None})
     hp["preset"], hp["kind"] = p.name, kind
     return hp
 
 
 # --- model-dependent defaults ------------------------------------------------------------------
+
 
 def act_layers(lm) -> list[str]:
     """Spatial feature layers of a loaded model, in order (`taps.feature_layers`: a VGG's ReLUs
@@ -194,5 +380,17 @@ def model_defaults(hp: dict, lm) -> dict:
     return hp
 
 
-__all__ = ["DEFAULT", "KINDS", "PRESETS", "Preset", "act_layers", "blocks", "default_layer", "get_preset",
-           "hparams", "list_presets", "model_defaults", "style_layers"]
+__all__ = [
+    "DEFAULT",
+    "KINDS",
+    "PRESETS",
+    "Preset",
+    "act_layers",
+    "blocks",
+    "default_layer",
+    "get_preset",
+    "hparams",
+    "list_presets",
+    "model_defaults",
+    "style_layers",
+]

@@ -23,11 +23,12 @@ def l2(center: float = 0.5) -> Objective:
 
 def total_variation(beta: float = 2.0) -> Objective:
     """Σ (|∂x I|² + |∂y I|²)^(β/2) (Mahendran & Vedaldi 2015), mean over the batch."""
+
     def fn(a):
         img = a[IMAGE]
         dy = img[:, 1:, :-1] - img[:, :-1, :-1]
         dx = img[:, :-1, 1:] - img[:, :-1, :-1]
-        return jnp.mean(jnp.sum((dx ** 2 + dy ** 2 + 1e-8) ** (beta / 2), axis=(1, 2, 3)))
+        return jnp.mean(jnp.sum((dx**2 + dy**2 + 1e-8) ** (beta / 2), axis=(1, 2, 3)))
 
     return Objective(fn, (), "TV")
 
@@ -35,6 +36,7 @@ def total_variation(beta: float = 2.0) -> Objective:
 def blur(sigma: float = 1.0) -> Objective:
     """½‖I − stop_gradient(blur(I))‖²: its gradient step moves the image towards its blurred self,
     i.e. Yosinski's "blur every step" inside the loss (Lucid's `blur_input_each_step`)."""
+
     def fn(a):
         img = a[IMAGE]
         target = jax.lax.stop_gradient(gaussian_blur(img, sigma))

@@ -54,8 +54,7 @@ class RenderResult(NamedTuple):
     steps_run: np.ndarray
 
 
-def model_acts(model, variables, pp: Preprocessing, img: jax.Array,
-               layers: tuple[str, ...]) -> dict[str, jax.Array]:
+def model_acts(model, variables, pp: Preprocessing, img: jax.Array, layers: tuple[str, ...]) -> dict[str, jax.Array]:
     """Activations of `layers` (module paths or aliases) for display-space images `(B, H, W, 3)`;
     `logits` is the model output. `model` is any model (`jaxviz.core`)."""
     net = as_net(model)
@@ -92,12 +91,23 @@ class Renderer:
         and on CPUs, whose convolutions gain little from large batches, often faster.
     """
 
-    def __init__(self, model, variables, pp: Preprocessing, objective_fn: Callable[[Unit], Objective],
-                 param: Param, optimizer: optax.GradientTransformation, *, transforms: Transform | None = None,
-                 project: Callable[[Any, Unit], Any] | None = None,
-                 stop: Callable[[dict, Unit], jax.Array] | None = None, chunk: int = 32,
-                 unit_batch: int | None = None, unroll: bool | None = None,
-                 after_step: Callable[[Any, Any, jax.Array, Unit], Any] | None = None):
+    def __init__(
+        self,
+        model,
+        variables,
+        pp: Preprocessing,
+        objective_fn: Callable[[Unit], Objective],
+        param: Param,
+        optimizer: optax.GradientTransformation,
+        *,
+        transforms: Transform | None = None,
+        project: Callable[[Any, Unit], Any] | None = None,
+        stop: Callable[[dict, Unit], jax.Array] | None = None,
+        chunk: int = 32,
+        unit_batch: int | None = None,
+        unroll: bool | None = None,
+        after_step: Callable[[Any, Any, jax.Array, Unit], Any] | None = None,
+    ):
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         self.model, self.variables, self.pp = as_net(model), variables, pp
@@ -133,19 +143,20 @@ class Renderer:
         if self.after_step is not None:
             raw = self.after_step(raw, g, i, unit)
         keep = lambda old, new: jnp.where(done, old, new)
-        new = RenderState(jax.tree_util.tree_map(keep, state.raw, raw),
-                          jax.tree_util.tree_map(keep, state.opt_state, opt_state), done)
+        new = RenderState(
+            jax.tree_util.tree_map(keep, state.raw, raw), jax.tree_util.tree_map(keep, state.opt_state, opt_state), done
+        )
         return new, (loss, done)
 
     def _scan_one(self, state: RenderState, key, unit, start, n: int):
-        return jax.lax.scan(lambda s, i: self._step(unit, key, s, i), state, start + jnp.arange(n),
-                            unroll=n if self.unroll else 1)
+        return jax.lax.scan(
+            lambda s, i: self._step(unit, key, s, i), state, start + jnp.arange(n), unroll=n if self.unroll else 1
+        )
 
     def _scan_all(self, state, keys, units, start, n: int):
         self.traces += 1  # runs only while tracing: counts compilations
         if self.unit_batch and self.unit_batch < _count(keys):
-            return jax.lax.map(lambda a: self._scan_one(*a, start, n), (state, keys, units),
-                               batch_size=self.unit_batch)
+            return jax.lax.map(lambda a: self._scan_one(*a, start, n), (state, keys, units), batch_size=self.unit_batch)
         return jax.vmap(self._scan_one, in_axes=(0, 0, 0, None, None))(state, keys, units, start, n)
 
     def _init_one(self, key, raw0):
@@ -178,8 +189,9 @@ class Renderer:
     def images(self, raw) -> jax.Array:
         return jax.vmap(self.param.to_image)(raw)
 
-    def run(self, keys: jax.Array, units: Unit, steps: int, *, raw0=None, progress: bool = False,
-            desc: str = "render") -> RenderResult:
+    def run(
+        self, keys: jax.Array, units: Unit, steps: int, *, raw0=None, progress: bool = False, desc: str = "render"
+    ) -> RenderResult:
         """`steps` steps for every unit in chunks of `self.chunk` (one tqdm tick per chunk).
 
         Args:

@@ -36,6 +36,7 @@ def decay(rate: float, center: float = 0.5) -> StepRegularizer:
 
 def blur_every(every: int, sigma: float) -> StepRegularizer:
     """A Gaussian blur of width `sigma` after every `every`-th step (θ_b_every, θ_b_width)."""
+
     def fn(raw, grad, step, unit):
         return jnp.where((step + 1) % every == 0, gaussian_blur(raw, sigma), raw)
 
@@ -51,6 +52,7 @@ def _zero_below(raw: jax.Array, score: jax.Array, pct: float, center: float) -> 
 def clip_small_norm(pct: float, center: float = 0.5) -> StepRegularizer:
     """Zero the pixels whose norm over colour channels, ‖x_ij − center‖, is below the `pct`-th
     percentile of the image (θ_n_pct)."""
+
     def fn(raw, grad, step, unit):
         return _zero_below(raw, jnp.sqrt(jnp.sum((raw - center) ** 2, -1)), pct, center)
 
@@ -60,6 +62,7 @@ def clip_small_norm(pct: float, center: float = 0.5) -> StepRegularizer:
 def clip_small_contribution(pct: float, center: float = 0.5) -> StepRegularizer:
     """Zero the pixels whose contribution |Σ_c (x − center)·∇ₓ| is below the `pct`-th percentile
     (θ_c_pct): the linear estimate of how much the objective would change were the pixel zeroed."""
+
     def fn(raw, grad, step, unit):
         return _zero_below(raw, jnp.abs(jnp.sum((raw - center) * grad, -1)), pct, center)
 
@@ -68,6 +71,7 @@ def clip_small_contribution(pct: float, center: float = 0.5) -> StepRegularizer:
 
 def chain(*regs: StepRegularizer) -> StepRegularizer:
     """Apply `regs` in order (each sees the pre-step gradient)."""
+
     def fn(raw, grad, step, unit):
         for r in regs:
             raw = r(raw, grad, step, unit)
@@ -76,8 +80,14 @@ def chain(*regs: StepRegularizer) -> StepRegularizer:
     return fn
 
 
-def yosinski(decay_rate: float = 0.0, every: int = 0, sigma: float = 0.5, norm_pct: float = 0.0,
-             contrib_pct: float = 0.0, center: float = 0.5) -> StepRegularizer:
+def yosinski(
+    decay_rate: float = 0.0,
+    every: int = 0,
+    sigma: float = 0.5,
+    norm_pct: float = 0.0,
+    contrib_pct: float = 0.0,
+    center: float = 0.5,
+) -> StepRegularizer:
     """The paper's r_θ: decay, blur every `every` steps, small-norm and small-contribution clipping
     (each off at 0), in the paper's order."""
     regs = []
@@ -98,11 +108,27 @@ def from_hparams(hp: dict) -> StepRegularizer | None:
     if not any(hp.get(k) for k in KEYS):
         return None
     if hp.get("param") != "pixel" or hp.get("decorrelate") or hp.get("valid") not in ("clip", "none"):
-        raise ValueError("step regularizers (decay, blur_every, norm_pct, contrib_pct) act on the image "
-                         "itself: use param=pixel, valid=clip, no decorrelate")
-    return yosinski(float(hp.get("decay") or 0.0), int(hp.get("blur_every") or 0), float(hp["blur_sigma"]),
-                    float(hp.get("norm_pct") or 0.0), float(hp.get("contrib_pct") or 0.0))
+        raise ValueError(
+            "step regularizers (decay, blur_every, norm_pct, contrib_pct) act on the image "
+            "itself: use param=pixel, valid=clip, no decorrelate"
+        )
+    return yosinski(
+        float(hp.get("decay") or 0.0),
+        int(hp.get("blur_every") or 0),
+        float(hp["blur_sigma"]),
+        float(hp.get("norm_pct") or 0.0),
+        float(hp.get("contrib_pct") or 0.0),
+    )
 
 
-__all__ = ["KEYS", "StepRegularizer", "blur_every", "chain", "clip_small_contribution", "clip_small_norm",
-           "decay", "from_hparams", "yosinski"]
+__all__ = [
+    "KEYS",
+    "StepRegularizer",
+    "blur_every",
+    "chain",
+    "clip_small_contribution",
+    "clip_small_norm",
+    "decay",
+    "from_hparams",
+    "yosinski",
+]

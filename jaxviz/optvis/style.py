@@ -27,7 +27,7 @@ def style_cost(gram_s: jax.Array, a_g: jax.Array) -> jax.Array:
     """J_s^l = (1/(4·nC²·(nH·nW)²))·Σ(G_S − G_G)² for the style Gram `(nC, nC)` and `a_g` `(nH, nW, nC)`."""
     n_c = a_g.shape[-1]
     n_hw = a_g.size // n_c
-    return jnp.sum((gram_s - gram(a_g)) ** 2) / (4.0 * n_c ** 2 * n_hw ** 2)
+    return jnp.sum((gram_s - gram(a_g)) ** 2) / (4.0 * n_c**2 * n_hw**2)
 
 
 __all__ = ["content_cost", "gram", "style_cost"]

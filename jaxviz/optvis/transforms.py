@@ -20,6 +20,7 @@ Transform = Callable[[jax.Array, jax.Array], jax.Array]
 
 def compose(*transforms: Transform) -> Transform:
     """Apply `transforms` in order, each with its own key split from `key`."""
+
     def fn(key, img):
         for t, k in zip(transforms, jax.random.split(key, max(len(transforms), 1))):
             img = t(k, img)
@@ -34,6 +35,7 @@ def identity(key, img):
 
 def jitter(d: int) -> Transform:
     """A random crop of `(H−d, W−d)` (Lucid's jitter): the image shifts by up to `d` pixels."""
+
     def fn(key, img):
         if d <= 0:
             return img
@@ -46,6 +48,7 @@ def jitter(d: int) -> Transform:
 
 def roll(d: int) -> Transform:
     """Circular shift by up to ±`d` pixels in y and x (seed 003 / Google's DeepDream jitter)."""
+
     def fn(key, img):
         s = jax.random.randint(key, (2,), -d, d + 1)
         return jnp.roll(jnp.roll(img, s[0], axis=1), s[1], axis=2)
@@ -93,8 +96,9 @@ def standard(size: int) -> Transform:
     """Lucid's `standard_transforms`, scaled to the image side `size` (224 → pad 12, jitter 8, ...)."""
     k = max(size / 224.0, 0.25)
     p, j1, j2 = max(1, round(12 * k)), max(1, round(8 * k)), max(1, round(4 * k))
-    return compose(pad(p), jitter(j1), scale([1 + (i - 5) / 50 for i in range(11)]),
-                   rotate(list(range(-10, 11))), jitter(j2))
+    return compose(
+        pad(p), jitter(j1), scale([1 + (i - 5) / 50 for i in range(11)]), rotate(list(range(-10, 11))), jitter(j2)
+    )
 
 
 def make_transforms(spec: str | None, size: int) -> Transform | None:
@@ -113,5 +117,15 @@ def make_transforms(spec: str | None, size: int) -> Transform | None:
     return compose(*parts)
 
 
-__all__ = ["Transform", "compose", "identity", "jitter", "make_transforms", "pad", "roll", "rotate", "scale",
-           "standard"]
+__all__ = [
+    "Transform",
+    "compose",
+    "identity",
+    "jitter",
+    "make_transforms",
+    "pad",
+    "roll",
+    "rotate",
+    "scale",
+    "standard",
+]

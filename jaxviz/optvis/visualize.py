@@ -49,6 +49,7 @@ class Visualization:
 
 # --- building blocks from hyperparameters ----------------------------------------------------------
 
+
 def make_init(hp: dict):
     lo, hi = hp["init_range"]
     if hp["init"] == "grey":
@@ -59,12 +60,14 @@ def make_init(hp: dict):
 def build_param(hp: dict, size: int, channels: int) -> Param:
     """The preset's parameterization for `(batch, size, size, channels)` (colour decorrelation is RGB only)."""
     shape = (int(hp.get("batch", 1)), size, size, channels)
-    return make_param(hp["param"], shape, make_init(hp), valid=hp["valid"],
-                      decorrelate=bool(hp["decorrelate"]) and channels == 3)
+    return make_param(
+        hp["param"], shape, make_init(hp), valid=hp["valid"], decorrelate=bool(hp["decorrelate"]) and channels == 3
+    )
 
 
 def regularized(objective_fn: Callable, hp: dict) -> Callable:
     """`unit -> objective(unit) − l2·L2 − tv·TV − blur·Blur (+ diversity·Diversity)` with the preset's weights."""
+
     def fn(unit):
         obj = objective_fn(unit)
         if hp.get("diversity"):
@@ -90,13 +93,34 @@ def build_renderer(lm, hp: dict, objective_fn: Callable, size: int, *, project=N
     """A `Renderer` for this model and preset at image side `size`."""
     param = build_param(hp, size, lm.input_shape[2])
     opt = make_optimizer(hp["optimizer"], hp["lr"], momentum=hp["momentum"], weight_decay=hp["weight_decay"])
-    return Renderer(lm.model, lm.variables, lm.preprocessing, regularized(objective_fn, hp), param, opt,
-                    transforms=make_transforms(hp["transforms"], size), project=project, stop=stop,
-                    chunk=_chunk(int(hp["steps"])), after_step=SR.from_hparams(hp))
+    return Renderer(
+        lm.model,
+        lm.variables,
+        lm.preprocessing,
+        regularized(objective_fn, hp),
+        param,
+        opt,
+        transforms=make_transforms(hp["transforms"], size),
+        project=project,
+        stop=stop,
+        chunk=_chunk(int(hp["steps"])),
+        after_step=SR.from_hparams(hp),
+    )
 
 
-def optimize(lm, hp: dict, objective_fn: Callable, units, keys, *, start: np.ndarray | None = None,
-             carry: str = "image", project=None, stop=None, progress: bool = False):
+def optimize(
+    lm,
+    hp: dict,
+    objective_fn: Callable,
+    units,
+    keys,
+    *,
+    start: np.ndarray | None = None,
+    carry: str = "image",
+    project=None,
+    stop=None,
+    progress: bool = False,
+):
     """Run the preset's octaves (or one size) for all units.
 
     Args:
@@ -141,8 +165,10 @@ def _logits(lm, images: np.ndarray) -> np.ndarray:
 
 # --- class model visualization -------------------------------------------------------------------
 
-def class_model(lm, classes: Sequence[int], *, preset: str | None = None, seed: int = 0, progress: bool = False,
-                **overrides) -> Visualization:
+
+def class_model(
+    lm, classes: Sequence[int], *, preset: str | None = None, seed: int = 0, progress: bool = False, **overrides
+) -> Visualization:
     """One image per class maximizing y_c (seed 000; regularized: seed 003; lucid: Olah 2017).
 
     `extra`: `reclassification` per class (p(target) on the final image, seed 001's check),
@@ -150,18 +176,23 @@ def class_model(lm, classes: Sequence[int], *, preset: str | None = None, seed: 
     hp = _setup("class", lm, preset, overrides)
     classes = [int(c) for c in classes]
     units = jnp.asarray(classes, jnp.int32)
-    start, images, losses, steps_run = optimize(lm, hp, lambda c: O.class_logit(c), units,
-                                                unit_keys(seed, len(classes)), progress=progress)
+    start, images, losses, steps_run = optimize(
+        lm, hp, lambda c: O.class_logit(c), units, unit_keys(seed, len(classes)), progress=progress
+    )
     idx = np.arange(len(classes))
     b = images.shape[1]
     first = _logits(lm, start).reshape(len(classes), b, -1)[idx, :, classes].mean(-1)
     last = _logits(lm, images).reshape(len(classes), b, -1)[idx, :, classes].mean(-1)
-    extra = {"reclassification": reclassify(lm, images[:, 0], classes),
-             "logit_start": first.tolist(), "logit_end": last.tolist()}
+    extra = {
+        "reclassification": reclassify(lm, images[:, 0], classes),
+        "logit_start": first.tolist(),
+        "logit_end": last.tolist(),
+    }
     return Visualization("class", hp, [lm.labels.name(c) for c in classes], images, losses, steps_run, extra)
 
 
 # --- filters and layers ------------------------------------------------------------------------------
+
 
 def channel_means(lm, layer: str, images: np.ndarray) -> np.ndarray:
     """Mean activation of every channel of `layer` for each image `(N, C)` (what a filter image excites)."""
@@ -171,8 +202,16 @@ def channel_means(lm, layer: str, images: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], -1, a.shape[-1]).mean(1) if a.ndim == 4 else a
 
 
-def filters(lm, layer: str | None, channels: Sequence[int], *, preset: str | None = None, seed: int = 0,
-            progress: bool = False, **overrides) -> Visualization:
+def filters(
+    lm,
+    layer: str | None,
+    channels: Sequence[int],
+    *,
+    preset: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **overrides,
+) -> Visualization:
     """One image per channel of `layer` maximizing its mean (seed 000) or median (seed 001) activation,
     all channels in one vmapped call. `extra["channel_means"]` `(U, C)`: every channel's mean activation
     on each result (the chosen one should stand out)."""
@@ -186,13 +225,16 @@ def filters(lm, layer: str | None, channels: Sequence[int], *, preset: str | Non
     hp["layer"] = layer
     units = jnp.asarray([int(c) for c in channels], jnp.int32)
     reduce = hp["reduce"]
-    start, images, losses, steps_run = optimize(lm, hp, lambda n: O.channel(layer, n, reduce), units,
-                                                unit_keys(seed, len(units)), progress=progress)
+    start, images, losses, steps_run = optimize(
+        lm, hp, lambda n: O.channel(layer, n, reduce), units, unit_keys(seed, len(units)), progress=progress
+    )
     means = channel_means(lm, layer, images[:, 0])
     start_means = channel_means(lm, layer, resize(jnp.asarray(start[:, 0]), images.shape[-2]))
-    extra = {"channel_means": means.round(5).tolist(),
-             "target_activation_start": [float(start_means[i, c]) for i, c in enumerate(channels)],
-             "target_activation_end": [float(means[i, c]) for i, c in enumerate(channels)]}
+    extra = {
+        "channel_means": means.round(5).tolist(),
+        "target_activation_start": [float(start_means[i, c]) for i, c in enumerate(channels)],
+        "target_activation_end": [float(means[i, c]) for i, c in enumerate(channels)],
+    }
     return Visualization("filter", hp, [f"{layer}:{int(c)}" for c in channels], images, losses, steps_run, extra)
 
 
@@ -207,8 +249,9 @@ def _width(lm, layer: str) -> int:
     return int(jax.eval_shape(lambda x: activations(lm.model, lm.variables, x, [layer])[layer], x).shape[-1])
 
 
-def layers(lm, names: Sequence[str] | None, *, preset: str | None = None, seed: int = 0, progress: bool = False,
-           **overrides) -> Visualization:
+def layers(
+    lm, names: Sequence[str] | None, *, preset: str | None = None, seed: int = 0, progress: bool = False, **overrides
+) -> Visualization:
     """One image per layer maximizing the mean (or median) of the whole layer (seed 000: conv layers
     1–9; seed 001: median). Layers differ in shape, so each is its own compiled call."""
     from .presets import act_layers
@@ -219,8 +262,14 @@ def layers(lm, names: Sequence[str] | None, *, preset: str | None = None, seed: 
     outs, losses, runs = [], [], []
     for i, name in enumerate(names):
         _check_layer(lm, name)
-        _, img, loss, run = optimize(lm, hp, lambda _, name=name: O.layer_mean(name, reduce), jnp.zeros((1,)),
-                                     unit_keys(seed + i, 1), progress=progress)
+        _, img, loss, run = optimize(
+            lm,
+            hp,
+            lambda _, name=name: O.layer_mean(name, reduce),
+            jnp.zeros((1,)),
+            unit_keys(seed + i, 1),
+            progress=progress,
+        )
         outs.append(img), losses.append(loss), runs.append(run)
     hp["layers"] = names
     return Visualization("layer", hp, names, np.concatenate(outs), np.concatenate(losses), np.concatenate(runs))
@@ -228,8 +277,17 @@ def layers(lm, names: Sequence[str] | None, *, preset: str | None = None, seed: 
 
 # --- DeepDream -----------------------------------------------------------------------------------
 
-def dream(lm, images: np.ndarray, layer_names: Sequence[str] | None = None, *, preset: str | None = None,
-          seed: int = 0, progress: bool = False, **overrides) -> Visualization:
+
+def dream(
+    lm,
+    images: np.ndarray,
+    layer_names: Sequence[str] | None = None,
+    *,
+    preset: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **overrides,
+) -> Visualization:
     """DeepDream: maximize ‖A_l‖ on photos `(N, H, W, 3)` (all N in one call), for each layer.
 
     Units are (layer, image) pairs, ordered layer-major. `extra["norm_start"/"norm_end"]`: ‖A_l‖ of
@@ -241,16 +299,30 @@ def dream(lm, images: np.ndarray, layer_names: Sequence[str] | None = None, *, p
     outs, losses, runs, before, after, labels = [], [], [], [], [], []
     for i, name in enumerate(names):
         _check_layer(lm, name)
-        _, img, loss, run = optimize(lm, hp, lambda _, name=name: O.layer_norm(name), jnp.zeros((n,)),
-                                     unit_keys(seed + i, n), start=np.asarray(photos), carry="detail",
-                                     progress=progress)
+        _, img, loss, run = optimize(
+            lm,
+            hp,
+            lambda _, name=name: O.layer_norm(name),
+            jnp.zeros((n,)),
+            unit_keys(seed + i, n),
+            start=np.asarray(photos),
+            carry="detail",
+            progress=progress,
+        )
         outs.append(img), losses.append(loss), runs.append(run)
         before += _norms(lm, name, np.asarray(photos[:, 0])).tolist()
         after += _norms(lm, name, img[:, 0]).tolist()
         labels += [f"{name} #{j}" for j in range(n)]
     hp["layers"] = names
-    return Visualization("dream", hp, labels, np.concatenate(outs), np.concatenate(losses), np.concatenate(runs),
-                         {"norm_start": before, "norm_end": after, "photos": np.asarray(photos[:, 0])})
+    return Visualization(
+        "dream",
+        hp,
+        labels,
+        np.concatenate(outs),
+        np.concatenate(losses),
+        np.concatenate(runs),
+        {"norm_start": before, "norm_end": after, "photos": np.asarray(photos[:, 0])},
+    )
 
 
 def _norms(lm, layer: str, images: np.ndarray) -> np.ndarray:
@@ -261,6 +333,7 @@ def _norms(lm, layer: str, images: np.ndarray) -> np.ndarray:
 
 # --- neural style transfer ---------------------------------------------------------------------------
 
+
 def style_costs(lm, hp: dict, content_img: np.ndarray, style_imgs: np.ndarray, images: np.ndarray) -> dict:
     """J_c and J_s (seed 001's normalizations) of `images` `(U, H, W, C)`, unit i against style i."""
     names = [hp["content_layer"], *hp["style_layers"]]
@@ -270,8 +343,10 @@ def style_costs(lm, hp: dict, content_img: np.ndarray, style_imgs: np.ndarray, i
     gen = fn(jnp.asarray(images))
     lam = dict(zip(hp["style_layers"], hp["style_lambdas"]))
     jc = [float(S.content_cost(ac, gen[hp["content_layer"]][i])) for i in range(len(images))]
-    js = [float(sum(lam[n] * S.style_cost(S.gram(st[n][i]), gen[n][i]) for n in hp["style_layers"]))
-          for i in range(len(images))]
+    js = [
+        float(sum(lam[n] * S.style_cost(S.gram(st[n][i]), gen[n][i]) for n in hp["style_layers"]))
+        for i in range(len(images))
+    ]
     return {"content_cost": jc, "style_cost": js}
 
 
@@ -287,8 +362,16 @@ def style_lambdas(lm, hp: dict, content_img: np.ndarray, grams: dict) -> list[fl
     return (inv / inv.sum()).tolist()
 
 
-def style_transfer(lm, content_img: np.ndarray, style_imgs: np.ndarray, *, preset: str | None = None,
-                   seed: int = 0, progress: bool = False, **overrides) -> Visualization:
+def style_transfer(
+    lm,
+    content_img: np.ndarray,
+    style_imgs: np.ndarray,
+    *,
+    preset: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **overrides,
+) -> Visualization:
     """Gatys et al. 2016 with seed 001's costs: one result per style image `(S, H, W, 3)`, all in one call.
 
     J = α·J_c(content_layer) + β·Σ_l λ_l J_s^l(style_layers). `style_weights='equal'` (the seed):
@@ -315,24 +398,40 @@ def style_transfer(lm, content_img: np.ndarray, style_imgs: np.ndarray, *, prese
         return obj
 
     k = len(style_imgs)
-    noise = jax.random.uniform(jax.random.key(seed), (k, 1, size, size, content_img.shape[-1]),
-                               minval=-hp["noise"], maxval=hp["noise"])
+    noise = jax.random.uniform(
+        jax.random.key(seed), (k, 1, size, size, content_img.shape[-1]), minval=-hp["noise"], maxval=hp["noise"]
+    )
     start = np.asarray(jnp.clip(jnp.asarray(content_img)[None, None] + noise, 0, 1))
-    start_imgs, images, losses, steps_run = optimize(lm, hp, objective, units, unit_keys(seed, k), start=start,
-                                                     progress=progress)
+    start_imgs, images, losses, steps_run = optimize(
+        lm, hp, objective, units, unit_keys(seed, k), start=start, progress=progress
+    )
     before = style_costs(lm, hp, content_img, style_imgs, start_imgs[:, 0])
     after = style_costs(lm, hp, content_img, style_imgs, images[:, 0])
-    extra = {"content_cost_start": before["content_cost"], "style_cost_start": before["style_cost"],
-             "content_cost_end": after["content_cost"], "style_cost_end": after["style_cost"],
-             "content_cost_style_image": style_costs(lm, hp, content_img, style_imgs, style_imgs)["content_cost"],
-             "content": content_img, "styles": style_imgs}
+    extra = {
+        "content_cost_start": before["content_cost"],
+        "style_cost_start": before["style_cost"],
+        "content_cost_end": after["content_cost"],
+        "style_cost_end": after["style_cost"],
+        "content_cost_style_image": style_costs(lm, hp, content_img, style_imgs, style_imgs)["content_cost"],
+        "content": content_img,
+        "styles": style_imgs,
+    }
     return Visualization("style", hp, [f"style #{i}" for i in range(k)], images, losses, steps_run, extra)
 
 
 # --- adversarial and fooling images -------------------------------------------------------------
 
-def adversarial(lm, images: np.ndarray | None, targets: Sequence[int] | None, *, preset: str | None = None,
-                seed: int = 0, progress: bool = False, **overrides) -> Visualization:
+
+def adversarial(
+    lm,
+    images: np.ndarray | None,
+    targets: Sequence[int] | None,
+    *,
+    preset: str | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **overrides,
+) -> Visualization:
     """Adversarial examples (seed 003) for images `(N, H, W, 3)` and target classes `(N,)`.
 
     Modes (preset): 'iterative' — targeted sign steps until the model predicts the target, within
@@ -346,8 +445,7 @@ def adversarial(lm, images: np.ndarray | None, targets: Sequence[int] | None, *,
         if targets is None:
             raise ValueError("fooling images need target classes (--class)")
         n = len(targets)
-        x0 = np.asarray(jax.vmap(lambda k: make_init(hp)(k, (1, size, size, lm.input_shape[2]))[0])(
-            unit_keys(seed, n)))
+        x0 = np.asarray(jax.vmap(lambda k: make_init(hp)(k, (1, size, size, lm.input_shape[2]))[0])(unit_keys(seed, n)))
     else:
         if images is None:
             raise ValueError("adversarial examples need images (--image)")
@@ -367,16 +465,32 @@ def adversarial(lm, images: np.ndarray | None, targets: Sequence[int] | None, *,
         if len(targets) != n:
             raise ValueError(f"{len(targets)} target classes for {n} images: give one, or one per image")
     if mode == "fgsm":
-        adv = np.asarray(A.fgsm(lm.model, lm.variables, lm.preprocessing, jnp.asarray(x0),
-                                jnp.asarray(targets, jnp.int32), eps, targeted=targeted))
+        adv = np.asarray(
+            A.fgsm(
+                lm.model,
+                lm.variables,
+                lm.preprocessing,
+                jnp.asarray(x0),
+                jnp.asarray(targets, jnp.int32),
+                eps,
+                targeted=targeted,
+            )
+        )
         losses, steps_run = np.zeros((n, 0), np.float32), np.ones(n, np.int32)
     else:
         units = {"image": jnp.asarray(x0)[:, None], "target": jnp.asarray(targets, jnp.int32)}
         hp_run = {**hp, "param": "pixel", "valid": "clip", "decorrelate": False, "octaves": 1}
         _, out, losses, steps_run = optimize(
-            lm, hp_run, lambda u: O.class_log_prob(u["target"]), units, unit_keys(seed, n),
-            start=x0[:, None], project=A.linf_project(eps), stop=A.predicts_target(float(hp["confidence"])),
-            progress=progress)
+            lm,
+            hp_run,
+            lambda u: O.class_log_prob(u["target"]),
+            units,
+            unit_keys(seed, n),
+            start=x0[:, None],
+            project=A.linf_project(eps),
+            stop=A.predicts_target(float(hp["confidence"])),
+            progress=progress,
+        )
         adv = out[:, 0]
     after = reclassify(lm, adv, targets)
     norms = A.perturbation_norms(adv, x0)
@@ -393,5 +507,18 @@ def adversarial(lm, images: np.ndarray | None, targets: Sequence[int] | None, *,
     return Visualization("adversarial", hp, labels, adv[:, None], losses, steps_run, extra)
 
 
-__all__ = ["Visualization", "adversarial", "build_param", "build_renderer", "channel_means", "class_model",
-           "dream", "filters", "layers", "make_init", "optimize", "regularized", "style_transfer"]
+__all__ = [
+    "Visualization",
+    "adversarial",
+    "build_param",
+    "build_renderer",
+    "channel_means",
+    "class_model",
+    "dream",
+    "filters",
+    "layers",
+    "make_init",
+    "optimize",
+    "regularized",
+    "style_transfer",
+]

@@ -52,14 +52,39 @@ def check_applies(net: Net, variables, x, what: str) -> None:
     """Refuse a ReLU rule for a model with no ReLU where it points (it would change nothing silently)."""
     relus = relu_sites(net, variables, x)
     if not relus:
-        raise ValueError(f"{net.name} has no ReLU: ReLU backward rules ({what}) do not apply; use saliency, "
-                         f"gradient_x_input, smoothgrad, integrated_gradients or occlusion")
+        raise ValueError(
+            f"{net.name} has no ReLU: ReLU backward rules ({what}) do not apply; use saliency, "
+            f"gradient_x_input, smoothgrad, integrated_gradients or occlusion"
+        )
     if net.rules is not None and not any(net.rules.rule_for(s) is not None for s in relus):
         paths = sorted({s.path for s in relus})
-        raise ValueError(f"{what}: no ReLU of {net.name} is under the chosen layers; ReLUs run in: "
-                         f"{', '.join(p or '(top level)' for p in paths)}")
+        raise ValueError(
+            f"{what}: no ReLU of {net.name} is under the chosen layers; ReLUs run in: "
+            f"{', '.join(p or '(top level)' for p in paths)}"
+        )
 
 
-__all__ = ["RULES", "Composite", "First", "Kind", "Path", "ReluRule", "Site", "SpreadMaxPool", "Where", "apply_rules",
-           "as_composite", "backprop_relu", "check_applies", "composite", "deconvnet_relu", "guided_relu",
-           "on_layers", "relu_rule", "relu_sites", "sites", "spread_max_pool", "with_rule"]
+__all__ = [
+    "RULES",
+    "Composite",
+    "First",
+    "Kind",
+    "Path",
+    "ReluRule",
+    "Site",
+    "SpreadMaxPool",
+    "Where",
+    "apply_rules",
+    "as_composite",
+    "backprop_relu",
+    "check_applies",
+    "composite",
+    "deconvnet_relu",
+    "guided_relu",
+    "on_layers",
+    "relu_rule",
+    "relu_sites",
+    "sites",
+    "spread_max_pool",
+    "with_rule",
+]

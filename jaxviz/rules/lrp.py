@@ -153,8 +153,12 @@ class Gamma(LinearRule):
         z = layer.out(x, w, layer.b)  # the layer's own output decides the side (bias kept, as zennit's)
         h_pos = (z > 0) * g / stabilize(layer.out(xp, up(w), up(b)) + layer.out(xn, down(w)), self.stabilizer)
         h_neg = (z < 0) * g / stabilize(layer.out(xp, down(w), down(b)) + layer.out(xn, up(w)), self.stabilizer)
-        return (xp * layer.back(up(w), h_pos) + xn * layer.back(down(w), h_pos)
-                + xp * layer.back(down(w), h_neg) + xn * layer.back(up(w), h_neg))
+        return (
+            xp * layer.back(up(w), h_pos)
+            + xn * layer.back(down(w), h_pos)
+            + xp * layer.back(down(w), h_neg)
+            + xn * layer.back(up(w), h_neg)
+        )
 
 
 @dataclass(frozen=True)
@@ -168,16 +172,18 @@ class AlphaBeta(LinearRule):
 
     def __post_init__(self):
         if self.alpha < 0 or self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-12:
-            raise ValueError(f"alpha_beta needs alpha, beta >= 0 and alpha - beta = 1; got alpha={self.alpha}, "
-                             f"beta={self.beta}")
+            raise ValueError(
+                f"alpha_beta needs alpha, beta >= 0 and alpha - beta = 1; got alpha={self.alpha}, beta={self.beta}"
+            )
 
     def relevance(self, layer, g):
         x, w, b = layer.x, layer.w, _bias(layer, self.zero_bias)
         xp, xn, wp, wn = _pos(x), _neg(x), _pos(w), _neg(w)
         h_pos = g / stabilize(layer.out(xp, wp, _pos(b)) + layer.out(xn, wn), self.stabilizer)
         h_neg = g / stabilize(layer.out(xp, wn, _neg(b)) + layer.out(xn, wp), self.stabilizer)
-        return (self.alpha * (xp * layer.back(wp, h_pos) + xn * layer.back(wn, h_pos))
-                - self.beta * (xp * layer.back(wn, h_neg) + xn * layer.back(wp, h_neg)))
+        return self.alpha * (xp * layer.back(wp, h_pos) + xn * layer.back(wn, h_pos)) - self.beta * (
+            xp * layer.back(wn, h_neg) + xn * layer.back(wp, h_neg)
+        )
 
 
 @dataclass(frozen=True)
@@ -220,8 +226,8 @@ class WSquare(LinearRule):
     zero_bias: bool = False
 
     def relevance(self, layer, g):
-        w2, b = layer.w ** 2, _bias(layer, self.zero_bias)
-        z = layer.out(jnp.ones_like(layer.x), w2, None if b is None else b ** 2)
+        w2, b = layer.w**2, _bias(layer, self.zero_bias)
+        z = layer.out(jnp.ones_like(layer.x), w2, None if b is None else b**2)
         return layer.back(w2, g / stabilize(z, self.stabilizer))
 
 
@@ -267,12 +273,25 @@ class Pass:
 
 pass_activation = Pass()
 
-COMPOSITES = ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box", "epsilon_alpha2_beta1",
-              "epsilon_alpha2_beta1_flat")
+COMPOSITES = (
+    "epsilon_plus",
+    "epsilon_plus_flat",
+    "epsilon_gamma_box",
+    "epsilon_alpha2_beta1",
+    "epsilon_alpha2_beta1_flat",
+)
 
 
-def lrp_composite(name: str, *, epsilon: float = 1e-6, gamma: float = 0.25, stabilizer: float = 1e-6,
-                  low=None, high=None, residual: bool = True) -> Composite:
+def lrp_composite(
+    name: str,
+    *,
+    epsilon: float = 1e-6,
+    gamma: float = 0.25,
+    stabilizer: float = 1e-6,
+    low=None,
+    high=None,
+    residual: bool = True,
+) -> Composite:
     """zennit's composite `name` with its defaults: dense layers ε, convolutions z⁺ / γ / α2β1, the first
     linear layer flat (`*_flat`) or the first convolution z^B (`epsilon_gamma_box`, which needs the
     input bounds `low`/`high`); ReLUs, tanh and sigmoids pass, pools and (with `residual`, zennit's ResNet
@@ -280,15 +299,20 @@ def lrp_composite(name: str, *, epsilon: float = 1e-6, gamma: float = 0.25, stab
     into it."""
     if name not in COMPOSITES:
         raise ValueError(f"unknown LRP composite {name!r}; known: {', '.join(COMPOSITES)}")
-    conv = {"epsilon_plus": ZPlus(stabilizer), "epsilon_plus_flat": ZPlus(stabilizer),
-            "epsilon_gamma_box": Gamma(gamma, stabilizer)}.get(name, AlphaBeta(2.0, 1.0, stabilizer))
+    conv = {
+        "epsilon_plus": ZPlus(stabilizer),
+        "epsilon_plus_flat": ZPlus(stabilizer),
+        "epsilon_gamma_box": Gamma(gamma, stabilizer),
+    }.get(name, AlphaBeta(2.0, 1.0, stabilizer))
     first = []
     if name.endswith("_flat"):
         first = [(FirstLayer(), Flat(stabilizer))]
     elif name == "epsilon_gamma_box":
         if low is None or high is None:
-            raise ValueError("epsilon_gamma_box needs the input bounds low= and high= (the preprocessed values of "
-                             "black and white, per channel: jaxviz.data.preprocess.input_bounds(preprocessing))")
+            raise ValueError(
+                "epsilon_gamma_box needs the input bounds low= and high= (the preprocessed values of "
+                "black and white, per channel: jaxviz.data.preprocess.input_bounds(preprocessing))"
+            )
         first = [(FirstLayer(kind="conv"), ZBox(_bound(low), _bound(high), stabilizer))]
     norm = Norm(stabilizer)
     base = [(Kind("relu"), pass_relu), (Kind("activation"), pass_activation), (Kind("pool"), norm)]
@@ -301,6 +325,23 @@ def _bound(v):
     return tuple(float(a) for a in v) if isinstance(v, list | tuple) or getattr(v, "ndim", 0) else float(v)
 
 
-__all__ = ["COMPOSITES", "AlphaBeta", "Epsilon", "Flat", "FunctionRule", "Gamma", "Layer", "LinearRule",
-           "Norm", "Pass", "WSquare", "ZBox", "ZPlus", "linear_rule", "lrp_composite", "pass_activation",
-           "pass_relu", "stabilize"]
+__all__ = [
+    "COMPOSITES",
+    "AlphaBeta",
+    "Epsilon",
+    "Flat",
+    "FunctionRule",
+    "Gamma",
+    "Layer",
+    "LinearRule",
+    "Norm",
+    "Pass",
+    "WSquare",
+    "ZBox",
+    "ZPlus",
+    "linear_rule",
+    "lrp_composite",
+    "pass_activation",
+    "pass_relu",
+    "stabilize",
+]

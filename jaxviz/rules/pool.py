@@ -32,8 +32,14 @@ class SpreadMaxPool:
 
         def bwd(x, g):
             def window_sum(z):
-                return lax.reduce_window(z, jnp.zeros((), z.dtype), lax.add, window["window_dimensions"],
-                                         window["window_strides"], window["padding"])
+                return lax.reduce_window(
+                    z,
+                    jnp.zeros((), z.dtype),
+                    lax.add,
+                    window["window_dimensions"],
+                    window["window_strides"],
+                    window["padding"],
+                )
 
             return (jax.vjp(window_sum, jnp.zeros_like(x))[1](g.astype(x.dtype))[0],)
 

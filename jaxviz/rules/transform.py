@@ -54,8 +54,16 @@ def apply_rules(fn, composite: Composite, params_argnums: tuple[int, ...] = (0,)
     @functools.wraps(fn)
     def rewritten(*args):
         closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        flat = _eval(closed.jaxpr, closed.consts, *_leaves(args, params_argnums), composite, "", {}, None,
-                     PARAM if constants_are_params else CONST)
+        flat = _eval(
+            closed.jaxpr,
+            closed.consts,
+            *_leaves(args, params_argnums),
+            composite,
+            "",
+            {},
+            None,
+            PARAM if constants_are_params else CONST,
+        )
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat)
 
     return rewritten
@@ -80,7 +88,7 @@ def _leaves(args, params_argnums) -> tuple[list, list[int]]:
 
 def _path(eqn, outer: str) -> str:
     stack = str(eqn.source_info.name_stack)
-    inner = [p[len(SCOPE):] for p in stack.split("/") if p.startswith(SCOPE)]
+    inner = [p[len(SCOPE) :] for p in stack.split("/") if p.startswith(SCOPE)]
     return inner[-1] if inner else outer
 
 
@@ -166,8 +174,11 @@ def _chain(eqns, i: int, uses: dict, consumer: dict, origin: dict, axis: int | N
         if (pos == 1 and e.primitive.name == "div") or _origin(other, origin) == DATA:
             break
         shape, full = tuple(other.aval.shape), tuple(out.aval.shape)
-        per_channel = axis is not None and len(shape) == len(full) and all(
-            d == 1 or (k == axis and d == full[k]) for k, d in enumerate(shape))
+        per_channel = (
+            axis is not None
+            and len(shape) == len(full)
+            and all(d == 1 or (k == axis and d == full[k]) for k, d in enumerate(shape))
+        )
         if shape != () and not per_channel:
             break
         chain.append((j, pos))
@@ -194,8 +205,17 @@ def _bind(eqn, invals) -> list:
     return list(ans) if eqn.primitive.multiple_results else [ans]
 
 
-def _eval(jaxpr, consts, args, arg_origins, composite: Composite | None, outer: str, counts: dict,
-          found: list | None, const_origin: int = CONST):
+def _eval(
+    jaxpr,
+    consts,
+    args,
+    arg_origins,
+    composite: Composite | None,
+    outer: str,
+    counts: dict,
+    found: list | None,
+    const_origin: int = CONST,
+):
     env: dict = {}
     origin: dict = {}
 
@@ -243,8 +263,9 @@ def _eval(jaxpr, consts, args, arg_origins, composite: Composite | None, outer: 
                 outvals = [_add_site(rule, *invals)]
             elif rule is not None:  # conv, dense, pool: with the affine ops after it
                 data = origins.index(DATA)
-                chain = _chain(jaxpr.eqns, i, uses, consumer, origin, _feature_axis(eqn, data) if kind != "pool"
-                               else None)
+                chain = _chain(
+                    jaxpr.eqns, i, uses, consumer, origin, _feature_axis(eqn, data) if kind != "pool" else None
+                )
                 if chain:
                     skip.update(j for j, _ in chain[:-1])
                     deferred[chain[-1][0]] = (rule, kind, i, data, chain)
@@ -253,8 +274,17 @@ def _eval(jaxpr, consts, args, arg_origins, composite: Composite | None, outer: 
         if outvals is None and name in _INLINE:
             inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
             closed = inner if isinstance(inner, jcore.ClosedJaxpr) else None
-            outvals = _eval(closed.jaxpr if closed else inner, closed.consts if closed else (), invals, origins,
-                            composite, path, counts, found, const_origin)
+            outvals = _eval(
+                closed.jaxpr if closed else inner,
+                closed.consts if closed else (),
+                invals,
+                origins,
+                composite,
+                path,
+                counts,
+                found,
+                const_origin,
+            )
         if outvals is None:
             outvals = _bind(eqn, invals)
         for v, val in zip(eqn.outvars, outvals):
@@ -310,8 +340,11 @@ def _linear_site(eqns, rule, kind: str, i: int, data: int, chain: list, read):
         else:
             w_eff, b = _merged(site_eqn, data, w, chain, others, after)
             rel = rule.relevance(Layer(x, w_eff, b, linear), g)
-        return rel.astype(x.dtype), jax.tree_util.tree_map(jnp.zeros_like, w), \
-            jax.tree_util.tree_map(jnp.zeros_like, others)
+        return (
+            rel.astype(x.dtype),
+            jax.tree_util.tree_map(jnp.zeros_like, w),
+            jax.tree_util.tree_map(jnp.zeros_like, others),
+        )
 
     layer.defvjp(fwd, bwd)
     return layer(x, w, others)
