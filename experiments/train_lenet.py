@@ -14,7 +14,8 @@ Shipped results (digits test split: 360 images, `load_dataset("digits", split="t
     lenet5_3x3  (3x3)  test accuracy 0.9944  (2 of 360 wrong)
 Seed 001 reached > 99 % on MNIST's 10 000 test images. The digits figures look alike but mean less,
 and the 5x5/3x3 difference is noise (one image is 0.28 %), because this is a different, smaller
-problem: 1 437 training images instead of 60 000, and each image is an 8x8, 17-grey-level scan upsampled bilinearly to 28x28:
+problem: 1 437 training images instead of 60 000, and each image is an 8x8, 17-grey-level scan upsampled
+bilinearly to 28x28:
 blurry blobs with little of the fine stroke detail that the first layer's kernels find in MNIST,
 and fewer, cleaner writers. A kernel-size comparison on it says little about MNIST; train with
 `--data mnist` for that. The weights are float32 (save_weights' format): about 0.9 MB (5x5) and

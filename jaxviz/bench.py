@@ -1008,7 +1008,8 @@ def run_configured(
 
     `quick` runs `quick_plan()` with SmoothGrad n=8, IG steps=8, 3 repeats unless given. `gpu` runs
     `gpu_plan(batches or 1 8 32 64)` with 3 repeats, `case_budget_s=15`, `time_budget_s=420` and the
-    bf16 deviation of saliency and the bundle only, unless given (the whole table in ~7 minutes on one GPU). Otherwise `models` are "name" or
+    bf16 deviation of saliency and the bundle only, unless given (the whole table in ~7 minutes on one GPU).
+    Otherwise `models` are "name" or
     "name:size" strings (comma lists allowed), `methods` names (comma lists allowed; `bundle002` is
     seed 002's five methods fused), `bundle` adds `bundle002`, `batches` ints, `dtypes` names; None
     means the defaults (SmoothGrad n=50, IG steps=50, 5 repeats). Other keywords go to `run`.

@@ -228,7 +228,8 @@ def _models(args) -> None:
         if arch == "shapesnet":
             have.insert(0, "embedded (default)")
         print(
-            f"{arch}  input {shape[0]}x{shape[1]}x{shape[2]}  weights: {', '.join(have) or 'none (jaxviz weights list)'}"
+            f"{arch}  input {shape[0]}x{shape[1]}x{shape[2]}  weights: "
+            f"{', '.join(have) or 'none (jaxviz weights list)'}"
         )
         if args.model or args.layers:
             rows = layer_table(model, None, shape)

@@ -140,8 +140,9 @@ def test_vgg16_weights_branch_uses_the_seeds_classes_and_layers(seed000, random_
     photo = np.stack([rows * 5, cols * 4, (rows * cols) % 256], -1).astype(np.uint8)
     Image.fromarray(photo).save(tmp_path / "photo.png")
     out = tmp_path / "out"
-    # Guided backprop and Grad-CAM only (the VGG16-specific choices): compiling the optimization loops for VGG16 on a CPU takes minutes (the
-    # Renderer closes over the weights, so XLA constant-folds the 25088x4096 classifier); their layers are checked.
+    # Guided backprop and Grad-CAM only (the VGG16-specific choices): compiling the optimization loops for VGG16
+    # on a CPU takes minutes (the Renderer closes over the weights, so XLA constant-folds the 25088x4096
+    # classifier); their layers are checked.
     ctx = seed000.main(
         [
             "--out",

@@ -602,7 +602,8 @@ def main(argv=None) -> dict:
     what = (
         f"VGG16 with weights {lm.name} (torchvision layout: features.N aliases)"
         if vgg
-        else f"the embedded {lm.arch} (trained on synthetic shapes, {len(lm.labels)} classes, {len(convs)} conv layers; "
+        else f"the embedded {lm.arch} (trained on synthetic shapes, {len(lm.labels)} classes, "
+        f"{len(convs)} conv layers; "
         f"offline — pass --weights vgg16-torchvision for the seed's VGG16)"
     )
     intro = (

@@ -318,7 +318,8 @@ def lenet_part(args, out: Path, ctx: dict) -> list[Figure]:
         ""
         if mnist
         else "Trained on scikit-learn's 1 437 digits (8×8 scans upsampled to 28×28) instead of "
-        f"MNIST's 60 000, so {args.epochs} epochs of batch {args.batch} are {steps // args.epochs} steps each ({steps} in all, "
+        f"MNIST's 60 000, so {args.epochs} epochs of batch {args.batch} are {steps // args.epochs} steps each "
+        f"({steps} in all, "
         "the seed's MNIST run had 1 175); BN's running statistics (momentum 0.99) are still partly at "
         "their initial values after so few steps, so test accuracy is given with BN statistics recomputed "
         "over the training set (and, beside it, with the running ones Keras would use). `--mnist-dir` "
@@ -369,7 +370,8 @@ def lenet_part(args, out: Path, ctx: dict) -> list[Figure]:
             "maps_conv2_six.png",
             "Rysunek 3.9: Mapy aktywacji dla 16 filtrów warstwy drugiej, przy użyciu przykładowej "
             "reprezentacji liczby 6.",
-            f"`inspect.feature_maps` of the 5×5 variant at conv2 for test image {test_set.names[six]} (a 6): the input, "
+            f"`inspect.feature_maps` of the 5×5 variant at conv2 for test image {test_set.names[six]} (a 6): the "
+            f"input, "
             "then 16 maps of 10×10.",
             data_note,
         )
@@ -462,18 +464,21 @@ def filter_figures(lm, args, out: Path, ctx: dict) -> list[Figure]:
                 FIGURE_FILES[fig],
                 caption,
                 f"`optvis.filters` (preset `octaves`): grey noise U[0.45, 0.55] at {sizes[0]} px, {hp['steps']} steps "
-                f"of img += {hp['lr']}·g/rms(g) per octave, upscaled bilinearly through {sizes} px; loss −{args.reduce} "
+                f"of img += {hp['lr']}·g/rms(g) per octave, upscaled bilinearly through {sizes} px; loss "
+                f"−{args.reduce} "
                 "of the filter's ReLU output (Keras' conv output includes its ReLU). Layers and filters: "
                 + mapping
                 + ".",
                 (
-                    "The seed's listing takes K.mean, its text says median (`--reduce median`). It gives neither step size, "
+                    "The seed's listing takes K.mean, its text says median (`--reduce median`). It gives neither "
+                    "step size, "
                     "step count nor the number of upscalings; these are the preset's. "
                     + (
                         ""
                         if ctx["vgg"]
                         else f"Embedded {lm.arch} (synthetic shapes, {len(stages(lm))} stages, widths "
-                        "16–128) instead of ImageNet VGG19: stage N → its stage min(N, last), conv k → its last conv of the "
+                        "16–128) instead of ImageNet VGG19: stage N → its stage min(N, last), conv k → its last "
+                        "conv of the "
                         "stage if it has fewer, filter f → f mod width."
                     )
                 ),

@@ -611,7 +611,8 @@ def filter_mosaic(kernel: np.ndarray) -> np.ndarray:
 
 
 def evolution_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
-    """Zeiler & Fergus's fig. 4 from the checkpoints of a GAP ShapesNet trained from random weights: per epoch the first-layer filters and,
+    """Zeiler & Fergus's fig. 4 from the checkpoints of a GAP ShapesNet trained from random weights: per epoch
+    the first-layer filters and,
     for fixed units of three layers, the strongest activation over the data projected by the deconvnet."""
     epochs = [e for e in args.checkpoints if e <= args.evolution_epochs]
     folder = out / "weights"
@@ -660,7 +661,8 @@ def evolution_part(args, out: Path, nets: dict, ctx: dict) -> list[Figure]:
             "evolution.png",
             "Notes fig. 7 (Zeiler & Fergus fig. 4): the features of each layer at epochs 1, "
             "2, 5, 10, 20, 30, 40, 64; deep layers need more epochs to settle",
-            f"checkpoints of a ShapesNet trained from random weights ({args.evolution_epochs} epochs × {args.per_epoch} images) at epochs {', '.join(map(str, epochs))} (saved by "
+            f"checkpoints of a ShapesNet trained from random weights ({args.evolution_epochs} epochs × "
+            f"{args.per_epoch} images) at epochs {', '.join(map(str, epochs))} (saved by "
             "`jaxviz.train.fit_shapes(checkpoints=...)`, also `experiments/train_shapesnet.py --checkpoints`); "
             "units chosen on the final net and followed back",
             "shapes and a short schedule instead of ImageNet and 70 epochs",
@@ -748,7 +750,8 @@ def tsne_part(args, out: Path, ctx: dict) -> list[Figure]:
         "images": f"{n}",
         "feature": f"{layer}, {feats.shape[1]}-d (mean over space = the GAP input)",
         "same-class share of 10 nearest neighbours in the map": f"{purity:.3f}",
-        "time (images / features / t-SNE / figures)": f"{s['images']} / {s['features']} / {s['tsne']} / {s['figures']} s",
+        "time (images / features / t-SNE / figures)": f"{s['images']} / {s['features']} / {s['tsne']} / "
+        f"{s['figures']} s",
     }
     return [
         Figure(

@@ -43,7 +43,8 @@ def integrated_gradients(
       baseline: "zeros" (the model-space zero, i.e. the mean color after mean subtraction);
         "blur" (x blurred by a Gaussian of `blur_sigma` pixels, scipy.ndimage's default
         'reflect' border and truncate=4); "uniform" (uniform noise in [min(x_i), max(x_i)] per
-        image, from `key[i]` for one key per image, else `fold_in(key, i)`; needs `key`); or an array broadcastable to `x`
+        image, from `key[i]` for one key per image, else `fold_in(key, i)`; needs `key`); or an array
+        broadcastable to `x`
         (e.g. a black image already in model space).
       method: quadrature rule, as in Captum: "riemann_left", "riemann_right", "riemann_middle",
         "riemann_trapezoid" (needs steps >= 2), "gausslegendre".

@@ -1,7 +1,8 @@
 """Score the maps of a `jaxviz attribute` run against ground-truth masks (`jaxviz evaluate OUT ...`).
 
 `jaxviz attribute` writes `out/results.jsonl` (`results.p<i>.jsonl` per process; fields image, stem,
-model, method, class, class_name, and files {npy, png} relative to `out` or the map's place in the store). `evaluate_attribution_run(out, masks=... | coco=...)`
+model, method, class, class_name, and files {npy, png} relative to `out` or the map's place in the store).
+`evaluate_attribution_run(out, masks=... | coco=...)`
 reads each map, finds the object's mask, brings it to the map's geometry and writes
 
     out/evaluation.jsonl          one line per (image, method): P, E, E_total, pointing, channels

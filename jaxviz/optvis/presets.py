@@ -13,7 +13,8 @@ sign), `lr`, `momentum`, `weight_decay`, `steps` (per octave), `octaves`, `octav
 `blur_sigma`, `reduce` (mean | median), `size`, `batch` (images per unit) with `diversity` (weight of
 the diversity objective across them, Olah et al. 2017) at `diversity_layer`; style: `alpha`, `beta`, `content_layer`,
 `style_layers`, `style_weights` (equal | balanced); class/yosinski only, between steps (`step_regularizers`):
-`decay`, `blur_every` (with `blur_sigma`), `norm_pct`, `contrib_pct`; adversarial: `mode` (iterative | fgsm | fooling), `eps`, `confidence`.
+`decay`, `blur_every` (with `blur_sigma`), `norm_pct`, `contrib_pct`; adversarial: `mode` (iterative | fgsm |
+fooling), `eps`, `confidence`.
 """
 
 from __future__ import annotations
