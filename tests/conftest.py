@@ -6,19 +6,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
+# Tests compile hundreds of programs and run most of them once on tiny inputs: with XLA's back-end
+# optimization level 0 (LLVM -O0, JAX's `jax_disable_most_optimizations`) they compile 2-2.5x faster
+# (test_any_model's user-network matrix 80 s -> 35 s, LeNet training 22 s -> 10 s; the whole suite on
+# 2 workers 53 -> 29 min). Tests that run real-size or float64 programs at length are slower
+# unoptimized (zennit parity in float64: 155 s -> 281 s) and are marked `optimized`: they compile as
+# users' programs do. The programs compute the same operations either way. Set in the environment
+# before JAX is imported, so the CLI subprocesses tests start inherit it; JAXVIZ_TEST_FAST_COMPILE=0
+# compiles everything with XLA's defaults.
+FAST_COMPILE = os.environ.get("JAXVIZ_TEST_FAST_COMPILE", "1") != "0"
+os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1" if FAST_COMPILE else "0"
 
-# Tests compile hundreds of small programs and run each a few times: XLA:CPU's LLVM back end at -O0
-# compiles them 2-2.5x faster (the user-network matrix: 80 s -> 35 s; LeNet training 22 s -> 10 s)
-# and runs the heavy convolutions at the same speed (library calls, not generated code); the programs
-# compute the same operations. Set before JAX starts a backend; CLI subprocesses inherit it.
-# JAXVIZ_TEST_XLA_OPT=2 runs the suite with XLA's default (what users get).
-_OPT = os.environ.get("JAXVIZ_TEST_XLA_OPT", "0")
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level={_OPT}".strip()
-
-import jax  # noqa: E402  (after XLA_FLAGS)
+import jax  # noqa: E402  (after JAX_DISABLE_MOST_OPTIMIZATIONS)
 import jax.numpy as jnp  # noqa: E402
+import pytest  # noqa: E402
 
 from jaxviz.job import enable_compilation_cache  # noqa: E402
 from jaxviz.models import VGG, ShapesNet  # noqa: E402
@@ -32,6 +33,21 @@ if "JAXVIZ_CACHE_DIR" not in os.environ:
     os.environ["JAXVIZ_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxviz-test-cache-")
     atexit.register(shutil.rmtree, os.environ["JAXVIZ_CACHE_DIR"], ignore_errors=True)
 enable_compilation_cache()  # $JAXVIZ_CACHE_DIR/xla, where the CLI looks by default
+
+
+def _compile_effort(node) -> None:
+    jax.config.update("jax_disable_most_optimizations", FAST_COMPILE and node.get_closest_marker("optimized") is None)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_compile_effort(request):
+    """Module fixtures compile as their module's mark says."""
+    _compile_effort(request.node)
+
+
+@pytest.fixture(autouse=True)
+def _test_compile_effort(request):
+    _compile_effort(request.node)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +73,13 @@ def weights_dir(tmp_path, monkeypatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("JAXVIZ_WEIGHTS_DIR", str(folder))
     return folder
+
+
+# The longest modules (in `pytest --durations`), started first: `pytest -n 2 --dist loadfile` gives each
+# worker whole modules in collection order, and a long module collected last would run alone at the end.
+LONGEST_FIRST = ("test_seed002_coco", "test_any_model", "test_lrp", "test_reliability", "test_captum_any_model")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))

@@ -96,6 +96,8 @@ if os.environ.get("JAXVIZ_FULL_MATRIX"):
 
 
 @pytest.mark.parametrize("arch", list(MATRIX))
+@pytest.mark.slow
+@pytest.mark.optimized  # float64 / real-size runs: slower unoptimized
 def test_methods_on_zoo_architectures(arch):
     model = SMALLER[arch]() if arch in SMALLER else build(arch)
     size = ZOO_INPUT.get(arch, 32)
@@ -124,6 +126,7 @@ def _keys(x):
 
 
 @pytest.mark.parametrize("kind", ["linen", "nnx", "function"])
+@pytest.mark.slow
 def test_every_method_on_a_user_network(user, kind):
     """The linen net, the same net in NNX, and as a plain function: every method runs, and as one
     network they give the same maps."""

@@ -203,6 +203,7 @@ def mixed_dir(tmp_path):
     return d
 
 
+@pytest.mark.slow
 def test_bad_files_are_skipped_and_logged(lm, counted, mixed_dir, tmp_path):
     methods, _ = counted
     out = tmp_path / "out"
@@ -397,6 +398,7 @@ def test_bind_methods_matches_direct_call(lm, jitted):
     )
 
 
+@pytest.mark.slow
 def test_smoothgrad_noise_follows_the_image_not_its_batch_position(lm, tmp_path):
     """Per-image keys from output names: an image's SmoothGrad map is the same alone or in a batch."""
     methods = batch.bind_methods(lm, ["smoothgrad"], options={"n": 4})

@@ -112,6 +112,7 @@ def setup64(setup):
         ("image", "gausslegendre"),
     ],
 )
+@pytest.mark.optimized  # float64 / real-size runs: slower unoptimized
 def test_integrated_gradients(setup64, baseline, rule):
     """In float64, so that the path's dozens of gradients never straddle a max-pool tie or a ReLU
     kink that float32 rounding (or Captum's float32 `linspace` nodes) would put on the other side —

@@ -25,6 +25,8 @@ try:
 except ImportError:
     from user_models import INPUT, UserNet, torch_user_net, user_variables
 
+pytestmark = pytest.mark.optimized  # float64 on real-size networks: slower unoptimized
+
 TARGETS = [1, 3]
 TOL = 1e-9
 
@@ -81,6 +83,7 @@ def _close(got, want, tol=TOL):
     [(saliency, "Saliency"), (guided_backprop, "GuidedBackprop"), (deconvnet, "Deconvolution")],
     ids=["saliency", "guided", "deconvnet"],
 )
+@pytest.mark.slow
 def test_gradient_methods_equal_captum_in_float64(case, ours, theirs):
     model, v, peer, x, _, _ = case
     with jax.enable_x64(True):

@@ -10,6 +10,7 @@ from jaxviz.attribution import METHODS
 from jaxviz.cli import main
 
 
+@pytest.mark.slow
 def test_demo_writes_every_method(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--n", "3"]) == 0

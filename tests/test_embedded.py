@@ -39,6 +39,7 @@ def test_embedded_accuracy_on_fresh_shapes(embedded):
     assert np.mean(pred == data.labels) >= 0.95
 
 
+@pytest.mark.slow
 def test_load_weights_file_with_own_classes(tmp_path, shapesnet):
     model, params = shapesnet
     path = tmp_path / "mine.safetensors"

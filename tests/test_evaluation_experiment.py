@@ -85,6 +85,7 @@ def test_rerun_does_nothing_and_other_config_is_refused(tiny_run):
         run_experiment({**TINY, "dilation": 0.1}, out, progress=False)
 
 
+@pytest.mark.slow
 def test_reproducible_from_seed_and_sigkill_resume(tiny_run, tmp_path):
     """A run killed at a random point after its first records, with a torn line appended, then
     resumed, ends with exactly the records of an uninterrupted run (which a fresh run reproduces)."""

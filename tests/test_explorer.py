@@ -175,6 +175,7 @@ def site(runs):
     return out
 
 
+@pytest.mark.slow
 def test_explorer_in_chromium(site, runs):
     shots = Path(os.environ.get("JAXVIZ_EXPLORER_SHOTS") or runs["tmp"] / "shots")  # docs/explorer: README's
     with _browser() as p:

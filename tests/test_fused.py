@@ -58,6 +58,7 @@ def _accepts(name):
 
 
 @pytest.mark.parametrize("target", [[1, 4, 7], Top(2)], ids=["classes", "top2"])
+@pytest.mark.slow
 def test_equals_one_by_one_shapesnet(shapes_he, target):
     model, params = shapes_he
     x = jax.random.normal(jax.random.key(7), (3, 32, 32, 3))
@@ -83,6 +84,7 @@ def test_equals_one_by_one_unit_targets(shapes_he, target):
     _check_equal(model, params, x, target, names, layer="relu2_1")
 
 
+@pytest.mark.slow
 def test_equals_one_by_one_tiny_vgg_with_options():
     """VGG16's layer kinds (flatten → dense head, five pools), options routed per method."""
     model = VGG(blocks=(1, 1, 1, 1, 1), widths=(8, 16, 16, 32, 32), hidden=64, num_classes=7)

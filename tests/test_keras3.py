@@ -16,6 +16,8 @@ import pytest
 from jaxviz import load, weights
 from jaxviz.weights import WeightsError
 
+pytestmark = pytest.mark.slow  # real-size VGG16 files written by Keras 3 and KerasHub
+
 os.environ.setdefault("KERAS_BACKEND", "jax")
 keras = pytest.importorskip("keras")
 if keras.backend.backend() != "jax":  # pragma: no cover - depends on the environment

@@ -45,6 +45,7 @@ def test_shipped_lenet_weights(arch, digits_test):
     assert acc >= 0.97
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_loss():
     train = _script().train
     data = load_dataset("digits", split="train", seed=0, n=512)

@@ -86,6 +86,7 @@ def tiny():
 
 
 @pytest.mark.parametrize("fn,rule", [(saliency, "backprop"), (deconvnet, "deconvnet"), (guided_backprop, "guided")])
+@pytest.mark.slow
 def test_gradient_methods_match_literal(tiny, fn, rule):
     model, params, x = tiny
     classes = [0, 2, 1]

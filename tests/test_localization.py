@@ -117,6 +117,7 @@ def test_coco_boxes_from_an_annotation_file(tmp_path):
     np.testing.assert_array_equal(sample_boxes(s, ann), [[2, 3, 12, 8], [20, 10, 28, 18]])
 
 
+@pytest.mark.slow
 def test_occlusion_sweep_agrees_with_the_occlusion_map_and_the_layer():
     lm = jaxviz.load("shapesnet")
     d = shapes.generate(2, size=32, seed=8)

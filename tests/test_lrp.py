@@ -123,6 +123,7 @@ class BiasFreeNet(nn.Module):
 
 
 @pytest.mark.parametrize("composite", ["epsilon_plus", "epsilon_alpha2_beta1"])
+@pytest.mark.slow
 def test_conserving_rules_conserve_relevance(composite):
     """z⁺ and α2β1 convolutions, ε→0 dense, norm pools and sums on a bias-free net: Σ R_in = R_out = 1."""
     model = BiasFreeNet()
@@ -147,6 +148,7 @@ class ConvMerged(nn.Module):
         return nn.Dense(3, name="Dense_0")(jnp.mean(nn.relu(nn.Conv(4, (3, 3), name="Conv_0")(x)), axis=(1, 2)))
 
 
+@pytest.mark.slow
 def test_batchnorm_is_merged_into_the_conv_before_it():
     """LRP on conv → BatchNorm equals LRP on the one conv with the BatchNorm folded in by hand, and the
     forward pass (logits) is the original's."""
@@ -195,6 +197,7 @@ def test_unknown_composite_and_missing_box_are_refused():
         lrp(Dense2(), v, x, composite="epsilon_gamma_box")
 
 
+@pytest.mark.slow
 def test_a_researchers_own_rule_in_a_composite():
     """A new conv rule in a few lines (here: LRP-0 written as a function) equals the built-in ε=0."""
     mine = L.linear_rule(
@@ -239,6 +242,8 @@ def zoo(request):
 
 
 @pytest.mark.parametrize("name", ZENNIT)
+@pytest.mark.slow
+@pytest.mark.optimized  # float64 / real-size runs: slower unoptimized
 def test_composite_equals_zennit_in_float64(zoo, name):
     from jaxviz.bench import zennit_lrp
     from jaxviz.torch_peer import nchw_to_nhwc, nhwc_to_nchw
@@ -256,6 +261,7 @@ def test_composite_equals_zennit_in_float64(zoo, name):
     assert all(m.eps == 1e-5 for m in peer.modules() if hasattr(m, "running_var"))  # zennit's merge undone
 
 
+@pytest.mark.slow
 def test_a_study_holds_lrp_composites_as_method_variants():
     """`lrp:epsilon_gamma_box` in a batch job or a study's methods is lrp with that composite (box bounds
     from the model's preprocessing) beside plain `lrp`; a variant's unknown option is refused by name."""
@@ -316,6 +322,7 @@ def test_batch_jobs_run_lrp_in_the_fused_call_with_the_bundle():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want.maps), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_tanh_passes_relevance_and_lenet_equals_zennit():
     """LeNet-5's tanh and a sigmoid are "activation" sites: relevance passes through them (zennit's
     Pass), so LRP-0 on a bias-free tanh/sigmoid net conserves it; LeNet-5 under epsilon_plus equals zennit

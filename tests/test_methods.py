@@ -38,6 +38,7 @@ def _pick(classes):
 # --- SmoothGrad ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_smoothgrad_level_zero_is_saliency(shapesnet, x):
     model, params = shapesnet
     sg, index, out, _ = smoothgrad(model, params, x, CLASSES, n=5, level=0.0, key=jax.random.key(0))
@@ -57,6 +58,7 @@ def smoothgrad_reference(shapesnet, x):
 
 
 @pytest.mark.parametrize("variant,chunk", [("mean", None), ("squared", 2), ("vargrad", 3)])
+@pytest.mark.slow
 def test_smoothgrad_matches_loop(shapesnet, x, smoothgrad_reference, variant, chunk):
     """Chunks of 2 and 3 over 5 samples leave remainders; every chunking must match the same loop."""
     model, params = shapesnet
@@ -80,6 +82,7 @@ def test_integrated_gradients_completeness(shapesnet, x):
     np.testing.assert_allclose(err, jnp.abs(maps.sum((1, 2, 3)) - gap) / jnp.abs(gap), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_integrated_gradients_matches_loop(shapesnet, x):
     model, params = shapesnet
     x0 = jnp.broadcast_to(jnp.array([-0.5, 0.1, 0.3]), x.shape)
@@ -150,6 +153,7 @@ def test_bad_options_raise(shapesnet, x, call, message):
 # --- occlusion -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_occlusion_matches_loop(shapesnet, x):
     """stride 5 leaves (32 − 8) % 5 != 0: the last window is aligned to the border."""
     model, params = shapesnet
@@ -183,6 +187,7 @@ def test_grad_cam_pp_and_layer_cam_match_formulas(shapesnet, x, layer):
         np.testing.assert_allclose(m.max(axis=(1, 2)), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_score_cam_matches_loop(shapesnet, x):
     model, params = shapesnet
     a = activations(model, params, x, ["relu2_1"])["relu2_1"]  # 32 channels
@@ -215,6 +220,7 @@ def test_cam_gmp_matches_formula(x):
 # --- FullGrad --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fullgrad_bias_terms_are_layer_gradients(shapesnet, x):
     model, params = shapesnet
     input_term, terms, sel, _ = fullgrad_terms(model, params, x, CLASSES)
@@ -237,6 +243,7 @@ def test_fullgrad_bias_terms_are_layer_gradients(shapesnet, x):
 @pytest.mark.parametrize(
     "which,target", [("shapesnet", None), ("tiny_vgg", 3), ("shapesnet", Unit("relu3_1", 5, 2, 3))]
 )
+@pytest.mark.slow
 def test_fullgrad_completeness(request, x, which, target):
     """ReLU nets are piecewise linear: y = Σ ∇x·x + Σ_layers Σ ∇z_l·b_l, dense biases included."""
     model, params = request.getfixturevalue(which)
@@ -266,6 +273,7 @@ def test_fullgrad_completeness(request, x, which, target):
     ],
     ids=["integrated_gradients", "occlusion", "grad_cam_pp", "score_cam", "fullgrad"],
 )
+@pytest.mark.slow
 def test_batch_independence(shapesnet, x, method):
     model, params = shapesnet
     both = method(model, params, x)

@@ -346,6 +346,7 @@ def tiny():
     return model, params, x
 
 
+@pytest.mark.slow
 def test_randomization_order_and_params(tiny):
     model, params, _ = tiny
     assert randomization_order(model, params) == ("fc", "conv2_1", "conv1_1")
@@ -356,6 +357,7 @@ def test_randomization_order_and_params(tiny):
         randomize_params(params, fresh, ["relu1_1"])
 
 
+@pytest.mark.slow
 def test_cascading_steps_reproducible_from_seed(tiny):
     model, params, x = tiny
     run = {"targets": np.array([0, 1, 2, 0]), "progress": False, "batch_size": 4, "keep": 2}
@@ -391,6 +393,7 @@ def test_randomizing_all_layers_decorrelates_gradients():
     assert curve[0] > 0.5 > curve[-1]  # only fc randomized: still similar
 
 
+@pytest.mark.slow
 def test_a_new_backward_rule_is_scored_with_the_same_code(tiny, tmp_path):
     """A researcher's rule (here: plain backprop written as a relu_rule) gives the same numbers as saliency."""
     model, params, x = tiny

@@ -100,6 +100,7 @@ def test_activations_keep_caller_names(tiny_vgg):
     assert acts["features.0"].shape == (1, 64, 64, 8) and acts["fc8"].shape == (1, 7)
 
 
+@pytest.mark.slow
 def test_layer_gradient_matches_finite_differences(shapesnet):
     model, params = shapesnet
     x = jax.random.uniform(jax.random.key(3), (2, 32, 32, 3))

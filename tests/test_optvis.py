@@ -192,6 +192,7 @@ def _renderer(tiny, **kw):
     )
 
 
+@pytest.mark.slow
 def test_vmapped_units_equal_single_runs_and_no_retrace(tiny):
     r = _renderer(tiny, chunk=3)
     keys, units = unit_keys(0, 3), jnp.arange(3)
@@ -226,6 +227,7 @@ def test_sgd_matches_torch_weight_decay_and_momentum():
     np.testing.assert_allclose(ox, t.detach().numpy(), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_model_acts_logits_on_any_model(tiny):
     model, params, pp = tiny
     img = jnp.full((1, 16, 16, 3), 0.5)
@@ -244,6 +246,7 @@ def test_model_acts_logits_on_any_model(tiny):
 # --- each seed's recipe on the embedded model -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_class_model_reaches_each_target(lm):
     classes = [0, 3, 6]
     v = V.class_model(lm, classes, steps=30)
@@ -264,6 +267,7 @@ def test_filter_visualization_raises_its_channel_most(lm):
     assert np.all(np.array(v.extra["target_activation_end"]) > 10 * np.array(v.extra["target_activation_start"]))
 
 
+@pytest.mark.slow
 def test_deepdream_raises_layer_norm(lm):
     from jaxviz.data.shapes import generate
 
@@ -273,6 +277,7 @@ def test_deepdream_raises_layer_norm(lm):
     assert np.abs(v.images[0, 0] - photo[0]).mean() < 0.2  # still the photo, dreamed on
 
 
+@pytest.mark.slow
 def test_style_transfer_lowers_style_cost_keeps_content(lm):
     from jaxviz.optvis.cli import sample_photos
 

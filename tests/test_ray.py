@@ -22,6 +22,8 @@ from jaxviz.integrations.ray import RayEngine  # noqa: E402
 from jaxviz.job import AttributeJob, run_job  # noqa: E402
 from jaxviz.store import read_maps  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a local Ray instance and its worker processes
+
 N, METHODS = 200, ["saliency", "grad_cam"]
 # what an engine may change in a record: how long its batch took, and which store chunk holds its map (batches
 # arrive in the order the workers finish them; the maps themselves are compared below)

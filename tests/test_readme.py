@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -13,6 +15,7 @@ def _block(tag: str) -> str:
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_new_rule_example_runs_on_an_unseen_network(capsys):
     exec(compile(_block("new-rule"), "README.md:new-rule", "exec"), {})
     lines = capsys.readouterr().out.strip().splitlines()

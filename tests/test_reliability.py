@@ -89,6 +89,7 @@ def _hold(out, process=None):
 # --------------------------------------------------------------------------- 1. one run per folder
 
 
+@pytest.mark.slow
 def test_second_process_on_the_same_out_is_refused_naming_the_holder(tmp_path, folder, capsys):
     out = tmp_path / "run"
     holder = _hold(out)
@@ -103,6 +104,7 @@ def test_second_process_on_the_same_out_is_refused_naming_the_holder(tmp_path, f
     assert main(_attribute(out, *_files(folder))) == 0  # released: the run goes ahead
 
 
+@pytest.mark.slow
 def test_lock_of_a_killed_run_is_recovered(tmp_path, folder):
     out = tmp_path / "run"
     holder = _hold(out)
@@ -113,6 +115,7 @@ def test_lock_of_a_killed_run_is_recovered(tmp_path, folder):
         assert (out / ".jaxviz.lock").read_text().startswith(f"PID {os.getpid()}")
 
 
+@pytest.mark.slow
 def test_two_real_runs_started_together_never_both_write(tmp_path):
     """Two `jaxviz attribute` processes on one folder: one is refused (or, if the first had already
     finished, finds everything done); every (image, method) is recorded once, its files intact."""
@@ -540,6 +543,7 @@ def test_disk_full_is_one_line_and_the_run_resumes_to_the_same_maps(tmp_path, fo
 # --------------------------------------------------------------------------- 6. Ctrl-C
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_within_seconds_and_the_run_resumes(tmp_path):
     data = write_folder(tmp_path / "in", 600, size=SIZE, seed=6, progress=False)  # long enough to interrupt
     (data / "fifo.png").unlink(missing_ok=True)
@@ -714,6 +718,7 @@ LARGE = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.slow
 def test_a_huge_image_is_decoded_at_the_size_the_model_needs(tmp_path, fmt):
     from PIL import Image
 
@@ -779,6 +784,7 @@ def test_a_pass_holds_at_most_the_budgeted_bytes_per_image(lm, name, options):
     assert temp.temp_size_in_bytes / rows <= PASS_FACTOR * per_image
 
 
+@pytest.mark.slow
 def test_chunks_and_batch_size_follow_the_memory_budget(tmp_path, lm, folder, monkeypatch):
     from jaxviz.attribution import engine
     from jaxviz.job import AttributeJob, run_job
@@ -825,6 +831,7 @@ def test_method_all_skips_the_cam_methods_a_models_head_rules_out():
     assert "cam" in _applicable(list(METHODS), load("shapesnet", random_init=True), said.append)
 
 
+@pytest.mark.slow
 def test_sample_methods_split_the_batch_to_fit_the_budget_on_cpu():
     """SmoothGrad / IG on CPU: XLA unrolls their sample chunks and then holds them all (49.5 GB asked on
     VGG16 at batch 16), so a batch job splits the batch on the host to fit the budget — same maps."""

@@ -61,6 +61,7 @@ def _chromium(*args, timeout=90):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install -y chromium)")
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(coco_run, tmp_path):
     url = (coco_run / "report.html").resolve().as_uri()
     shot = tmp_path / "shot.png"

@@ -14,6 +14,8 @@ from jaxviz.models.loading import load
 from jaxviz.optvis import visualize as V
 from jaxviz.optvis.presets import default_layer, style_layers
 
+pytestmark = pytest.mark.slow  # optvis and inspect tools on a ResNet-50
+
 SIZE = 64
 
 

@@ -123,6 +123,7 @@ def test_composites_place_rules_by_kind_path_position_and_predicate():
     assert placed  # the dict view collapses equal paths but still sees rules
 
 
+@pytest.mark.slow
 def test_rule_changes_the_backward_not_the_forward_on_any_model_kind():
     """A new rule, applied to a linen net, the same net in NNX and as a plain function: one answer."""
     v = user_variables()
@@ -177,6 +178,7 @@ def test_guided_grad_cam_is_product(shapesnet):
     np.testing.assert_allclose(ggc, gb * gc[..., None], rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_rules_refuse_non_relu_models():
     import jax.numpy as jnp
 

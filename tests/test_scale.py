@@ -160,6 +160,7 @@ def test_failure_reasons_group_without_file_names():
     assert s.failure_reasons() == {"<image>: truncated": 2, "NaN": 1}
 
 
+@pytest.mark.slow
 def test_processes_split_the_images_and_resume_each_other(tmp_path, lm, folder):
     methods = batch.bind_methods(lm, ["saliency"])
     images = sorted(folder.glob("000/*.png"))[:9]
@@ -178,6 +179,7 @@ def test_processes_split_the_images_and_resume_each_other(tmp_path, lm, folder):
         batch.run_attribution(lm, images, methods, tmp_path / "x", process=(2, 2), **kw)
 
 
+@pytest.mark.slow
 def test_compilation_cache_is_written_and_reused(tmp_path):
     code = textwrap.dedent(f"""
         import jax, jax.numpy as jnp, time
@@ -209,6 +211,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_run_equals_single_device(tmp_path, folder):
     """8 simulated CPU devices (XLA_FLAGS in a fresh process): same maps as one device."""
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
@@ -343,6 +346,7 @@ SAMPLES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sample_axes_shard_over_devices_for_a_single_image(tmp_path):
     """Batch of one on 8 devices: SmoothGrad's samples and IG's steps are spread (XLA adds the cross-device
     sum) and the maps equal the single-device ones."""
@@ -354,6 +358,7 @@ def test_sample_axes_shard_over_devices_for_a_single_image(tmp_path):
     assert plain == 0 and sharded > 0
 
 
+@pytest.mark.slow
 def test_bind_methods_fuses_the_seed002_bundle_into_one_call(lm, monkeypatch):
     """Several fusable methods share one compiled call per batch; maps equal the methods bound one by one."""
     from jaxviz.data.shapes import generate

@@ -56,6 +56,7 @@ def test_photos_get_the_seeds_resize_224_center_crop_224(seed000, tmp_path):
     assert names == ["known"]
 
 
+@pytest.mark.slow
 def test_the_seeds_class_models_reach_their_class_on_the_embedded_model(seed000, tmp_path):
     # The seed's recipe at its full 81 steps on shapesnet: the raw tensor, unnormalized and unclipped. With
     # it, 4 of shapesnet's 10 classes end as the top class; circle, square and star do with p > 0.9.
@@ -69,6 +70,7 @@ def test_the_seeds_class_models_reach_their_class_on_the_embedded_model(seed000,
     assert json.loads((tmp_path / "results.json").read_text())["class"]["classes"] == c["classes"]
 
 
+@pytest.mark.slow
 def test_embedded_run_writes_every_figure_with_the_layers_mapped(seed000, tmp_path):
     # minivgg (4 conv layers, a ReLU in its head), 1 step of every optimization, one 32x32 shapes image.
     ctx = seed000.main(
@@ -135,6 +137,7 @@ def random_vgg16(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_vgg16_weights_branch_uses_the_seeds_classes_and_layers(seed000, random_vgg16, tmp_path):
     rows, cols = np.mgrid[0:48, 0:64]
     photo = np.stack([rows * 5, cols * 4, (rows * cols) % 256], -1).astype(np.uint8)

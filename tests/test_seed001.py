@@ -49,6 +49,7 @@ def run(tmp_path_factory):
     return out, ctx
 
 
+@pytest.mark.slow
 def test_both_lenet_variants_learn_the_digits(run):
     _, ctx = run
     lenet = ctx["lenet"]
@@ -68,6 +69,7 @@ def test_both_lenet_variants_learn_the_digits(run):
         assert v["keras_binary_accuracy"] > v["accuracy"]  # what the seed's log reports is the inflated one
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_not_blank_and_on_the_page(run):
     out, ctx = run
     assert sorted(ctx["figures"]) == sorted(FIGURES)
@@ -80,6 +82,7 @@ def test_every_figure_is_written_not_blank_and_on_the_page(run):
         assert "- seed: Rysunek" in md.split(f"## {name}")[1], name
 
 
+@pytest.mark.slow
 def test_filter_visualizations_follow_the_seeds_figures(run):
     _, ctx = run
     fig = ctx["filters"]["rys. 4.2 (conv1)"]
@@ -89,6 +92,7 @@ def test_filter_visualizations_follow_the_seeds_figures(run):
     assert sum(grew) >= len(grew) // 2  # some filters are dead at a grey start and stay grey
 
 
+@pytest.mark.slow
 def test_class_model_is_reclassified_as_its_class_by_predict(run):
     out, ctx = run
     c = ctx["class"]
@@ -104,6 +108,7 @@ def _lines(capsys, argv):
     return rc, captured.out.splitlines(), captured.err
 
 
+@pytest.mark.slow
 def test_predict_prints_three_descending_lines_per_image(run, tmp_path, capsys):
     out, _ = run
     other = tmp_path / "shape.png"

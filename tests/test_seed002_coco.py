@@ -23,6 +23,8 @@ from jaxviz.evaluation import read_records
 from jaxviz.evaluation.datasets import coco_class_table
 from jaxviz.metrics import energy_concentration
 
+pytestmark = pytest.mark.slow  # the shipped seed-002 protocol end to end on four real-size CNNs, and chromium
+
 pytest.importorskip("pycocotools")
 torch = pytest.importorskip("torch")
 

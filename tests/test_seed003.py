@@ -54,6 +54,7 @@ def test_toy_example_is_the_slides():
     assert toy["adv_x"] == [1.5, -1.5, 3.5, -2.5, 2.5, 1.5, 1.5, -3.5, 4.5, 1.5]
 
 
+@pytest.mark.slow
 def test_figures_exist_and_are_not_blank(run):
     out, _ = run
     for name in FIGURES:
@@ -62,6 +63,7 @@ def test_figures_exist_and_are_not_blank(run):
         assert img.std() > 0.05, f"{name} looks blank (std {img.std():.3f})"
 
 
+@pytest.mark.slow
 def test_results_json_and_rates(run):
     out, res = run
     saved = json.loads((out / "results.json").read_text())
@@ -84,6 +86,7 @@ def test_results_json_and_rates(run):
             assert rows[-1]["source_fooling"] > rows[0]["source_fooling"], (direction, name, rows)
 
 
+@pytest.mark.slow
 def test_yosinski_class_model_is_classified_as_its_class(run):
     _, res = run
     (row,) = res["class_models"]["yosinski"]["reclassification"]
@@ -92,6 +95,7 @@ def test_yosinski_class_model_is_classified_as_its_class(run):
     assert res["class_models"]["yosinski"]["hparams"]["blur_every"] == 4
 
 
+@pytest.mark.slow
 def test_page_mentions_every_figure(run):
     out, _ = run
     md, html = (out / "index.md").read_text(), (out / "index.html").read_text()

@@ -64,6 +64,7 @@ def run(tmp_path_factory):
     return out, res, argv
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_and_on_the_page(run):
     out, res, _ = run
     expected = [
@@ -85,6 +86,7 @@ def test_every_figure_is_written_and_on_the_page(run):
     assert (out / "index.html").read_text().count("<figure>") == len(expected)
 
 
+@pytest.mark.slow
 def test_cam_boxes_are_scored_against_the_known_boxes(run):
     _, res, _ = run
     cam = res["cam"]
@@ -103,6 +105,7 @@ def test_cam_boxes_are_scored_against_the_known_boxes(run):
     assert cam["nets"]["gap"]["best_threshold"] in seed004.THRESHOLDS
 
 
+@pytest.mark.slow
 def test_trained_nets_and_their_accuracy_on_the_page(run):
     out, res, _ = run
     for name in (
@@ -131,6 +134,7 @@ def test_trained_nets_and_their_accuracy_on_the_page(run):
         assert 0 < v < 1
 
 
+@pytest.mark.slow
 def test_occlusion_numbers(run):
     _, res, _ = run
     o = res["occlusion"]
@@ -139,6 +143,7 @@ def test_occlusion_numbers(run):
         assert 0 <= low <= clean <= 1 and 0 <= share <= 1
 
 
+@pytest.mark.slow
 def test_tsne_map_and_a_rerun_reuses_everything(run):
     out, res, argv = run
     t = res["tsne"]
@@ -157,6 +162,7 @@ def test_an_unknown_part_is_refused():
         seed004.main(["--out", "/tmp/never", "--only", "cam,pictures"])
 
 
+@pytest.mark.slow
 def test_coco_boxes_part_on_a_generated_coco_folder(tmp_path):
     """`--coco` with a model whose classes are the categories (the embedded ShapesNet on shapes photos
     written as a COCO folder): its errors equal localization() of the CAM boxes against the COCO boxes."""

@@ -39,6 +39,7 @@ def allconv():
     return model, jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
 
 
+@pytest.mark.slow
 def test_allconv_downsamples_by_strided_convs(allconv):
     model, variables = allconv
     kinds = {layer.name: layer.kind for layer in model.layers()}
@@ -112,6 +113,7 @@ def _colour_coded(n, *, size=64, seed=0, **_):
     return shapes.ShapesBatch(images, labels, np.zeros((n, size, size), bool), np.zeros((n, 4), np.int32))
 
 
+@pytest.mark.slow
 def test_fit_shapes_checkpoints_and_history():
     seen = []
     params, history = fit_shapes(
@@ -127,6 +129,7 @@ def test_fit_shapes_checkpoints_and_history():
     assert all(np.isfinite(h["loss"]) and 0 <= h["test_accuracy"] <= 1 for h in history)
 
 
+@pytest.mark.slow
 def test_fit_shapes_lowers_the_loss(monkeypatch):
     # Real shapes sit on a plateau at ln 10 for the first few hundred steps (ShapesNet too), so the
     # loop's learning is checked on data 16 steps can learn; the recipe is the same.

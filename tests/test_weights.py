@@ -342,6 +342,7 @@ CASES = {  # case: (source fixture, reference fixture, preprocessing, include_to
 
 
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.slow
 def test_port_matches_source_framework(case, request, ported, x224):
     src_fixture, ref_fixture, preprocessing, include_top = CASES[case]
     path = ported(case, request.getfixturevalue(src_fixture))
@@ -355,6 +356,7 @@ def test_port_matches_source_framework(case, request, ported, x224):
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "timm"])
+@pytest.mark.slow
 def test_reference_and_port_match_real_torch_model(layout, request, ported, tv_sd, x224):
     torch = pytest.importorskip("torch")
     sd = tv_sd if layout == "torchvision" else timm_layout(tv_sd)

@@ -223,6 +223,7 @@ def our_outputs(model, variables, x: np.ndarray, paths: set[str]) -> dict[str, n
 
 
 @pytest.mark.parametrize("arch", ZOO)
+@pytest.mark.slow
 def test_port_matches_torchvision(arch, tmp_path, small_case):
     case = small_case(arch) if arch in SMALL else make_case(arch, tmp_path)
     assert (case.meta["arch"], case.meta["num_classes"], case.meta["preprocessing"]) == (arch, 1000, "torchvision")
