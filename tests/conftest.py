@@ -50,6 +50,27 @@ def _test_compile_effort(request):
     _compile_effort(request.node)
 
 
+_FAILED_MODULES: set[str] = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:
+        _FAILED_MODULES.add(item.nodeid.split("::")[0])
+    return report
+
+
+@pytest.fixture(scope="module")
+def module_tmp(request, tmp_path_factory) -> Path:
+    """A folder for this module's fixtures (real-size weight files...), removed when the module is done
+    unless one of its tests failed: one module's files at a time on disk, not the whole session's."""
+    folder = tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2])
+    yield folder
+    if request.node.nodeid not in _FAILED_MODULES:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def shapesnet():
     """A random ShapesNet and its params (the architecture of the embedded default)."""

@@ -50,9 +50,10 @@ def _close(ours, theirs):
 
 
 @pytest.fixture(scope="module")
-def vgg16_top(tmp_path_factory):
+def vgg16_top(module_tmp):
     """keras.applications.VGG16 with its classifier (10 classes, logits), as .weights.h5 and .keras."""
-    folder = tmp_path_factory.mktemp("keras3")
+    folder = module_tmp / "keras3"
+    folder.mkdir()
     keras.utils.set_random_seed(0)
     with jax.numpy_rank_promotion("allow"):
         model = _randomize(keras.applications.VGG16(weights=None, classes=10, classifier_activation=None), 1)
@@ -99,10 +100,11 @@ TV_MEAN, TV_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @pytest.fixture(scope="module")
-def hub_vgg16(keras_hub, tmp_path_factory):
+def hub_vgg16(keras_hub, module_tmp):
     """KerasHub's VGGImageClassifier (its avg-pool head: fc1/fc2 as 7x7 and 1x1 convolutions) with
     the image converter of its ImageNet presets, saved as weights, as a .keras archive and as a preset."""
-    folder = tmp_path_factory.mktemp("keras_hub")
+    folder = module_tmp / "keras_hub"
+    folder.mkdir()
     keras.utils.set_random_seed(6)
     with jax.numpy_rank_promotion("allow"):
         backbone = keras_hub.models.VGGBackbone(

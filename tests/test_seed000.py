@@ -112,7 +112,7 @@ def test_embedded_run_writes_every_figure_with_the_layers_mapped(seed000, tmp_pa
 
 
 @pytest.fixture(scope="module")
-def random_vgg16(tmp_path_factory):
+def random_vgg16(module_tmp):
     """VGG16 with random weights as a .safetensors file (He-scaled NumPy draws: quicker than a jitted init)."""
     from jaxviz import weights
     from jaxviz.models import build
@@ -127,7 +127,7 @@ def random_vgg16(tmp_path_factory):
         return (rng.standard_normal(leaf.shape, np.float32) * scale).astype(np.float32)
 
     variables = jax.tree_util.tree_map(draw, dict(shapes))
-    path = tmp_path_factory.mktemp("vgg16") / "vgg16-random.safetensors"
+    path = module_tmp / "vgg16-random.safetensors"
     # A stated fingerprint skips the 224×224 forward pass that save_variables would run to make one.
     weights.save_variables(
         path,

@@ -89,8 +89,8 @@ def port_random_torchvision(folder: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def seed002_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("seed002_coco")
+def seed002_run(module_tmp):
+    tmp = module_tmp
     masks = write_coco_train2017(tmp / "coco")
     weights = tmp / "weights"
     weights.mkdir()

@@ -256,8 +256,10 @@ def keras_layers() -> dict[str, list[np.ndarray]]:
 
 
 @pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("sources")
+def sources(module_tmp) -> Path:
+    folder = module_tmp / "sources"
+    folder.mkdir()
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -314,9 +316,10 @@ def keras_ref(keras_layers, keras_ref_pool5) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def ported(tmp_path_factory):
+def ported(module_tmp):
     """port(src) once per case for the whole module; returns the output path."""
-    folder = tmp_path_factory.mktemp("ported")
+    folder = module_tmp / "ported"
+    folder.mkdir()
     done: dict[str, Path] = {}
 
     def get(case: str, src: Path) -> Path:

@@ -149,9 +149,9 @@ def make_case(arch: str, folder: Path, **kwargs) -> Case:
 
 
 @pytest.fixture(scope="module")
-def small_case(tmp_path_factory):
+def small_case(module_tmp):
     """`make_case` once per module for the cheap architectures other tests reuse."""
-    folder = tmp_path_factory.mktemp("zoo")
+    folder = module_tmp
     return functools.lru_cache(maxsize=None)(lambda arch: make_case(arch, folder))
 
 
