@@ -96,9 +96,24 @@ def weights_dir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-# The longest modules (in `pytest --durations`), started first: `pytest -n 2 --dist loadfile` gives each
-# worker whole modules in collection order, and a long module collected last would run alone at the end.
-LONGEST_FIRST = ("test_seed002_coco", "test_any_model", "test_lrp", "test_reliability", "test_captum_any_model")
+# The longest modules (`pytest --durations`, summed per module), started first: with `-n 2 --dist loadfile
+# --no-loadscope-reorder` each worker takes whole modules in collection order, and a long module
+# collected last would run alone at the end (test_seed002_coco's fixture alone takes ~4 minutes).
+LONGEST_FIRST = (
+    "test_seed002_coco",
+    "test_any_model",
+    "test_lrp",
+    "test_seed004",
+    "test_reliability",
+    "test_captum_any_model",
+    "test_methods",
+    "test_zoo",
+    "test_scale",
+    "test_keras3",
+    "test_seed001",
+    "test_optvis",
+    "test_weights",
+)
 
 
 def pytest_collection_modifyitems(config, items):
