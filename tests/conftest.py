@@ -8,12 +8,12 @@ from pathlib import Path
 
 # Tests compile hundreds of programs and run most of them once on tiny inputs: with XLA's back-end
 # optimization level 0 (LLVM -O0, JAX's `jax_disable_most_optimizations`) they compile 2-2.5x faster
-# (test_any_model's user-network matrix 80 s -> 35 s, LeNet training 22 s -> 10 s; the whole suite on
-# 2 workers 53 -> 29 min). Tests that run real-size or float64 programs at length are slower
-# unoptimized (zennit parity in float64: 155 s -> 281 s) and are marked `optimized`: they compile as
-# users' programs do. The programs compute the same operations either way. Set in the environment
-# before JAX is imported, so the CLI subprocesses tests start inherit it; JAXVIZ_TEST_FAST_COMPILE=0
-# compiles everything with XLA's defaults.
+# (test_any_model's user-network matrix 80 s -> 35 s, LeNet training 22 s -> 10 s). Tests that run
+# real-size or float64 programs at length are slower unoptimized (zennit parity in float64:
+# 155 s -> 281 s) and are marked `optimized`: they compile as users' programs do. The programs compute
+# the same operations either way. Set in the environment before JAX is imported, so the CLI
+# subprocesses tests start inherit it; JAXVIZ_TEST_FAST_COMPILE=0 compiles everything with XLA's
+# defaults.
 FAST_COMPILE = os.environ.get("JAXVIZ_TEST_FAST_COMPILE", "1") != "0"
 os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1" if FAST_COMPILE else "0"
 
