@@ -49,20 +49,24 @@ class VGGFeatures(nn.Module):
 
 
 class VGGClassifier(nn.Module):
-    """`classifier`: fc 4096, relu, dropout, fc 4096, relu, dropout, fc."""
+    """`classifier`: fc `hidden` (4096), relu, dropout, fc `hidden`, relu, dropout, fc."""
 
     num_classes: int = 1000
     act: Callable[[jax.Array], jax.Array] = nn.relu
+    hidden: int = 4096
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = nn.Dropout(0.5, deterministic=not train)(self.act(nn.Dense(4096, name="0")(x)))
-        x = nn.Dropout(0.5, deterministic=not train)(self.act(nn.Dense(4096, name="3")(x)))
+        x = nn.Dropout(0.5, deterministic=not train)(self.act(nn.Dense(self.hidden, name="0")(x)))
+        x = nn.Dropout(0.5, deterministic=not train)(self.act(nn.Dense(self.hidden, name="3")(x)))
         return nn.Dense(self.num_classes, name="6")(x)
 
 
 class TorchvisionVGG(nn.Module):
-    """torchvision's `VGG(make_layers(cfg, batch_norm))`: `(N, H, W, 3)` -> logits `(N, num_classes)`."""
+    """torchvision's `VGG(make_layers(cfg, batch_norm))`: `(N, H, W, 3)` -> logits `(N, num_classes)`.
+
+    `hidden`: the classifier's two hidden widths (torchvision: 4096; its first layer alone holds 103M of
+    VGG-11's 133M parameters). A narrower one is the same network otherwise, e.g. for fast tests."""
 
     cam_layer = "features"  # where the CAM family looks by default (`taps.default_cam_layer`)
     head = "other"  # flatten → dense: CAM refuses (use grad_cam)
@@ -71,6 +75,7 @@ class TorchvisionVGG(nn.Module):
     batch_norm: bool = False
     num_classes: int = 1000
     act: Callable[[jax.Array], jax.Array] = nn.relu
+    hidden: int = 4096
 
     # The dense layer after the (H, W, C) flatten and the (C, H, W) it sees: ports reorder its rows.
     FLATTEN_CHW: ClassVar[tuple[str, tuple[int, int, int]]] = ("classifier.0", (512, 7, 7))
@@ -79,7 +84,7 @@ class TorchvisionVGG(nn.Module):
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = VGGFeatures(self.cfg, self.batch_norm, act=self.act, name="features")(x, train)
         x = L.flatten_hwc(adaptive_avg_pool(x, (7, 7)))
-        return VGGClassifier(self.num_classes, act=self.act, name="classifier")(x, train)
+        return VGGClassifier(self.num_classes, act=self.act, hidden=self.hidden, name="classifier")(x, train)
 
 
 def VGG11(**kwargs) -> TorchvisionVGG:
