@@ -134,15 +134,15 @@ def _separated(y, lab):
     return agree > 0.99 and gap > 3 * spread
 
 
-@pytest.mark.slow  # ~40 s a run on 2 busy cores: FIt-SNE's FFT grid costs the same at any N
+@pytest.mark.slow  # FIt-SNE's FFT grid costs the same at any N: ~28 s a run at the default 250 + 500 steps
 def test_fft_tsne_is_deterministic_reads_a_memmap_and_keeps_clusters(tmp_path):
     pytest.importorskip("openTSNE")
     x, lab = _two_clusters()
     path = tmp_path / "feats.npy"
     np.save(path, x)
     mm = np.load(path, mmap_mode="r")  # read-only memmap, as streamed features are
-    a = embed.tsne(mm, seed=3, method="fft")
-    b = embed.tsne(x, seed=3, method="fft")
+    a = embed.tsne(mm, seed=3, method="fft", iterations=100)
+    b = embed.tsne(x, seed=3, method="fft", iterations=100)
     assert a.shape == (1500, 2) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert _separated(a, lab)
@@ -151,14 +151,44 @@ def test_fft_tsne_is_deterministic_reads_a_memmap_and_keeps_clusters(tmp_path):
 @pytest.mark.slow
 def test_barnes_hut_tsne_keeps_clusters():
     x, lab = _two_clusters(1200)
-    y = embed.tsne(x, seed=0, method="barnes_hut")
+    y = embed.tsne(x, seed=0, method="barnes_hut", iterations=100)
     assert y.shape == (1200, 2) and _separated(y, lab)
+
+
+def test_tsne_iterations_reach_either_backend(monkeypatch):
+    """`iterations` counts the steps after early exaggeration: openTSNE's n_iter, scikit-learn's max_iter − 250."""
+    openTSNE = pytest.importorskip("openTSNE")
+    manifold = pytest.importorskip("sklearn.manifold")
+    seen = {}
+
+    class Spy:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def fit(self, x):
+            return np.zeros((len(x), 2))
+
+        fit_transform = fit
+
+    monkeypatch.setattr(openTSNE, "TSNE", Spy)
+    monkeypatch.setattr(manifold, "TSNE", Spy)
+    x = np.zeros((10, 3), np.float32)
+    embed.tsne(x, method="fft", iterations=7)
+    assert seen["n_iter"] == 7
+    seen.clear()
+    embed.tsne(x, method="exact", iterations=7)
+    assert seen["max_iter"] == 257
+    seen.clear()
+    embed.tsne(x, method="exact")
+    assert "max_iter" not in seen  # the backend's default
 
 
 def test_tsne_method_errors(monkeypatch):
     x = np.zeros((10, 3), np.float32)
     with pytest.raises(ValueError, match="method"):
         embed.tsne(x, method="umap")
+    with pytest.raises(ValueError, match="iterations must be >= 1"):
+        embed.tsne(x, iterations=0)
     monkeypatch.setitem(sys.modules, "openTSNE", None)  # import openTSNE now raises ImportError
     with pytest.raises(ImportError, match="openTSNE"):
         embed.tsne(x, method="fft")

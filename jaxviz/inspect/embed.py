@@ -49,7 +49,13 @@ BIG = 2500
 
 
 def tsne(
-    features: np.ndarray, *, seed: int = 0, perplexity: float = 30.0, method: str = "auto", n_jobs: int = -1
+    features: np.ndarray,
+    *,
+    seed: int = 0,
+    perplexity: float = 30.0,
+    method: str = "auto",
+    n_jobs: int = -1,
+    iterations: int | None = None,
 ) -> np.ndarray:
     """t-SNE of `(N, D)` features (any array-like, e.g. a read-only memmap) → `(N, 2)` float32.
 
@@ -60,12 +66,16 @@ def tsne(
         exact up to 1000 points, above that fft if openTSNE is installed, else barnes_hut.
       n_jobs: fft's threads (−1: all cores). Its result depends on the thread count, so pin it
         (e.g. 1) to reproduce an fft embedding on another machine.
+      iterations: gradient steps after the 250 early-exaggeration steps; None: the backend's default
+        (fft 500, scikit-learn 750). The time is about proportional to 250 + iterations.
     """
     if method not in TSNE_METHODS:
         raise ValueError(f"t-SNE method {method!r} unknown; use one of {', '.join(TSNE_METHODS)}")
     n = len(features)
     if n < 3:
         raise ValueError(f"t-SNE needs at least 3 points, got {n}")
+    if iterations is not None and iterations < 1:
+        raise ValueError(f"t-SNE iterations must be >= 1 (after the 250 early-exaggeration steps), got {iterations}")
     # a float32 memmap passes through without a copy; anything else becomes one float32 array
     x = np.asarray(features, np.float32).reshape(n, -1)
     perplexity = float(min(perplexity, max(1.0, (n - 1) / 3)))
@@ -84,13 +94,16 @@ def tsne(
             n_jobs=n_jobs,
             negative_gradient_method="fft",
             verbose=False,
+            **({} if iterations is None else {"n_iter": iterations}),
         ).fit(x)
         return np.asarray(emb, np.float32)
     try:
         from sklearn.manifold import TSNE
     except ImportError:
         raise ImportError(f"t-SNE method {method!r} uses scikit-learn: pip install 'jaxviz-cnn[inspect]'") from None
-    y = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, method=method).fit_transform(x)
+    steps = {} if iterations is None else {"max_iter": 250 + iterations}  # its max_iter counts the 250
+    y = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, method=method, **steps)
+    y = y.fit_transform(x)
     return y.astype(np.float32)
 
 
