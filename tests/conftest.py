@@ -33,6 +33,10 @@ if "JAXVIZ_CACHE_DIR" not in os.environ:
     os.environ["JAXVIZ_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxviz-test-cache-")
     atexit.register(shutil.rmtree, os.environ["JAXVIZ_CACHE_DIR"], ignore_errors=True)
 enable_compilation_cache()  # $JAXVIZ_CACHE_DIR/xla, where the CLI looks by default
+# ...but not the thousands of one-operation programs that eager calls (`model.init`, a method called
+# outside jit) compile in well under a second each: writing each to the cache cost more than it saved
+# (test_methods + test_models + test_rules inner loop: 44-48 s keeping every program, 41-43 s from 0.5 s).
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _compile_effort(node) -> None:
@@ -96,24 +100,36 @@ def weights_dir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-# The longest modules (`pytest --durations`, summed per module), started first: with `-n 2 --dist loadfile
-# --no-loadscope-reorder` each worker takes whole modules in collection order, and a long module
-# collected last would run alone at the end (test_seed002_coco's fixture alone takes ~4 minutes).
+# The longest modules (`pytest --durations`, summed per module, -n 2), started first: with `-n 2 --dist
+# loadfile --no-loadscope-reorder` each worker takes whole modules in collection order, and a long module
+# collected last would run alone at the end.
 LONGEST_FIRST = (
-    "test_seed002_coco",
     "test_any_model",
     "test_lrp",
-    "test_seed004",
     "test_reliability",
-    "test_captum_any_model",
     "test_methods",
-    "test_zoo",
+    "test_seed004",
     "test_scale",
-    "test_keras3",
-    "test_seed001",
-    "test_optvis",
+    "test_zoo",
     "test_weights",
+    "test_keras3",
+    "test_captum_any_model",
+    "test_ray",
+    "test_fused",
+    "test_optvis",
+    "test_seed001",
+    "test_seed002_coco",
 )
+SLOW_MODULE = "\npytestmark = pytest.mark.slow"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The inner loop (`-m "not slow"`) does not import the modules that are slow as a whole: collecting
+    them would import Keras, Ray and friends in every worker only to deselect every test."""
+    if config.getoption("markexpr") == "not slow" and collection_path.name.startswith("test_"):
+        if collection_path.suffix == ".py" and SLOW_MODULE in collection_path.read_text(encoding="utf-8"):
+            return True
+    return None
 
 
 def pytest_collection_modifyitems(config, items):

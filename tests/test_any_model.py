@@ -125,9 +125,13 @@ def test_methods_on_zoo_architectures(arch):
 
 
 @pytest.fixture(scope="module")
-def user():
-    v = user_variables()
-    x = jax.random.normal(jax.random.key(3), (3, *INPUT))
+def user_inputs():
+    return user_variables(), jax.random.normal(jax.random.key(3), (3, *INPUT))
+
+
+@pytest.fixture(scope="module")
+def user(user_inputs):
+    v, x = user_inputs
     return v, x, _check_all_methods(UserNet(), v, x, list(METHODS))  # the linen net: the reference
 
 
@@ -159,11 +163,11 @@ def test_every_method_on_a_user_network(user, kind):
         )
 
 
-def test_layers_by_module_path_on_a_user_network(user):
+def test_layers_by_module_path_on_a_user_network(user_inputs):
     from jaxviz import taps
     from jaxviz.attribution import Unit, grad_cam
 
-    v, x, _ = user
+    v, x = user_inputs
     names = taps.layer_names(UserNet(), v, INPUT)
     assert names[:4] == ["stem", "block.conv", "block.bn", "block.conv2"] and "block" in names and "head" in names
     assert taps.default_cam_layer(UserNet(), v, INPUT) == "top"

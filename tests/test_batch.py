@@ -254,6 +254,7 @@ def test_rerun_does_no_work(lm, counted, mixed_dir, tmp_path):
     assert counter.calls == {"load": 1} and len(summary.failed) == 1
 
 
+@pytest.mark.slow
 def test_missing_output_file_is_redone(lm, counted, mixed_dir, tmp_path):
     methods, counter = counted
     out = tmp_path / "out"

@@ -116,6 +116,7 @@ def test_cli_bench_rejects_bad_model(capsys):
     assert "unknown model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bundle_case_flops_memory_and_partial_files(tmp_path):
     """The fused bundle beside Captum's five calls; FLOPs from XLA; files rewritten after every case."""
     cases = [bench.Case("shapesnet", 32, "saliency", 2), bench.Case("shapesnet", 32, bench.BUNDLE, 2)]
@@ -150,6 +151,7 @@ def test_time_budget_skips_and_lists(tmp_path):
     assert "Not run (time budget)" in spent["markdown"]
 
 
+@pytest.mark.slow
 def test_bf16_case_and_deviation_table():
     result = bench.run(
         [bench.Case("shapesnet", 64, "grad_cam", 2, "bfloat16")],
@@ -187,6 +189,7 @@ def test_gpu_plan_order_and_contents():
     assert len(cases) == 2 * 4 * 7 + 2
 
 
+@pytest.mark.slow
 def test_device_limits_and_rss_peak():
     lim = bench.device_limits()
     assert lim["float32"] > 1e9 and "sgemm" in lim["source"]

@@ -74,6 +74,7 @@ def _ours(name, model, params, x, **options):
         ("guided_backprop", "GuidedBackprop", {}),
     ],
 )
+@pytest.mark.slow
 def test_gradient_methods(setup, method, captum_cls, kwargs):
     """Captum's Deconvolution / GuidedBackprop override the backward of every nn.ReLU — as ours
     replace every ReLU's (the peer has one nn.ReLU per activation layer)."""
@@ -113,6 +114,7 @@ def setup64(setup):
     ],
 )
 @pytest.mark.optimized  # float64 / real-size runs: slower unoptimized
+@pytest.mark.slow
 def test_integrated_gradients(setup64, baseline, rule):
     """In float64, so that the path's dozens of gradients never straddle a max-pool tie or a ReLU
     kink that float32 rounding (or Captum's float32 `linspace` nodes) would put on the other side —

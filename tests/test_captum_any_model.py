@@ -101,6 +101,7 @@ def test_gradient_methods_equal_captum_in_float64(case, ours, theirs):
         _close(got.maps, nchw_to_nhwc(want.detach()))
 
 
+@pytest.mark.slow
 def test_grad_cam_equals_captum_in_float64(case):
     model, v, peer, x, layer, torch_layer = case
     with jax.enable_x64(True):

@@ -155,6 +155,7 @@ def test_attribute_cli_targets(tmp_path, capsys):
         (["neighbours", "--n", "60", "--k", "3", "--queries", "2"], ["neighbours_relu4_2.png"]),
     ],
 )
+@pytest.mark.slow
 def test_inspect_commands_write_figures_and_numbers(tmp_path, argv, files):
     assert main(["inspect", *argv, "--out", str(tmp_path), "--quiet"]) == 0
     for name in files:

@@ -103,6 +103,7 @@ def test_grid_fill_edge_cases_and_errors():
         embed.grid_fill(np.zeros((4, 3)), 2, 2)
 
 
+@pytest.mark.slow
 def test_grid_fill_50k_points_on_100x100_cells_is_fast():
     pts = _blobs(50_000, 2)
     t = time.perf_counter()

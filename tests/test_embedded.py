@@ -31,6 +31,7 @@ def test_embedded_metadata(embedded):
     assert embedded.labels.names == tuple(shapes.CLASSES)
 
 
+@pytest.mark.slow
 def test_embedded_accuracy_on_fresh_shapes(embedded):
     data = shapes.generate(1000, size=64, seed=FRESH_SEED)
     predict = jax.jit(lambda x: embedded.logits(x).argmax(-1))
@@ -67,6 +68,7 @@ def test_missing_imagenet_weights_say_how_to_get_them(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_random_init_needs_no_file():
     lm = jaxviz.load("lenet5", random_init=True)
     assert lm.logits(np.zeros((2, 28, 28, 1), np.float32)).shape == (2, 10)

@@ -15,6 +15,7 @@ def _traces(method):
 
 
 @pytest.mark.parametrize("method", ["saliency", "grad_cam"])
+@pytest.mark.slow
 def test_same_shape_never_retraces(shapesnet, method):
     model, params = shapesnet
     fn = compiled(method, model)
@@ -30,6 +31,7 @@ def test_same_shape_never_retraces(shapesnet, method):
 
 
 @pytest.mark.parametrize("method", CHEAP)
+@pytest.mark.slow
 def test_batch_invariance(shapesnet, method):
     model, params = shapesnet
     fn = compiled(method, model)
@@ -40,6 +42,7 @@ def test_batch_invariance(shapesnet, method):
     np.testing.assert_allclose(batch[2:3], alone, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_unit_target_guided_backprop(shapesnet):
     model, params = shapesnet
     fn = compiled("guided_backprop", model)
@@ -97,6 +100,7 @@ def test_bfloat16_mode_runs_in_bf16_and_returns_float32(shapesnet):
     assert program_cost(fn, params, x, [1, 2])["flops"] > 0
 
 
+@pytest.mark.slow
 def test_deviation_bf16_embedded_model():
     """On the embedded (trained) model, bf16 maps rank pixels like float32 ones."""
     from jaxviz.attribution.engine import deviation

@@ -40,6 +40,7 @@ def tiny_run(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_run_writes_records_tables_charts_report(tiny_run):
     out, summary = tiny_run
     records = read_records(out)
@@ -77,6 +78,7 @@ def test_run_writes_records_tables_charts_report(tiny_run):
     assert "0.215" in html and "figures/bar_method.png" in html
 
 
+@pytest.mark.slow
 def test_rerun_does_nothing_and_other_config_is_refused(tiny_run):
     out, _ = tiny_run
     again = run_experiment(TINY, out, progress=False, report=False)
@@ -120,6 +122,7 @@ def test_reproducible_from_seed_and_sigkill_resume(tiny_run, tmp_path):
     assert _values(after) == _values(read_records(out))  # same final records
 
 
+@pytest.mark.slow
 def test_cli_evaluate_model_on_shapes_and_user_errors(tmp_path, monkeypatch, capsys):
     import jaxviz.cli
 
@@ -154,6 +157,7 @@ def test_cli_evaluate_model_on_shapes_and_user_errors(tmp_path, monkeypatch, cap
     assert "unknown config keys ['colour']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_channel_reduction_and_overrides_from_the_command_line(tmp_path, capsys):
     """`evaluate --channels sum` and `experiment run --set channels=sum` score the same maps as the
     default run, by the other reduction: E_total moves from Σ I² to Σ (Σ_c I)², maps unchanged."""

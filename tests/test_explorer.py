@@ -81,6 +81,7 @@ def _load(path: Path):
     return json.loads(text[text.index(",") + 1 : text.rindex(")")])
 
 
+@pytest.mark.slow
 def test_read_run_takes_every_ledger_and_skips_a_torn_line(runs, tmp_path):
     run = read_run(runs["a"])
     assert run.methods == ["saliency", "grad_cam"] and len(run.images) == N

@@ -68,6 +68,7 @@ def test_equals_one_by_one_shapesnet(shapes_he, target):
     assert np.abs(np.asarray(res["deconvnet"][0]) - np.asarray(res["guided_backprop"][0])).max() > 0
 
 
+@pytest.mark.slow
 def test_cam_methods_alone_walk_only_to_their_layer(shapes_he):
     """Without an input-gradient method the plain walk stops at the Grad-CAM layer."""
     model, params = shapes_he
@@ -77,6 +78,7 @@ def test_cam_methods_alone_walk_only_to_their_layer(shapes_he):
 
 
 @pytest.mark.parametrize("target", [Unit("relu3_1", 5), Unit("relu4_2", 3, 1, 1)], ids=["unit", "unit_yx"])
+@pytest.mark.slow
 def test_equals_one_by_one_unit_targets(shapes_he, target):
     model, params = shapes_he
     x = jax.random.normal(jax.random.key(8), (3, 32, 32, 3))
@@ -133,6 +135,7 @@ def test_cam_for_unit_target_is_refused(shapes_he):
         fused_compiled(["saliency", "cam"], model)(params, np.zeros((1, 32, 32, 3), np.float32), Unit("relu3_1", 1))
 
 
+@pytest.mark.slow
 def test_bundle_costs_one_forward_three_backward(shapes_he):
     model, params = shapes_he
     x = np.zeros((4, 32, 32, 3), np.float32)
@@ -189,6 +192,7 @@ def test_bfloat16_bundle_returns_float32_close_to_float32(shapes_he):
         ((1, 9, 9, 2), (3, 3), (1, 1), ((1, 1), (1, 1))),
     ],
 )  # GoogLeNet's stride-1 branch pool
+@pytest.mark.slow
 def test_max_pool_vjp_equals_select_and_scatter_with_ties(shape, window, strides, padding):
     """The fast backward sends each window's cotangent where XLA's select-and-scatter does: bit for
     bit where windows tile the input, up to the order of the sums where they overlap."""

@@ -55,6 +55,7 @@ def test_receptive_fields_shapesnet_by_hand():
     assert topk.receptive_box(rf["pool1"], 3, 5, (64, 64)) == (5, 9, 9, 13)
 
 
+@pytest.mark.slow
 def test_running_stats_match_full_arrays(lm, ds):
     got = stats.activation_stats(lm, ds, LAYERS, batch_size=8, progress=False)  # 45 = 5*8 + 5
     full = all_acts(lm, ds, LAYERS)
@@ -146,6 +147,7 @@ def test_cache_pooled_round_trip_and_reuse(lm, ds, tmp_path, monkeypatch):
     assert len(calls) == 2
 
 
+@pytest.mark.slow
 def test_plots_write_pngs(lm, ds, tmp_path):
     got = stats.activation_stats(lm, ds, LAYERS, batch_size=32, progress=False)
     p = stats.plot_stats(got, tmp_path / "stats.png")

@@ -53,6 +53,7 @@ def test_localization_errors_count_class_and_overlap():
         localization(boxes[:2], truth)
 
 
+@pytest.mark.slow
 def test_cam_of_the_embedded_net_localizes_shapes():
     lm = jaxviz.load("shapesnet")
     d = shapes.generate(40, size=64, seed=31)

@@ -69,6 +69,7 @@ def _z(xi, w, b=0.0):
 
 
 @pytest.mark.parametrize("name", ["epsilon", "zplus", "gamma", "alpha_beta", "zbox", "flat", "wsquare"])
+@pytest.mark.slow
 def test_rule_equals_its_formula(dense, name):
     v, x = dense
     w, b = v["params"]["hidden"]["kernel"], v["params"]["hidden"]["bias"]
@@ -178,6 +179,7 @@ def test_batchnorm_is_merged_into_the_conv_before_it():
         np.testing.assert_array_equal(np.asarray(a.out), np.asarray(ConvBN().apply(v, jnp.asarray(x))))
 
 
+@pytest.mark.slow
 def test_logit_start_scales_by_the_target_logit(dense):
     v, x = dense
     comp = "epsilon_plus"
@@ -338,6 +340,7 @@ def test_relevance_view_is_red_for_positive_blue_for_negative_white_for_zero():
     assert "lrp" in SIGNED_VIEWS
 
 
+@pytest.mark.slow
 def test_batch_jobs_run_lrp_in_the_fused_call_with_the_bundle():
     """Beside two fusable methods, `lrp` runs inside their fused call (one forward pass for all: XLA's
     CSE), with the box of epsilon_gamma_box from the preprocessing; its maps are lrp's own."""

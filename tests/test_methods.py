@@ -72,6 +72,7 @@ def test_smoothgrad_matches_loop(shapesnet, x, smoothgrad_reference, variant, ch
 # --- Integrated Gradients --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_integrated_gradients_completeness(shapesnet, x):
     model, params = shapesnet
     maps, _, logits, extras = integrated_gradients(model, params, x, CLASSES, steps=200, chunk=50)
@@ -109,6 +110,7 @@ def test_baselines(x):
 # --- Unit targets and bad options --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sample_methods_explain_units(shapesnet, x):
     model, params = shapesnet
     unit = Unit("relu3_1", 5)
@@ -173,6 +175,7 @@ def test_occlusion_matches_loop(shapesnet, x):
 
 
 @pytest.mark.parametrize("layer", [None, "relu3_2"])
+@pytest.mark.slow
 def test_grad_cam_pp_and_layer_cam_match_formulas(shapesnet, x, layer):
     model, params = shapesnet
     name = layer or "relu4_2"

@@ -33,6 +33,7 @@ def test_minivgg_differs_from_shapesnet(minivgg):
     assert minivgg.labels.names == tuple(shapes.CLASSES) and minivgg.preprocessing.name == "centered"
 
 
+@pytest.mark.slow
 def test_minivgg_accuracy_on_fresh_shapes(minivgg):
     data = shapes.generate(1000, size=64, seed=FRESH_SEED)
     predict = jax.jit(lambda x: minivgg.logits(x).argmax(-1))

@@ -61,6 +61,7 @@ def test_layer_table_vgg16_shapes_and_params():
 
 
 @pytest.mark.parametrize("hw", [(32, 32), (64, 96), (50, 77)])
+@pytest.mark.slow
 def test_any_input_size(tiny_vgg, hw):
     model, params = tiny_vgg
     x = jnp.ones((2, *hw, 3))
@@ -68,6 +69,7 @@ def test_any_input_size(tiny_vgg, hw):
     assert activations(model, params, x, ["avgpool"])["avgpool"].shape == (2, 7, 7, 32)
 
 
+@pytest.mark.slow
 def test_shapesnet_any_size(shapesnet):
     model, params = shapesnet
     for hw in [(64, 64), (48, 80), (128, 128)]:
@@ -82,6 +84,7 @@ def test_lenet_shapes():
     assert LeNet5().layer("fc_in").name == "fc1"
 
 
+@pytest.mark.slow
 def test_layer_outputs_and_running_from_a_layer(tiny_vgg):
     """A layer's output (`stop`), and the net run from that output on (`replace`), give the logits back."""
     model, params = tiny_vgg
@@ -116,6 +119,7 @@ def test_layer_gradient_matches_finite_differences(shapesnet):
         np.testing.assert_allclose(jnp.sum(g * d, axis=(1, 2, 3)), fd, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_layer_gradient_per_image_independent(shapesnet):
     model, params = shapesnet
     x = jax.random.uniform(jax.random.key(5), (3, 32, 32, 3))

@@ -120,6 +120,7 @@ def test_style_costs_match_literal_sums():
         lambda s: P.fourier((1, 15, 9, 3)),
     ],
 )
+@pytest.mark.slow
 def test_param_round_trip(make):
     shape = (1, 12, 10, 3)
     p = make(shape)
@@ -258,6 +259,7 @@ def test_class_model_reaches_each_target(lm):
     assert v.images.shape == (3, 1, 64, 64, 3) and v.images.min() >= 0 and v.images.max() <= 1
 
 
+@pytest.mark.slow
 def test_filter_visualization_raises_its_channel_most(lm):
     chans = [0, 1, 2, 3]
     v = V.filters(lm, "relu3_1", chans, steps=24)
@@ -357,6 +359,7 @@ def test_parse_indices(lm):
         parse_indices(["zebra"], 10, "class", lm.labels)
 
 
+@pytest.mark.slow
 def test_cli_writes_png_npy_json(tmp_path):
     import jaxviz.cli as C
 

@@ -143,6 +143,7 @@ def test_two_real_runs_started_together_never_both_write(tmp_path):
     assert all((out / r["files"]["npy"]).is_file() for r in records)
 
 
+@pytest.mark.slow
 def test_processes_of_one_multi_process_run_share_the_folder_but_not_an_index(tmp_path, lm, folder):
     out = tmp_path / "run"
     other = _hold(out, (1, 2))  # process 1 of 2, a real process
@@ -188,6 +189,7 @@ def test_processes_of_one_multi_process_run_share_the_folder_but_not_an_index(tm
         ),
     ],
 )
+@pytest.mark.slow
 def test_rerun_with_other_settings_is_refused_and_changes_nothing(tmp_path, folder, capsys, first, second, differs):
     out = tmp_path / "run"
     files = _files(folder, 3)
@@ -468,6 +470,7 @@ def test_non_finite_logits_are_failed_items_and_json_stays_strict(tmp_path, lm, 
         json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
 
 
+@pytest.mark.slow
 def test_a_nan_pixel_through_the_python_api_is_refused(lm):
     from jaxviz.attribution import grad_cam, saliency
 
@@ -770,6 +773,7 @@ def test_memory_budget_sizes(text, n):
         ("score_cam", {"chunk": 4}),
     ],
 )
+@pytest.mark.slow
 def test_a_pass_holds_at_most_the_budgeted_bytes_per_image(lm, name, options):
     """XLA's own accounting of the compiled pass: temp bytes per image row <= PASS_FACTOR x module outputs."""
     from jaxviz.attribution.engine import compiled

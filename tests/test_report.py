@@ -40,6 +40,7 @@ def coco_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_cli_run_on_coco_records_and_escaping(coco_run):
     records = read_records(coco_run)
     # a.png-like EVIL image: star; b.png: square and star; c.png: traffic light (no shapes class: skipped)

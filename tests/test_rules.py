@@ -53,6 +53,7 @@ def test_rules_match_literal_numpy(rule, act):
     np.testing.assert_allclose(act(jnp.asarray(w1 @ x)), np.maximum(w1 @ x, 0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_custom_rule_in_one_function(shapesnet):
     model, params = shapesnet
     zero = relu_rule(lambda x, g: jnp.zeros_like(g), "zero")
@@ -62,6 +63,7 @@ def test_custom_rule_in_one_function(shapesnet):
     np.testing.assert_allclose(logits, forward(model, params, x), rtol=1e-6)  # forward unchanged
 
 
+@pytest.mark.slow
 def test_rule_on_chosen_layers_only(shapesnet):
     model, params = shapesnet
     x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
@@ -80,6 +82,7 @@ def _relu_rules(net, variables, shape):
     return {s.path: getattr(net.rules.rule_for(s), "name", None) for s, _ in found if s.kind == "relu"}
 
 
+@pytest.mark.slow
 def test_features_only_rule_leaves_classifier_relus(tiny_vgg):
     """Seed 000 applies guided ReLUs in `features` only: the group name picks the ReLUs before the head."""
     from jaxviz.attribution.gradients import with_relu_rule
@@ -153,6 +156,7 @@ def test_equal_rules_share_one_compilation():
     assert sum(TRACES.values()) == before + 1
 
 
+@pytest.mark.slow
 def test_cam_equals_grad_cam_on_gap_net(shapesnet):
     """Seed 004: on a GAP network Grad-CAM's weights are the head weights / (h·w)."""
     model, params = shapesnet
@@ -169,6 +173,7 @@ def test_cam_refuses_non_gap_head(tiny_vgg):
         cam(model, params, jnp.ones((1, 32, 32, 3)))
 
 
+@pytest.mark.slow
 def test_guided_grad_cam_is_product(shapesnet):
     model, params = shapesnet
     x = jax.random.uniform(jax.random.key(3), (2, 64, 64, 3))

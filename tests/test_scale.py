@@ -44,6 +44,7 @@ def _maps(out: Path, method: str) -> dict[str, np.ndarray]:
     return {r["stem"]: load(r) for r in records}
 
 
+@pytest.mark.slow
 def test_write_folder_is_resumable_and_labelled(tmp_path):
     write_folder(tmp_path, 3, size=16, seed=5, progress=False)
     first = image_path(tmp_path, 0).stat().st_mtime_ns
@@ -53,6 +54,7 @@ def test_write_folder_is_resumable_and_labelled(tmp_path):
     assert rows[0] == "file,label,class" and len(rows) == 6 and rows[1].startswith("000/000000.png,")
 
 
+@pytest.mark.slow
 def test_store_holds_the_same_maps_as_npy_files(tmp_path, lm, folder):
     methods = batch.bind_methods(lm, ["saliency", "grad_cam"])
     images = sorted(folder.glob("000/*.png"))[:10]
@@ -292,6 +294,7 @@ def test_kill_9_at_random_points_then_resume_equals_uninterrupted_run(tmp_path):
     assert not [p for p in killed.rglob("*.tmp")]  # no half-written file left behind
 
 
+@pytest.mark.slow
 def test_original_sizes_are_bucketed_one_shape_per_batch(tmp_path, lm):
     """size="original": each image keeps its size (rounded to 32); batches never mix shapes."""
     from jaxviz.data.shapes import generate

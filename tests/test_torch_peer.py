@@ -53,6 +53,7 @@ def case(request):
     return model, params, x, to_torch(model, params)
 
 
+@pytest.mark.slow
 def test_logits_match(case):
     model, params, x, peer = case
     want = jax.jit(lambda p, x: model.apply({"params": p}, x))(params, x)

@@ -93,6 +93,7 @@ def test_torch_peer_strided_conv(allconv):
     np.testing.assert_allclose(got, np.asarray(model.apply(variables, x)), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_guided_backprop_and_deconvnet_on_allconv(allconv):
     model, variables = allconv
     x = jax.random.normal(jax.random.key(2), (2, 32, 32, 3))

@@ -374,6 +374,7 @@ def test_reference_and_port_match_real_torch_model(layout, request, ported, tv_s
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "timm"])
+@pytest.mark.slow
 def test_fc6_without_reorder_gives_different_logits(layout, tv_sd, monkeypatch):
     """The classifier alone on a random pool5: right with the (C,H,W)->(H,W,C) row reorder,
     clearly wrong with a plain transpose. (A pool5 constant over space would hide the bug.)"""
@@ -466,6 +467,7 @@ def test_pure_reader_legacy_storage_views_match_torch_load(tmp_path):
     np.testing.assert_array_equal(ours["view"], [4.5, 6.0])  # root[2 + 1 : 2 + 3]
 
 
+@pytest.mark.slow
 def test_port_without_torch_reads_the_same_tensors(pth_file, monkeypatch):
     with_torch, layout, _, _ = weights._read_tensors(pth_file, "torch")
     monkeypatch.setattr(weights, "_torch_or_none", lambda: None)
@@ -732,6 +734,7 @@ def test_fetch_hf_entry_uses_hf_hub_download(tmp_path, weights_dir, monkeypatch)
 
 
 @pytest.mark.parametrize("how", ["bytes", "save_weights"])
+@pytest.mark.slow
 def test_verify_passes_fresh_port_and_fails_after_tampering(how, ported, keras_notop_file, weights_dir):
     path = weights_dir / "notop.safetensors"
     shutil.copy(ported("keras-h5-notop", keras_notop_file), path)
@@ -884,6 +887,7 @@ def test_manifest_entries():
 @pytest.mark.parametrize(
     "container, reader", [("zip", "torch"), ("zip", "pure"), ("legacy", "torch"), ("legacy", "pure"), ("keras", None)]
 )
+@pytest.mark.slow
 def test_truncated_files_give_a_clear_error(tmp_path, weights_dir, monkeypatch, container, reader, keras_layers):
     if container == "keras":
         layers = {k: v for k, v in keras_layers.items() if k.startswith("block1")}

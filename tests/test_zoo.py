@@ -258,6 +258,7 @@ def test_googlenet_transform_input_is_torchvisions(small_case):
         model.transform_input = True
 
 
+@pytest.mark.slow
 def test_other_num_classes(tmp_path, no_fingerprint):
     case = make_case("squeezenet1_1", tmp_path, num_classes=7)
     assert case.meta["num_classes"] == 7
@@ -417,6 +418,7 @@ def test_fingerprint_and_verify_cover_batch_stats(small_case, weights_dir):
 
 
 @pytest.mark.parametrize("arch", ["alexnet", "googlenet", "densenet121", "resnet50"])
+@pytest.mark.slow
 def test_torchvision_model_round_trips(arch, small_case):
     case = small_case(arch)
     peer = torchvision_peer.torchvision_model(arch, case.variables)
