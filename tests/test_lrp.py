@@ -69,7 +69,6 @@ def _z(xi, w, b=0.0):
 
 
 @pytest.mark.parametrize("name", ["epsilon", "zplus", "gamma", "alpha_beta", "zbox", "flat", "wsquare"])
-@pytest.mark.slow
 def test_rule_equals_its_formula(dense, name):
     v, x = dense
     w, b = v["params"]["hidden"]["kernel"], v["params"]["hidden"]["bias"]
