@@ -6,9 +6,8 @@ six categories, and random torchvision weights of its four CNNs saved as `.pth` 
 overrides are the COCO folder, the second size (64 instead of 224), `save_maps`, and the models: the
 run takes two of the seed's four CNNs, AlexNet (a flatten → dense head) and SqueezeNet 1.0 (Fire
 concats, a convolutional head). ResNet-152 and VGG19 cost three quarters of the run's four minutes
-and add no step the protocol takes differently; ResNet-152's `.pth` port is checked against
-torchvision in test_zoo.py, VGG16's (VGG19's code path but for the block counts) in test_weights.py,
-and their methods (as ResNet-50 and VGG16) in test_any_model.py.
+and add no step the protocol takes differently; their `.pth` ports are checked against torchvision
+in test_zoo.py and their methods (as ResNet-50 and VGG16) in test_any_model.py.
 """
 
 import json

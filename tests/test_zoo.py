@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 import jaxviz
-from jaxviz import weights
+from jaxviz import taps, weights
+from jaxviz.core import as_net
 from jaxviz.models import ARCHS, DEFAULT_INPUT, build
 from jaxviz.models._torch_layers import max_pool2d
 from jaxviz.weights import WeightsError
@@ -240,6 +241,22 @@ def test_port_matches_torchvision(arch, tmp_path, small_case):
     assert rel_err(theirs[""][0], theirs[""][1]) > 1e-2  # the input shows in the logits: a real test
     if arch == "googlenet":
         assert "aux1" in case.meta["dropped_tensors"] and "aux2" in case.meta["dropped_tensors"]
+
+
+@pytest.mark.slow
+def test_plain_vgg19_pth_ports_with_torchvisions_logits(tmp_path):
+    """Plain VGG19 (`vgg.py`: semantic layer names, so compared on the logits and pool5) from a random
+    torchvision `.pth`: seed 002's fourth CNN, whose port no other test runs."""
+    case = make_case("vgg19", tmp_path)
+    assert (case.meta["arch"], case.meta["num_classes"], case.meta["preprocessing"]) == ("vgg19", 1000, "torchvision")
+    x = np.random.default_rng(1).standard_normal((2, 64, 64, 3), dtype=np.float32)
+    paths = {"features", ""}
+    theirs = torch_outputs(case.torch_model, x, paths)
+    model = build("vgg19")
+    ours = np.asarray(model.apply(case.variables, jnp.asarray(x)))
+    assert rel_err(ours, theirs[""]) <= RTOL and rel_err(theirs[""][0], theirs[""][1]) > 1e-2
+    pool5 = np.asarray(taps.output(as_net(model), case.variables, jnp.asarray(x), "pool5")[0])
+    assert rel_err(pool5, theirs["features"]) <= RTOL
 
 
 def test_googlenet_transform_input_is_torchvisions(small_case):
