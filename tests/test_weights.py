@@ -1,14 +1,15 @@
 """Weights: port every source format and compare with the source framework's own semantics.
 
-Random full-size VGG16 weights are generated once per module in each real source layout
-(torch.save state dict, safetensors in torchvision and timm layouts, Keras HDF5 top and notop),
-ported once, and run at 224x224 so that pool5 is a genuine 7x7 map: the fc6 flatten order is
-only exercised by a pool5 that varies over space. The network is never touched: downloads go
-through a fake opener and a fake `hf_hub_download`.
+Random full-size VGG16 weights are generated once per module and written in each real source layout
+(torch.save state dict, safetensors in torchvision and timm layouts, Keras HDF5 top and notop) when a
+test needs it (one full-size file and one port on disk at a time), ported, and run at 224x224 so that
+pool5 is a genuine 7x7 map: the fc6 flatten order is only exercised by a pool5 that varies over space.
+The network is never touched: downloads go through a fake opener and a fake `hf_hub_download`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -255,44 +256,62 @@ def keras_layers() -> dict[str, list[np.ndarray]]:
     return random_keras_layers(seed=2)
 
 
+class OneAtATime:
+    """Full-size files made on demand, at most one on disk: `get(key)` deletes the previous key's file
+    before making this one. A full-size VGG16 file is 528 MB; one source and one port at a time keep
+    this module's disk peak at ~1.2 GB instead of five of each (4.4 GB)."""
+
+    def __init__(self, make):
+        self.make, self.current = make, {}
+
+    def get(self, key: str) -> Path:
+        if key not in self.current:
+            for path in self.current.values():
+                path.unlink(missing_ok=True)
+            self.current = {key: self.make(key)}
+        return self.current[key]
+
+
 @pytest.fixture(scope="module")
-def sources(module_tmp) -> Path:
+def sources(module_tmp, tv_sd, keras_layers) -> OneAtATime:
+    """The full-size source file of a case, in its real format (written again if another case's came between)."""
     folder = module_tmp / "sources"
     folder.mkdir()
-    return folder
+
+    def write(case: str) -> Path:
+        if case == "torch-pth":
+            torch = pytest.importorskip("torch")
+            path = folder / "vgg16-random.pth"
+            torch.save(_load_torch(torch, _torch_vgg(torch, "torchvision"), tv_sd).state_dict(), path)
+            return path  # a real state dict, with its _metadata attribute
+        if case == "keras-h5":
+            return write_keras_h5(folder / "vgg16_top.h5", keras_layers, style="legacy")
+        path = (
+            folder
+            / {"torchvision-safetensors": "vgg16-torchvision.safetensors", "timm-safetensors": "model.safetensors"}[
+                case
+            ]
+        )
+        save_file(tv_sd if case == "torchvision-safetensors" else timm_layout(tv_sd), str(path))
+        return path
+
+    return OneAtATime(write)
+
+
+@pytest.fixture
+def pth_file(sources) -> Path:
+    return sources.get("torch-pth")
+
+
+@pytest.fixture
+def tv_st_file(sources) -> Path:
+    return sources.get("torchvision-safetensors")
 
 
 @pytest.fixture(scope="module")
-def pth_file(sources, tv_sd) -> Path:
-    torch = pytest.importorskip("torch")
-    model = _load_torch(torch, _torch_vgg(torch, "torchvision"), tv_sd)
-    path = sources / "vgg16-random.pth"
-    torch.save(model.state_dict(), path)  # a real state dict, with its _metadata attribute
-    return path
-
-
-@pytest.fixture(scope="module")
-def tv_st_file(sources, tv_sd) -> Path:
-    path = sources / "vgg16-torchvision.safetensors"
-    save_file(tv_sd, str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def timm_st_file(sources, tv_sd) -> Path:
-    path = sources / "model.safetensors"
-    save_file(timm_layout(tv_sd), str(path))
-    return path
-
-
-@pytest.fixture(scope="module")
-def keras_file(sources, keras_layers) -> Path:
-    return write_keras_h5(sources / "vgg16_top.h5", keras_layers, style="legacy")
-
-
-@pytest.fixture(scope="module")
-def keras_notop_file(sources, keras_layers) -> Path:
-    return write_keras_h5(sources / "vgg16_notop.h5", keras_layers, include_top=False, style="v2", full_model=True)
+def keras_notop_file(module_tmp, keras_layers) -> Path:
+    """Small (59 MB without the dense layers): kept for the whole module."""
+    return write_keras_h5(module_tmp / "vgg16_notop.h5", keras_layers, include_top=False, style="v2", full_model=True)
 
 
 @pytest.fixture(scope="module")
@@ -316,28 +335,31 @@ def keras_ref(keras_layers, keras_ref_pool5) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def ported(module_tmp):
-    """port(src) once per case for the whole module; returns the output path."""
+def ported(module_tmp, sources, keras_notop_file):
+    """ported(case) -> `weights.port` of the case's source: the small notop port is kept for the module, the
+    full-size ones one at a time (ported again if another came between)."""
     folder = module_tmp / "ported"
     folder.mkdir()
-    done: dict[str, Path] = {}
 
-    def get(case: str, src: Path) -> Path:
-        if case not in done:
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setenv("JAXVIZ_WEIGHTS_DIR", str(folder))
-                done[case] = weights.port(src, "vgg16", out=folder / f"{case}.safetensors")
-        return done[case]
+    def port(case: str) -> Path:
+        src = keras_notop_file if case == NOTOP else sources.get(case)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("JAXVIZ_WEIGHTS_DIR", str(folder))
+            return weights.port(src, "vgg16", out=folder / f"{case}.safetensors")
 
-    return get
+    full, notop = OneAtATime(port), functools.cache(port)
+    return lambda case: notop(case) if case == NOTOP else full.get(case)
 
 
-CASES = {  # case: (source fixture, reference fixture, preprocessing, include_top)
-    "torch-pth": ("pth_file", "torch_ref", "torchvision", True),
-    "torchvision-safetensors": ("tv_st_file", "torch_ref", "torchvision", True),
-    "timm-safetensors": ("timm_st_file", "timm_ref", "torchvision", True),
-    "keras-h5": ("keras_file", "keras_ref", "caffe", True),
-    "keras-h5-notop": ("keras_notop_file", "keras_ref_pool5", "caffe", False),
+NOTOP = "keras-h5-notop"
+# case: (reference fixture, preprocessing, include_top). Ordered so that the last full-size port is the one
+# test_reference_and_port_match_real_torch_model uses first.
+CASES = {
+    "keras-h5": ("keras_ref", "caffe", True),
+    NOTOP: ("keras_ref_pool5", "caffe", False),
+    "torchvision-safetensors": ("torch_ref", "torchvision", True),
+    "timm-safetensors": ("timm_ref", "torchvision", True),
+    "torch-pth": ("torch_ref", "torchvision", True),
 }
 
 
@@ -347,8 +369,8 @@ CASES = {  # case: (source fixture, reference fixture, preprocessing, include_to
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.slow
 def test_port_matches_source_framework(case, request, ported, x224):
-    src_fixture, ref_fixture, preprocessing, include_top = CASES[case]
-    path = ported(case, request.getfixturevalue(src_fixture))
+    ref_fixture, preprocessing, include_top = CASES[case]
+    path = ported(case)
     params, meta = weights.load_weights(path)
     assert (meta["arch"], meta["preprocessing"], meta["include_top"]) == ("vgg16", preprocessing, include_top)
     assert meta["num_classes"] == (1000 if include_top else None)
@@ -368,8 +390,7 @@ def test_reference_and_port_match_real_torch_model(layout, request, ported, tv_s
         theirs = model(torch.from_numpy(nchw(x224))).numpy()
     del model
     assert_close(request.getfixturevalue("torch_ref" if layout == "torchvision" else "timm_ref"), theirs)
-    case, src = ("torch-pth", "pth_file") if layout == "torchvision" else ("timm-safetensors", "timm_st_file")
-    params, _ = weights.load_weights(ported(case, request.getfixturevalue(src)))
+    params, _ = weights.load_weights(ported("torch-pth" if layout == "torchvision" else "timm-safetensors"))
     assert_close(forward(build("vgg16"), params, jnp.asarray(x224)), theirs)
 
 
@@ -735,9 +756,9 @@ def test_fetch_hf_entry_uses_hf_hub_download(tmp_path, weights_dir, monkeypatch)
 
 @pytest.mark.parametrize("how", ["bytes", "save_weights"])
 @pytest.mark.slow
-def test_verify_passes_fresh_port_and_fails_after_tampering(how, ported, keras_notop_file, weights_dir):
+def test_verify_passes_fresh_port_and_fails_after_tampering(how, ported, weights_dir):
     path = weights_dir / "notop.safetensors"
-    shutil.copy(ported("keras-h5-notop", keras_notop_file), path)
+    shutil.copy(ported(NOTOP), path)
     report = weights.verify(path)
     assert report["ok"] and report["shapes"] == "ok" and report["fingerprint"] == "ok"
     assert report["tensors_sha256"] == "ok" and report["source_checksum"] == "ok"
@@ -814,11 +835,11 @@ def test_resolve(weights_dir, tmp_path):
     assert weights.resolve(str(weights_dir / "mine.safetensors")) == weights_dir / "mine.safetensors"
 
 
-def test_list_weights(weights_dir, ported, keras_notop_file):
+def test_list_weights(weights_dir, ported):
     rows = {r["name"]: r for r in weights.list_weights()}
     assert {"vgg16-torchvision", "vgg19-timm", "vgg16-keras-notop"} <= set(rows)
     assert not any(r["present"] for r in rows.values())
-    os.link(ported("keras-h5-notop", keras_notop_file), weights_dir / "vgg16-keras-notop.safetensors")
+    os.link(ported(NOTOP), weights_dir / "vgg16-keras-notop.safetensors")
     weights.save_weights(weights_dir / "mine.safetensors", _shapesnet_params(), SHAPES_META)
     rows = {r["name"]: r for r in weights.list_weights()}
     assert rows["vgg16-keras-notop"]["present"] and rows["vgg16-keras-notop"]["in_manifest"]
