@@ -23,6 +23,11 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "jax":  # pragma: no cover - depends on the environment
     pytest.skip("Keras runs on another backend in this process", allow_module_level=True)
 
+try:  # tests/ may or may not be a package
+    from .disk import OneAtATime
+except ImportError:
+    from disk import OneAtATime
+
 RTOL = 1e-5
 
 
@@ -50,23 +55,34 @@ def _close(ours, theirs):
 
 
 @pytest.fixture(scope="module")
-def vgg16_top(module_tmp):
+def saved(module_tmp) -> dict:
+    """Every full-size file this module writes (0.4-0.5 GB each), saved when a test asks for it, one on disk
+    at a time: `saved["files"].get(name)` with the saving function of each name in `saved["save"]`."""
+    save: dict = {}
+
+    def make(name: str):
+        with jax.numpy_rank_promotion("allow"):
+            save[name](str(module_tmp / name))
+        return module_tmp / name
+
+    return {"save": save, "files": OneAtATime(make)}
+
+
+@pytest.fixture(scope="module")
+def vgg16_top(saved):
     """keras.applications.VGG16 with its classifier (10 classes, logits), as .weights.h5 and .keras."""
-    folder = module_tmp / "keras3"
-    folder.mkdir()
     keras.utils.set_random_seed(0)
     with jax.numpy_rank_promotion("allow"):
         model = _randomize(keras.applications.VGG16(weights=None, classes=10, classifier_activation=None), 1)
-        model.save_weights(folder / "vgg16.weights.h5")
-        model.save(folder / "vgg16.keras")
+    saved["save"].update({"vgg16.weights.h5": model.save_weights, "vgg16.keras": model.save})
     x = np.random.default_rng(2).normal(0, 30, (2, 224, 224, 3)).astype("float32")
-    return folder, _keras(model, x), x
+    return saved["files"], _keras(model, x), x
 
 
 @pytest.mark.parametrize("file", ["vgg16.weights.h5", "vgg16.keras"])
 def test_keras_applications_vgg16_ports_with_its_logits(vgg16_top, file, weights_dir):
-    folder, want, x = vgg16_top
-    out = weights.port(folder / file, "vgg16")
+    files, want, x = vgg16_top
+    out = weights.port(files.get(file), "vgg16")
     got, lm = _ours(out, x)
     _close(got, want)
     meta = lm.meta
@@ -100,11 +116,9 @@ TV_MEAN, TV_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @pytest.fixture(scope="module")
-def hub_vgg16(keras_hub, module_tmp):
+def hub_vgg16(keras_hub, saved):
     """KerasHub's VGGImageClassifier (its avg-pool head: fc1/fc2 as 7x7 and 1x1 convolutions) with
     the image converter of its ImageNet presets, saved as weights, as a .keras archive and as a preset."""
-    folder = module_tmp / "keras_hub"
-    folder.mkdir()
     keras.utils.set_random_seed(6)
     with jax.numpy_rank_promotion("allow"):
         backbone = keras_hub.models.VGGBackbone(
@@ -119,17 +133,17 @@ def hub_vgg16(keras_hub, module_tmp):
         )
         pre = keras_hub.models.VGGImageClassifierPreprocessor(image_converter=converter)
         model = _randomize(keras_hub.models.VGGImageClassifier(backbone=backbone, num_classes=7, preprocessor=pre), 7)
-        model.save_weights(folder / "task.weights.h5")
-        model.save(folder / "vgg16_hub.keras")
-        model.save_to_preset(str(folder / "preset"))
+    saved["save"].update(
+        {"task.weights.h5": model.save_weights, "vgg16_hub.keras": model.save, "preset": model.save_to_preset}
+    )
     x = np.random.default_rng(8).normal(0, 1, (2, 224, 224, 3)).astype("float32")
-    return folder, model, x
+    return saved["files"], model, x
 
 
 @pytest.mark.parametrize("what", ["task.weights.h5", "vgg16_hub.keras", "preset"])
 def test_keras_hub_vgg16_ports_with_its_logits(hub_vgg16, what, weights_dir):
-    folder, model, x = hub_vgg16
-    got, lm = _ours(weights.port(folder / what, "vgg16"), x)
+    files, model, x = hub_vgg16
+    got, lm = _ours(weights.port(files.get(what), "vgg16"), x)
     _close(got, _keras(model, x))
     meta = lm.meta
     assert meta["source_keras"] == "Keras 3, keras_hub layout" and meta["num_classes"] == 7
@@ -138,15 +152,34 @@ def test_keras_hub_vgg16_ports_with_its_logits(hub_vgg16, what, weights_dir):
 
 
 def test_keras_hub_backbone_alone_ports_without_top(hub_vgg16, keras_hub, weights_dir):
-    folder, model, x = hub_vgg16
-    got, lm = _ours(weights.port(folder / "preset" / "model.weights.h5", "vgg16"), x)
+    files, model, x = hub_vgg16
+    got, lm = _ours(weights.port(files.get("preset") / "model.weights.h5", "vgg16"), x)
     _close(got, _keras(model.backbone, x))
     assert lm.meta["include_top"] is False and lm.meta["preprocessing"] == "torchvision"
 
 
+def test_keras_hub_preset_of_another_depth_and_unknown_rescaling_are_refused(hub_vgg16, tmp_path, weights_dir):
+    import shutil
+
+    original = hub_vgg16[0].get("preset")
+    preset = tmp_path / "preset"
+    shutil.copytree(original, preset)
+    config = json.loads((preset / "config.json").read_text())
+    config["config"]["stackwise_num_repeats"] = [1, 1, 2, 2, 2]  # VGG11
+    (preset / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=r"stackwise_num_repeats=\[1, 1, 2, 2, 2\]"):
+        weights.port(preset, "vgg16")
+    shutil.copy(original / "config.json", preset / "config.json")
+    converter = json.loads((preset / "image_converter.json").read_text())
+    converter["config"].update(scale=0.5, offset=0.0)
+    (preset / "image_converter.json").write_text(json.dumps(converter))
+    with pytest.raises(WeightsError, match=r"scale=0\.5, offset=0\.0, which is none of jaxviz's preprocessings"):
+        weights.port(preset, "vgg16")
+    assert list(weights_dir.iterdir()) == []
+
+
 def test_keras_archive_refusals_name_the_member(hub_vgg16, tmp_path, weights_dir):
-    folder, _, _ = hub_vgg16
-    src = zipfile.ZipFile(folder / "vgg16_hub.keras")
+    src = zipfile.ZipFile(hub_vgg16[0].get("vgg16_hub.keras"))
     no_weights = tmp_path / "no_weights.keras"
     with zipfile.ZipFile(no_weights, "w") as z:
         z.writestr("config.json", src.read("config.json"))
@@ -165,24 +198,4 @@ def test_keras_archive_refusals_name_the_member(hub_vgg16, tmp_path, weights_dir
         z.writestr("model.weights.h5", src.read("model.weights.h5"))
     with pytest.raises(WeightsError, match="config.json is not readable JSON"):
         weights.port(bad_config, "vgg16")
-    assert list(weights_dir.iterdir()) == []
-
-
-def test_keras_hub_preset_of_another_depth_and_unknown_rescaling_are_refused(hub_vgg16, tmp_path, weights_dir):
-    import shutil
-
-    folder, _, _ = hub_vgg16
-    preset = tmp_path / "preset"
-    shutil.copytree(folder / "preset", preset)
-    config = json.loads((preset / "config.json").read_text())
-    config["config"]["stackwise_num_repeats"] = [1, 1, 2, 2, 2]  # VGG11
-    (preset / "config.json").write_text(json.dumps(config))
-    with pytest.raises(WeightsError, match=r"stackwise_num_repeats=\[1, 1, 2, 2, 2\]"):
-        weights.port(preset, "vgg16")
-    shutil.copy(folder / "preset" / "config.json", preset / "config.json")
-    converter = json.loads((preset / "image_converter.json").read_text())
-    converter["config"].update(scale=0.5, offset=0.0)
-    (preset / "image_converter.json").write_text(json.dumps(converter))
-    with pytest.raises(WeightsError, match=r"scale=0\.5, offset=0\.0, which is none of jaxviz's preprocessings"):
-        weights.port(preset, "vgg16")
     assert list(weights_dir.iterdir()) == []
