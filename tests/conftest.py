@@ -132,6 +132,26 @@ def pytest_ignore_collect(collection_path, config):
     return None
 
 
+# The modules that write real-size (VGG16, 0.5 GB) weight files, each holding up to ~1.3 GB of them at a
+# time: run one after another on one worker, so that the two workers never hold two of them at once and
+# a test session stays under 2 GB of disk.
+REAL_SIZE_FILES = ("test_weights", "test_keras3", "test_zoo")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadfile`, with the real-size-file modules as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class RealSizeFilesTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            module = super()._split_scope(nodeid)
+            return "real-size files" if Path(module).stem in REAL_SIZE_FILES else module
+
+    return RealSizeFilesTogether(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.module.__name__.rpartition(".")[2], len(rank)))
