@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .weights import WeightsError
+from .errors import WeightsError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001

@@ -50,6 +50,9 @@ from . import plot
 from .atomic import save_npy, write_text
 from .data.images import load_image, save_image
 from .data.preprocess import input_bounds, normalize, resize_and_crop
+from .ledger import ERRORS, ERRORS_GLOB, RESULTS, RESULTS_GLOB, cut_torn_line
+from .ledger import append as append_records
+from .ledger import read as read_jsonl
 from .memory import activation_bytes, default_budget
 from .memory import rows as memory_rows
 from .run_identity import (
@@ -84,8 +87,7 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 """Suffixes (compared lower-case) picked up from directories and globs."""
 
-RESULTS, ERRORS, SUMMARY, CONFIG = "results.jsonl", "errors.jsonl", "summary.json", "config.json"
-RESULTS_GLOB, ERRORS_GLOB = "results*.jsonl", "errors*.jsonl"  # process i of a multi-process run: results.p<i>.jsonl
+SUMMARY, CONFIG = "summary.json", "config.json"
 OUTPUTS = frozenset({"npy", "png", "store"})
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -376,7 +378,7 @@ def original_hw(h: int, w: int) -> tuple[int, int]:
     return tuple(max(BUCKET, int(round(side * scale / BUCKET)) * BUCKET) for side in (h, w))
 
 
-def _model_input(img: np.ndarray, lm, size: int | tuple[int, int] | str | None) -> tuple[np.ndarray, np.ndarray]:
+def display_and_input(img: np.ndarray, lm, size: int | tuple[int, int] | str | None) -> tuple[np.ndarray, np.ndarray]:
     """A loaded image → (display `(H, W, 3)` in [0, 1], model input `(H, W, C)` float32).
 
     `size="original"` keeps each image's own size (see `original_hw`), for every preset. Otherwise
@@ -440,58 +442,7 @@ def resize_image(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32, copy=False)
 
 
-# --------------------------------------------------------------------------- ledgers (JSONL)
-
-
-def _drop_partial_line(path: Path) -> None:
-    """Cut a half-written last line (left by a kill) so appended records start on a new line."""
-    if not path.exists():
-        return
-    with open(path, "rb+") as f:
-        end = f.seek(0, os.SEEK_END)
-        pos = end
-        while pos > 0:
-            step = min(65536, pos)
-            f.seek(pos - step)
-            chunk = f.read(step)
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                keep = pos - step + i + 1
-                break
-            pos -= step
-        else:
-            keep = 0
-        if keep != end:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def read_jsonl(path: Path) -> Iterator[dict]:
-    """Records of a JSONL file; lines that are not JSON objects (a torn write) are skipped."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                yield record
-
-
-def _append_jsonl(f, records: Iterable[dict]) -> None:
-    """Append and make durable: a kill after this returns loses none of these lines."""
-    try:
-        for r in records:
-            f.write(json.dumps(r, allow_nan=False) + "\n")  # strict JSON: a NaN is a failed item, never a value
-        f.flush()
-        os.fsync(f.fileno())
-    except OSError as e:
-        if e.filename is None:
-            raise OSError(e.errno, e.strerror or str(e), f.name) from e
-        raise
+# --------------------------------------------------------------------------- ledgers (JSONL, `jaxviz.ledger`)
 
 
 @dataclasses.dataclass
@@ -840,7 +791,7 @@ def run_attribution(
             write_text(out / CONFIG, json.dumps(config, indent=2))
         write_settings(out, {identity.digests[m]: identity.full[m] for m in methods})
         for path in (results_path, errors_path):
-            _drop_partial_line(path)
+            cut_torn_line(path)
         if count == 1 and results_path.exists():  # a resumed run: clear temp files a kill left mid-write
             _remove_stale_temps(out)
         store = MapStore(out, store_format, prefix="" if count == 1 else f"p{index}-")
@@ -882,7 +833,7 @@ def run_attribution(
 
                 def fail(item: _Item, reason: str, method: str | None = None) -> None:
                     failed.append((str(item.path), reason))
-                    _append_jsonl(
+                    append_records(
                         errors,
                         [{"image": str(item.path), "resolved": item.resolved, "method": method, "error": reason}],
                     )
@@ -1026,12 +977,12 @@ def _contained_stem(out: Path, methods: Sequence[str], stem: str, path: Path) ->
 
 def _load_one(item: _Item, lm, size, display: bool) -> tuple[np.ndarray | None, np.ndarray]:
     with _DECODING.hold(_decode_bytes(item.path)):
-        shown, x = _model_input(load_image(item.path, _shorter_side_needed(lm, size)), lm, size)
+        shown, x = display_and_input(load_image(item.path, shorter_side_needed(lm, size)), lm, size)
     return (shown if display else None), x
 
 
-def _shorter_side_needed(lm, size) -> int | None:
-    """The shorter side `_model_input` needs to resize down from (None: the image's own size is kept)."""
+def shorter_side_needed(lm, size) -> int | None:
+    """The shorter side `display_and_input` needs to resize down from (None: the image's own size is kept)."""
     if size == ORIGINAL:
         return None
     pp = lm.preprocessing
@@ -1238,7 +1189,7 @@ def _finish(pool, batch: list, launched: dict, context: dict, results, fail, t_l
                 record["store"] = where
     for job in jobs:
         job.result()
-    _append_jsonl(results, [record for rs in rows.values() for _, record in rs])
+    append_records(results, [record for rs in rows.values() for _, record in rs])
     return now, len(batch)
 
 

@@ -266,7 +266,7 @@ def _predict(args) -> None:
     import jax
     import numpy as np
 
-    from .batch import _model_input, _shorter_side_needed
+    from .batch import display_and_input, shorter_side_needed
     from .data.images import load_image
     from .models.loading import load
 
@@ -280,7 +280,7 @@ def _predict(args) -> None:
         raise ValueError(f"--top {args.top}: {lm.name} has only {len(lm.labels)} classes")
     fn = jax.jit(lambda x: jax.nn.softmax(lm.logits(x), -1))
     for path in args.images:
-        _, x = _model_input(load_image(path, _shorter_side_needed(lm, None)), lm, None)
+        _, x = display_and_input(load_image(path, shorter_side_needed(lm, None)), lm, None)
         p = np.asarray(fn(x[None]))[0]
         for rank, c in enumerate(np.argsort(-p, kind="stable")[: args.top], start=1):
             print(f"{path}\t{rank}\t{int(c)}\t{lm.labels.name(int(c))}\t{float(p[c]):.4f}")

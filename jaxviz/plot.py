@@ -155,6 +155,11 @@ FIGURE_FORMATS = ("png", "svg", "pdf", "eps")
 """What `save_figure` writes: raster PNG and matplotlib's vector formats (seed 002 wrote PNG and EPS)."""
 
 
+def below_title(fig, title) -> tuple[float, float, float, float]:
+    """`tight_layout`'s rect leaving about 0.3 in at the top for a suptitle (none when `title` is falsy)."""
+    return (0.0, 0.0, 1.0, 1.0 - 0.3 / fig.get_figheight() if title else 1.0)
+
+
 def save_figure(fig, path: str | Path, dpi: int = 100, formats: Sequence[str] = ("png",)) -> Path:
     """Write `fig` atomically as `path` (PNG) and, for each other of `formats`, beside it with that
     suffix (`bar.svg`, `bar.eps`); close it. Returns the PNG's path."""

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import ledger
 from .atomic import save_npy
 
 __all__ = ["MapReader", "MapStore", "StoreFormat", "downsample", "read_maps"]
@@ -134,12 +135,10 @@ def read_maps(
 
     Works for maps in the store and for per-image `.npy` files alike.
     """
-    from .batch import RESULTS_GLOB, read_jsonl
-
     out = Path(out)
     latest: dict[str, dict] = {}
-    for path in sorted(out.glob(RESULTS_GLOB)):
-        for r in read_jsonl(path):
+    for path in sorted(out.glob(ledger.RESULTS_GLOB)):
+        for r in ledger.read(path):
             if r.get("method") == method and (where is None or where(r)):
                 latest[r.get("resolved", r.get("image"))] = r
     return list(latest.values()), MapReader(out)

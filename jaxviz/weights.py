@@ -66,6 +66,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .data.preprocess import PRESETS as PREPROCESSING_PRESETS
+from .errors import WeightsError
 from .models import DEFAULT_INPUT, TORCHVISION_ARCHS, build
 from .models.base import ADAPTIVE_AVG, CONV, DENSE, FLATTEN, SequentialNet
 
@@ -99,10 +100,6 @@ _CHUNK = 1 << 20
 
 # The network opener; tests replace it. Called as _urlopen(request, timeout=seconds).
 _urlopen = urllib.request.urlopen
-
-
-class WeightsError(ValueError):
-    """A weights file or argument is wrong; the message names it and says what to do."""
 
 
 # --- where files live ---------------------------------------------------------------------

@@ -358,7 +358,7 @@ def test_padding_keeps_every_image_and_batch_independence(lm, counted, tmp_path)
     records = _results(out)
     assert len(records) == 5 * len(methods)
     for r in records:
-        _, x = batch._model_input(load_image(r["image"]), lm, SIZE)
+        _, x = batch.display_and_input(load_image(r["image"]), lm, SIZE)
         alone = np.stack([x] * BATCH)  # a batch of only this image: same compiled shape
         expected, classes, _ = methods[r["method"]](alone, None)[:3]
         np.testing.assert_allclose(np.load(out / r["files"]["npy"]), np.asarray(expected)[0], rtol=1e-4, atol=1e-6)
@@ -375,7 +375,7 @@ def test_other_model_or_target_in_same_out_is_refused(lm, jitted, tmp_path):
 
 def test_model_input_resizes_unit_presets_and_crops_torchvision(lm):
     img = np.random.default_rng(0).random((50, 70, 3), dtype=np.float32)
-    display, x = batch._model_input(img, lm, (24, 40))
+    display, x = batch.display_and_input(img, lm, (24, 40))
     assert display.shape == (24, 40, 3) and x.shape == (24, 40, 3)
     np.testing.assert_allclose(x, (display - 0.5) / 0.25, rtol=1e-6)  # "centered" preset
     from jaxviz.data.preprocess import TORCHVISION, preprocess
@@ -383,7 +383,7 @@ def test_model_input_resizes_unit_presets_and_crops_torchvision(lm):
     class TV:
         preprocessing, input_shape = TORCHVISION, (224, 224, 3)
 
-    display, x = batch._model_input(img, TV, None)
+    display, x = batch.display_and_input(img, TV, None)
     assert x.shape == (224, 224, 3)
     np.testing.assert_allclose(x, preprocess(img, TORCHVISION), rtol=1e-6)
 

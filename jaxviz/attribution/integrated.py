@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core import Attribution, finite_input, prepare
 from ..taps import output
-from .smoothgrad import _batched_score_grad, _check_chunk, _chunked_sum, per_image_keys
+from .smoothgrad import batched_score_grad, check_chunk, chunked_sum, per_image_keys
 from .targets import Target, score, select, target_layer
 
 BASELINES = ("zeros", "blur", "uniform")
@@ -56,7 +56,7 @@ def integrated_gradients(
     """
     if steps < 1:
         raise ValueError(f"integrated_gradients needs steps >= 1, got steps={steps}")
-    _check_chunk(chunk)
+    check_chunk(chunk)
     alphas, weights = _quadrature(method, steps)
     x0 = make_baseline(x, baseline, key=key, blur_sigma=blur_sigma)
     net, variables = prepare(model, variables)
@@ -68,10 +68,10 @@ def integrated_gradients(
     def chunk_sum(aw):  # Σ_k w_k ∂y/∂x at x0 + α_k (x − x0), for a chunk of k path points
         a, w = aw
         points = x0[None] + a.reshape(-1, 1, 1, 1, 1) * delta[None]
-        g = _batched_score_grad(net, variables, points, sel, stop)
+        g = batched_score_grad(net, variables, points, sel, stop)
         return jnp.einsum("k,knhwc->nhwc", w, g)
 
-    avg_grad = _chunked_sum(chunk_sum, (jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype)), chunk)
+    avg_grad = chunked_sum(chunk_sum, (jnp.asarray(alphas, x.dtype), jnp.asarray(weights, x.dtype)), chunk)
     maps = delta * avg_grad
     gap = score(out, sel) - score(output(net, variables, x0, stop)[0], sel)
     completeness = jnp.abs(jnp.sum(maps, axis=(1, 2, 3)) - gap) / jnp.abs(gap)

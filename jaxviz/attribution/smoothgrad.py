@@ -66,7 +66,7 @@ def smoothgrad(
         raise ValueError(f"smoothgrad noise level must be >= 0, got level={level}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown smoothgrad variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    _check_chunk(chunk)
+    check_chunk(chunk)
     net, variables = prepare(model, variables)
     stop = target_layer(target)
     out, vjp = jax.vjp(lambda x: output(net, variables, x, stop)[0], x)
@@ -80,13 +80,13 @@ def smoothgrad(
 
     def chunk_sums(ks):  # ks (k, N) keys → Σ over the k samples of (d, d²), d = g − g0
         noise = jax.vmap(jax.vmap(lambda kk: jax.random.normal(kk, x.shape[1:]).astype(x.dtype)))(ks)
-        g = _batched_score_grad(net, variables, x[None] + noise * sigma[None], sel, stop)
+        g = batched_score_grad(net, variables, x[None] + noise * sigma[None], sel, stop)
         d = g - g0[None]
         return jnp.sum(d, axis=0), jnp.sum(d * d, axis=0)
 
     # Sums are shifted by the clean gradient g0: the variance then does not cancel catastrophically,
     # and level=0 gives back g0 exactly.
-    s1, s2 = _chunked_sum(chunk_sums, keys, chunk)
+    s1, s2 = chunked_sum(chunk_sums, keys, chunk)
     mean_d = s1 / n
     var = jnp.maximum(s2 / n - mean_d * mean_d, 0)
     mean = g0 + mean_d
@@ -102,7 +102,7 @@ def smoothgrad(
 # --- shared by the sample-based methods (SmoothGrad, Integrated Gradients) ---------------
 
 
-def _batched_score_grad(net, variables, xs: jax.Array, sel: Selection, stop: str | None) -> jax.Array:
+def batched_score_grad(net, variables, xs: jax.Array, sel: Selection, stop: str | None) -> jax.Array:
     """∂score/∂x for k copies of the batch at once: `xs` `(k, N, H, W, C)`, one selection for all."""
     k, n = xs.shape[:2]
     flat = _shard_rows(xs.reshape(k * n, *xs.shape[2:]))
@@ -121,7 +121,7 @@ def _shard_rows(a: jax.Array) -> jax.Array:
     return jax.lax.with_sharding_constraint(a, jax.sharding.PartitionSpec("batch"))
 
 
-def _chunked_sum(f: Callable, xs, chunk: int | None):
+def chunked_sum(f: Callable, xs, chunk: int | None):
     """Σ over chunks of `f(xs[s:s + chunk])`, `xs` a pytree with a leading sample axis.
 
     `f` takes a chunk `(k, ...)` and returns that chunk's contribution (any pytree); a `lax.scan`
@@ -148,6 +148,6 @@ def _chunked_sum(f: Callable, xs, chunk: int | None):
     return acc
 
 
-def _check_chunk(chunk: int | None) -> None:
+def check_chunk(chunk: int | None) -> None:
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be None (all at once) or >= 1, got chunk={chunk}")

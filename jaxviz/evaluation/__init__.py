@@ -2,7 +2,7 @@
 
 - `datasets`: the shapes benchmark and COCO-format images with masks, class mapping, the size factor;
 - `experiment`: config → resumable run writing one JSON record per (image, model, size, method);
-- `summary`: tables (Markdown, CSV) and bar charts; `jaxviz.report` puts everything in one HTML page;
+- `summary`: tables (Markdown, CSV) and bar charts; `report` puts everything in one HTML page;
 - `cli`: `jaxviz evaluate`, `jaxviz experiment run`, `jaxviz report`.
 The metrics themselves live in `jaxviz.metrics`.
 """

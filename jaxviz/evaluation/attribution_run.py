@@ -31,10 +31,11 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import write_text
-from ..batch import RESULTS, RESULTS_GLOB, read_jsonl
 from ..data.preprocess import get_preprocessing, resize_and_crop
+from ..ledger import RESULTS, RESULTS_GLOB
+from ..ledger import read as read_jsonl
 from ..store import MapReader
-from .datasets import _load_coco, coco_category_table, coco_mask
+from .datasets import coco_category_table, coco_mask, load_coco
 
 __all__ = ["evaluate_attribution_run", "mask_to_map"]
 
@@ -87,7 +88,7 @@ class _CocoMasks:
     def __init__(self, path: Path):
         if not path.is_file():
             raise FileNotFoundError(f"COCO annotation file {path} not found")
-        self.coco = _load_coco(str(path.resolve()), path.stat().st_mtime)
+        self.coco = load_coco(str(path.resolve()), path.stat().st_mtime)
         self.by_name = {Path(info["file_name"]).name: i for i, info in self.coco.imgs.items()}
         self.cats = {c["id"]: c["name"] for c in self.coco.loadCats(self.coco.getCatIds())}
 

@@ -214,13 +214,13 @@ def _run(config: dict, out: str, *, report: bool, quiet: bool) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from ..batch import RESULTS_GLOB
+    from ..ledger import RESULTS_GLOB
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} not found")
     if not any(run_dir.glob(RESULTS_GLOB)) and (run_dir / "records.jsonl").is_file():
-        from ..report import write_report
+        from .report import write_report
         from .summary import write_summaries
 
         if args.compare:

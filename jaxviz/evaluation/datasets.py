@@ -121,7 +121,7 @@ def _coco_api():
 
 
 @functools.lru_cache(maxsize=4)
-def _load_coco(path: str, mtime: float):
+def load_coco(path: str, mtime: float):
     import contextlib
     import io
 
@@ -159,7 +159,7 @@ def sample_boxes(sample: Sample, annotations: str | os.PathLike[str]) -> np.ndar
     if len(parts) != 3 or parts[0] != "coco":
         raise ValueError(f"sample {sample.key!r} is not a COCO sample (coco_samples keys are coco-<image>-<category>)")
     path = Path(annotations)
-    coco = _load_coco(str(path.resolve()), path.stat().st_mtime)
+    coco = load_coco(str(path.resolve()), path.stat().st_mtime)
     return coco_boxes(coco, int(parts[1]), int(parts[2]))
 
 
@@ -191,7 +191,7 @@ def coco_samples(
         raise FileNotFoundError(f"COCO annotation file {annotations} not found")
     if not images.is_dir():
         raise FileNotFoundError(f"COCO images folder {images} not found")
-    coco = _load_coco(str(annotations.resolve()), annotations.stat().st_mtime)
+    coco = load_coco(str(annotations.resolve()), annotations.stat().st_mtime)
     cats = {c["name"]: c["id"] for c in coco.loadCats(coco.getCatIds())}
     wanted = list(cats) if categories is None else list(categories)
     unknown = [c for c in wanted if c not in cats]

@@ -12,7 +12,7 @@ the mask dilation and a seed. `run_experiment(config, out)` writes into the run 
                           (seed 002 keeps both), `maps/<model>/<size>/<method>/<key>.{npy,png}`
     out/summary.json      what the latest run did (counts, seconds)
 
-and then `jaxviz.evaluation.summary.write_summaries` (tables, charts) and `jaxviz.report` (HTML).
+and then `jaxviz.evaluation.summary.write_summaries` (tables, charts) and `jaxviz.evaluation.report` (HTML).
 
 Record fields: `key` (the sample), `image`, `category`, `model`, `size` ("original" or "224"),
 `method`, `class` and `class_name` (the target), `predicted`, `correct`, `hw` (the map's H, W),
@@ -60,6 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from .. import ledger
 from ..atomic import write_text
 from ..batch import bind_methods
 from ..core import as_net
@@ -67,6 +68,7 @@ from ..data.preprocess import normalize
 from ..metrics import CHANNELS
 from ..plot import FIGURE_FORMATS
 from .datasets import ORIGINAL, TARGET_RULES, Sample, class_candidates, load_class_table, load_samples, resize_sample
+from .records import CONFIG, EXAMPLES, MAPS, RECORDS, SUMMARY, read_records, record_key
 
 __all__ = [
     "DEFAULTS",
@@ -104,7 +106,6 @@ DEFAULTS: dict[str, Any] = {
     "exp_json": False,
 }
 
-RECORDS, CONFIG, SUMMARY, EXAMPLES, MAPS = "records.jsonl", "config.json", "summary.json", "examples", "maps"
 _POINTING_REFERENCE = 224  # the pointing tolerance is in pixels of a 224-px image (Zhang et al. 2016)
 
 
@@ -216,50 +217,6 @@ def _canonical(config: dict) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-# --------------------------------------------------------------------------- records
-
-
-def record_key(record: dict) -> tuple[str, str, str, str]:
-    """What identifies a record: (sample key, model, size, method)."""
-    return record["key"], record["model"], str(record["size"]), record["method"]
-
-
-def read_records(out: str | os.PathLike[str]) -> list[dict]:
-    """The records of a run directory, in file order; a torn (non-JSON) line is skipped."""
-    path = Path(out) / RECORDS
-    if not path.exists():
-        return []
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(r, dict) and "key" in r:
-                records.append(r)
-    return records
-
-
-def _cut_torn_line(path: Path) -> None:
-    """Drop a half-written last line (a kill mid-write) so appends start on a fresh line."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep != len(data):
-        with open(path, "rb+") as f:
-            f.truncate(keep)
-            os.fsync(f.fileno())
-
-
-def _append(f, records: list[dict]) -> None:
-    if records:
-        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())
-
-
 # --------------------------------------------------------------------------- maps
 
 
@@ -334,7 +291,7 @@ def run_experiment(
     else:
         write_text(cfg_path, json.dumps(config, indent=2, sort_keys=True))
     records_path = out / RECORDS
-    _cut_torn_line(records_path)
+    ledger.cut_torn_line(records_path)
     done = {record_key(r) for r in read_records(out)}
     resumed = len(done)
 
@@ -375,7 +332,7 @@ def run_experiment(
                         _write_example(
                             example_path, inputs, rows, dilated, maps_by_method, config["examples"], model, size
                         )
-                    _append(f, new)
+                    ledger.append(f, new, allow_nan=True)  # a metric may be undefined (NaN)
                     done.update(record_key(r) for r in new)
                     written += len(new)
                     bar.update(len(todo))
@@ -392,7 +349,7 @@ def run_experiment(
     if skipped:
         log(f"skipped objects with no matching model class: {skipped}")
     if report:
-        from ..report import write_report
+        from .report import write_report
         from .summary import write_summaries
 
         write_summaries(out)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_text
-from .experiment import CONFIG, EXAMPLES, read_records
+from .records import CONFIG, EXAMPLES, read_records
 
 __all__ = [
     "ALL_CLASSES",

@@ -13,7 +13,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from ..batch import ERRORS_GLOB, RESULTS_GLOB, read_jsonl
+from ..ledger import ERRORS_GLOB, RESULTS_GLOB
+from ..ledger import read as read_jsonl
 
 __all__ = ["Run", "read_run"]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import taps
 from ..core import LayerError, as_net
-from ..plot import pyplot, save_figure
+from ..plot import below_title, pyplot, save_figure
 from ..taps import activations
 from .neighbours import model_input
 
@@ -83,7 +83,7 @@ def filter_grid(
             axes[r, 0].set_ylabel(f"in {c}", fontsize=6, rotation=0, ha="right", va="center")
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.2, h_pad=0.1, w_pad=0.1, rect=_below_title(fig, title))
+    fig.tight_layout(pad=0.2, h_pad=0.1, w_pad=0.1, rect=below_title(fig, title))
     return save_figure(fig, path)
 
 
@@ -158,10 +158,5 @@ def feature_maps(
         + (f" (first {max_maps})" if a.shape[-1] > max_maps else ""),
         fontsize=8,
     )
-    fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.1, rect=_below_title(fig, True))
+    fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.1, rect=below_title(fig, True))
     return save_figure(fig, path)
-
-
-def _below_title(fig, title) -> tuple[float, float, float, float]:
-    """tight_layout's rect leaving about 0.3 in at the top for a suptitle (none when no title)."""
-    return (0.0, 0.0, 1.0, 1.0 - 0.3 / fig.get_figheight() if title else 1.0)

@@ -118,8 +118,7 @@ def neighbours_figure(
       label, over *every* dataset image used as a query (not just the drawn ones), so the numbers
       describe the space rather than the few queries drawn.
     """
-    from ..plot import pyplot, save_figure
-    from .filters import _below_title
+    from ..plot import below_title, pyplot, save_figure
 
     if layer_feats is None:
         if lm is None or layer is None:
@@ -166,7 +165,7 @@ def neighbours_figure(
         f"{k} nearest neighbours: pixels (agree {rates['pixel']:.0%}) vs {lname} (agree {rates['feature']:.0%})",
         fontsize=8,
     )
-    fig.tight_layout(pad=0.2, h_pad=0.3, w_pad=0.1, rect=_below_title(fig, True))
+    fig.tight_layout(pad=0.2, h_pad=0.3, w_pad=0.1, rect=below_title(fig, True))
     save_figure(fig, path)
     return rates
 

@@ -74,7 +74,7 @@ def pixel_energy(maps, channels: str = "energy") -> np.ndarray:
     raise ValueError(f"channels must be one of {', '.join(CHANNELS)}, got {channels!r}")
 
 
-def _as_masks(masks, shape: tuple[int, ...] | None = None, name: str = "masks") -> np.ndarray:
+def as_masks(masks, shape: tuple[int, ...] | None = None, name: str = "masks") -> np.ndarray:
     """Boolean `(N, H, W)` masks, checked against the maps' `(N, H, W)` when given."""
     m = np.asarray(masks)
     if m.ndim != 3:
@@ -93,7 +93,7 @@ def dilation_radius(masks, fraction: float) -> np.ndarray:
     """
     if not np.isfinite(fraction) or fraction < 0:
         raise ValueError(f"dilation fraction must be a finite number >= 0, got {fraction!r}")
-    m = _as_masks(masks)
+    m = as_masks(masks)
     return fraction * np.sqrt(m.sum(axis=(1, 2), dtype=np.float64)) / 2
 
 
@@ -117,7 +117,7 @@ def dilate_masks(masks, fraction: float, *, shape: str = "disc") -> np.ndarray:
     """
     if shape not in ("disc", "square"):
         raise ValueError(f"shape must be 'disc' or 'square', got {shape!r}")
-    m = _as_masks(masks)
+    m = as_masks(masks)
     radii = dilation_radius(m, fraction)
     return np.stack([_dilate_one(mi, r, shape) for mi, r in zip(m, radii)]) if len(m) else m.copy()
 
@@ -173,7 +173,7 @@ def energy_concentration(
       map has no energy to concentrate); NaN in a map propagates to its P, E and E_total.
     """
     energy = pixel_energy(maps, channels)
-    m = _as_masks(masks, energy.shape)
+    m = as_masks(masks, energy.shape)
     if dilation:
         m = dilate_masks(m, dilation, shape=shape)
     e_total = energy.sum(axis=(1, 2))

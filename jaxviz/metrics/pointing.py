@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .energy import _as_masks, pixel_energy
+from .energy import as_masks, pixel_energy
 
 __all__ = ["map_maxima", "pointing_game"]
 
@@ -44,7 +44,7 @@ def pointing_game(maps, masks, *, tolerance: int = 15, channels: str = "energy")
         raise ValueError(f"tolerance must be a number of pixels >= 0, got {tolerance!r}")
     points = map_maxima(maps, channels)
     n, h, w = np.shape(maps)[:3]
-    m = _as_masks(masks, (n, h, w))
+    m = as_masks(masks, (n, h, w))
     rows = np.arange(h)[None, :, None] - points[:, 0, None, None]
     cols = np.arange(w)[None, None, :] - points[:, 1, None, None]
     d2 = np.where(m, rows.astype(np.float64) ** 2 + cols.astype(np.float64) ** 2, np.inf)

@@ -15,7 +15,8 @@ import math
 import os
 from pathlib import Path
 
-from .atomic import write_text
+from ..atomic import write_text
+from .records import CONFIG, EXAMPLES, SUMMARY, read_records
 
 __all__ = ["SEED002", "SEED002_NAMES", "compare_with_seed002", "write_report"]
 
@@ -110,8 +111,7 @@ def compare_with_seed002(method_rows: list[dict]) -> tuple[list[dict], bool | No
 
 def write_report(run_dir: str | os.PathLike[str]) -> Path:
     """Write `run_dir/report.html` from the run's config, records, tables and figures."""
-    from .evaluation.experiment import CONFIG, EXAMPLES, SUMMARY, read_records
-    from .evaluation.summary import all_tables
+    from .summary import all_tables
 
     run_dir = Path(run_dir)
     records = read_records(run_dir)
