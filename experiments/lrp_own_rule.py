@@ -35,7 +35,6 @@ import numpy as np
 
 from jaxviz.atomic import write_text
 from jaxviz.attribution.engine import compiled
-from jaxviz.core import as_net
 from jaxviz.data.preprocess import input_bounds, normalize
 from jaxviz.data.shapes import CLASSES, generate
 from jaxviz.evaluation.experiment import _load_model, _model_label
@@ -44,6 +43,7 @@ from jaxviz.metrics.energy import channel_sum, energy_concentration
 from jaxviz.rules import composite
 from jaxviz.rules.composite import FirstLayer
 from jaxviz.rules.lrp import COMPOSITES, Epsilon, Norm, ZBox, linear_rule, pass_relu, stabilize
+from jaxviz.taps import output
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -77,7 +77,7 @@ def score_model(entry: str, n: int, steps: int, batch: int, seed: int) -> tuple[
     size = lm.input_shape[0]
     data = generate(n, size=size, seed=seed)
     x = np.asarray(normalize(data.images, lm.preprocessing), np.float32)
-    logits_fn = jax.jit(lambda v, z: as_net(lm.model)(v, z))
+    logits_fn = jax.jit(lambda v, z: output(lm.model, v, z)[0])
     logits = np.concatenate(
         [np.asarray(logits_fn(lm.variables, jnp.asarray(x[i : i + batch]))) for i in range(0, n, batch)]
     )

@@ -19,7 +19,7 @@ the achieved FLOP/s against the device's limit (`device_limits`: on CPU the meas
 of this machine; on GPU the measured large-matmul rate in the same dtype, beside the data-sheet
 peak); memory (XLA's buffer plan of the program; on GPU the allocators' peaks, on CPU the rise of
 the process's resident memory during the timed calls); and, per model and method, the deviation
-of bfloat16 maps from float32 (`engine.deviation`). Failures of one side (out of memory, a
+of bfloat16 maps from float32 (`jaxviz.metrics.deviation`). Failures of one side (out of memory, a
 missing Captum equivalent) are recorded in the row and the run goes on; with `out`, the JSON and
 Markdown files are rewritten (atomically) after every case, so a killed run keeps what it did.
 `time_budget_s` stops a run in time: remaining cases, or sides predicted not to fit, are skipped
@@ -940,8 +940,8 @@ def torch_layer(peer, model, variables, layer: str | None, input_shape):
 
 def _deviation(model_name: str, size: int, method: str, opts: dict, seed: int) -> dict:
     """bf16 vs float32 maps of one method on 2 images (the bundle: each of its five maps, worst reported)."""
-    from .attribution.engine import compare_maps, deviation
     from .attribution.fused import BUNDLE_002, fused_compiled
+    from .metrics.precision import deviation, map_deviation
 
     out = {"model": model_name, "size": size, "method": method, "dtype": "bfloat16"}
     try:
@@ -950,7 +950,7 @@ def _deviation(model_name: str, size: int, method: str, opts: dict, seed: int) -
         if method == BUNDLE:
             ref = fused_compiled(BUNDLE_002, model, precision="highest", **opts)(params, x, None, key)
             low = fused_compiled(BUNDLE_002, model, dtype="bfloat16", **opts)(params, x, None, key)
-            per = {n: compare_maps(np.asarray(ref[n][0]), np.asarray(low[n][0])) for n in BUNDLE_002}
+            per = {n: map_deviation(np.asarray(ref[n][0]), np.asarray(low[n][0])) for n in BUNDLE_002}
             worst = min(per, key=lambda n: per[n]["rank_corr_min"])
             out.update(
                 per[worst],

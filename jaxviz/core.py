@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .rules.composite import as_composite, on_layers
+
 
 class Attribution(NamedTuple):
     """What every attribution method returns.
@@ -78,8 +80,6 @@ class Net:
 
     def with_rules(self, rules) -> Net:
         """The same model with a composite (or a single ReLU rule for every ReLU); None removes them."""
-        from .rules import as_composite
-
         return replace(self, rules=None if rules is None else as_composite(rules))
 
     @property
@@ -111,12 +111,6 @@ class Net:
             f"unknown layer {name!r} for {self.name or self.kind}.{hint} Layers: {shown} "
             f"(`jaxviz models` or `jaxviz.taps.layer_table` lists them with shapes)"
         )
-
-    def __call__(self, variables, x: jax.Array, **kwargs) -> jax.Array:
-        """The logits under this Net's rules: `net(variables, x)`."""
-        from .taps import run
-
-        return run(self, variables, x, **kwargs)[0]
 
 
 def as_net(model, apply_kwargs: dict | None = None) -> Net:
@@ -152,6 +146,15 @@ def as_net(model, apply_kwargs: dict | None = None) -> Net:
     raise TypeError(
         f"model must be a flax.linen Module, a flax.nnx Module, a function or a jaxviz Net; got {type(model).__name__}"
     )
+
+
+def with_rule(model, rule, layers=None) -> Net:
+    """`model` (any kind) with `rule` at its ReLUs — all of them, or those under the `layers` paths.
+
+    Raises ValueError when the composite would touch no ReLU (a tanh LeNet-5, a wrong path) only when
+    the model runs (see `jaxviz.taps.check_applies`).
+    """
+    return as_net(model).with_rules(on_layers(rule, layers))
 
 
 def prepare(model, variables):

@@ -25,9 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .core import FUNCTION, LINEN, NNX, LayerError, Net, as_net, as_variables
-
-SCOPE = "jaxviz:"
-"""Prefix of the `jax.named_scope` that carries a module path into the traced program."""
+from .rules.composite import Site
+from .rules.transform import SCOPE, apply_rules, sites
 
 ALL = "*"
 """`capture=ALL` records every layer (for `layer_table` and layer-name errors)."""
@@ -121,8 +120,6 @@ def run(
     replace = {net.resolve(k): v for k, v in replace.items()} if replace else None
     if net.rules is None:
         return raw_run(net, variables, x, capture, perturb, replace=replace)
-    from .rules.transform import apply_rules
-
     program = functools.partial(_program, net, capture)
     return apply_rules(program, net.rules, constants_are_params=net.kind == FUNCTION)(variables, x, perturb, replace)
 
@@ -373,10 +370,42 @@ def layer_gradient(
     return ({n: acts[p] for n, p in zip(layers, paths)}, {n: grads[p] for n, p in zip(layers, paths)}, o)
 
 
+def relu_sites(net: Net, variables, x) -> list[Site]:
+    """The ReLU sites of a model's program for inputs like `x` (cached per model and shapes)."""
+    plain = net.with_rules(None)
+    key = (plain, shape_key(variables), shape_key(x))
+    if key not in _RELU_SITES:
+        found = sites(lambda v, x: run(plain, v, x)[0], variables, x)
+        if len(_RELU_SITES) >= 64:
+            _RELU_SITES.pop(next(iter(_RELU_SITES)))
+        _RELU_SITES[key] = [s for s, _ in found if s.kind == "relu"]
+    return _RELU_SITES[key]
+
+
+_RELU_SITES: dict = {}
+
+
+def check_applies(net: Net, variables, x, what: str) -> None:
+    """Refuse a ReLU rule for a model with no ReLU where it points (it would change nothing silently)."""
+    relus = relu_sites(net, variables, x)
+    if not relus:
+        raise ValueError(
+            f"{net.name} has no ReLU: ReLU backward rules ({what}) do not apply; use saliency, "
+            f"gradient_x_input, smoothgrad, integrated_gradients or occlusion"
+        )
+    if net.rules is not None and not any(net.rules.rule_for(s) is not None for s in relus):
+        paths = sorted({s.path for s in relus})
+        raise ValueError(
+            f"{what}: no ReLU of {net.name} is under the chosen layers; ReLUs run in: "
+            f"{', '.join(p or '(top level)' for p in paths)}"
+        )
+
+
 __all__ = [
     "ALL",
     "SCOPE",
     "activations",
+    "check_applies",
     "conv_layers",
     "default_cam_layer",
     "feature_layers",
@@ -387,6 +416,7 @@ __all__ = [
     "layer_table",
     "output",
     "raw_run",
+    "relu_sites",
     "run",
     "spatial_layers",
 ]

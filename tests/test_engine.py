@@ -103,9 +103,9 @@ def test_bfloat16_mode_runs_in_bf16_and_returns_float32(shapesnet):
 @pytest.mark.slow
 def test_deviation_bf16_embedded_model():
     """On the embedded (trained) model, bf16 maps rank pixels like float32 ones."""
-    from jaxviz.attribution.engine import deviation
     from jaxviz.data.preprocess import normalize
     from jaxviz.data.shapes import generate
+    from jaxviz.metrics import deviation
     from jaxviz.models.loading import load
 
     lm = load()
@@ -118,15 +118,15 @@ def test_deviation_bf16_embedded_model():
     assert same["max_abs"] == 0 and same["rank_corr_min"] == pytest.approx(1.0)
 
 
-def test_compare_maps_against_numpy():
+def test_map_deviation_against_numpy():
     from scipy.stats import spearmanr
 
-    from jaxviz.attribution.engine import compare_maps
+    from jaxviz.metrics import map_deviation
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((3, 5, 5))
     b = a + 0.3 * rng.standard_normal((3, 5, 5))
-    d = compare_maps(a, b)
+    d = map_deviation(a, b)
     assert d["max_abs"] == pytest.approx(np.abs(a - b).max())
     rhos = [spearmanr(a[i].ravel(), b[i].ravel()).statistic for i in range(3)]
     assert d["rank_corr_mean"] == pytest.approx(np.mean(rhos)) and d["rank_corr_min"] == pytest.approx(min(rhos))

@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 from scipy.stats import spearmanr
 
+from jaxviz import relu_rule, with_rule
 from jaxviz.attribution.gradients import input_gradient
 from jaxviz.metrics import (
     CHANNELS,
@@ -35,7 +36,6 @@ from jaxviz.metrics import (
     summary,
 )
 from jaxviz.models import ShapesNet
-from jaxviz.rules import relu_rule, with_rule
 
 
 def square_mask(n=1, size=40, top=10, side=10):

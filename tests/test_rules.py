@@ -7,7 +7,7 @@ import pytest
 
 from jaxviz import taps
 from jaxviz.attribution import cam, grad_cam, guided_backprop, guided_grad_cam, saliency
-from jaxviz.core import as_net
+from jaxviz.core import as_net, with_rule
 from jaxviz.rules import (
     First,
     Path,
@@ -18,7 +18,6 @@ from jaxviz.rules import (
     guided_relu,
     relu_rule,
     sites,
-    with_rule,
 )
 
 try:

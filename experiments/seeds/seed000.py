@@ -51,6 +51,7 @@ from jaxviz.data.preprocess import TORCHVISION_224, UNIT, normalize, resize_and_
 from jaxviz.optvis import visualize as V  # noqa: E402
 from jaxviz.optvis.commands import save_grid  # noqa: E402
 from jaxviz.plot import clamp_max, colors, rgb_gradient  # noqa: E402
+from jaxviz.taps import output  # noqa: E402
 
 EXPERIMENTS = ("class", "saliency", "guided_backprop", "grad_cam", "layers", "filters", "deepdream")
 SEED_CLASSES = ("dumbbell", "dumbbell", "strawberry", "pineapple")  # figs 6.2-6.5: dumbbell twice (2 runs)
@@ -115,7 +116,8 @@ def _raw(lm):
 def _softmax(lm, x) -> np.ndarray:
     """Probabilities of the model-space batch `x` (one compiled forward pass, the variables an argument)."""
     net = jaxviz.as_net(lm.model)
-    return np.asarray(jax.jit(lambda v, x: jax.nn.softmax(net(v, x), -1))(lm.variables, jnp.asarray(x, jnp.float32)))
+    logits = jax.jit(lambda v, x: jax.nn.softmax(output(net, v, x)[0], -1))
+    return np.asarray(logits(lm.variables, jnp.asarray(x, jnp.float32)))
 
 
 def _unit(img) -> np.ndarray:

@@ -9,8 +9,6 @@ for several methods on the same images `fused.fused_compiled(names, model, **opt
 forward pass shared by the gradient and CAM methods in `FUSABLE`).
 """
 
-from functools import partial
-
 from ..core import Attribution
 from .cam import cam, cam_gmp, grad_cam, guided_grad_cam
 from .cam_variants import grad_cam_pp, layer_cam, score_cam
@@ -26,29 +24,9 @@ from .gradients import (
 from .integrated import integrated_gradients
 from .lrp import lrp
 from .occlusion import Sweep, occlusion, occlusion_sweep
+from .registry import METHODS
 from .smoothgrad import smoothgrad
 from .targets import Top, Unit, parse_target, resolve_target
-
-METHODS = {
-    "saliency": saliency,
-    "gradient_x_input": gradient_x_input,
-    "smoothgrad": smoothgrad,
-    "smoothgrad_squared": partial(smoothgrad, variant="squared"),
-    "vargrad": partial(smoothgrad, variant="vargrad"),
-    "integrated_gradients": integrated_gradients,
-    "deconvnet": deconvnet,
-    "guided_backprop": guided_backprop,
-    "cam": cam,
-    "cam_gmp": cam_gmp,
-    "grad_cam": grad_cam,
-    "guided_grad_cam": guided_grad_cam,
-    "grad_cam_pp": grad_cam_pp,
-    "score_cam": score_cam,
-    "layer_cam": layer_cam,
-    "occlusion": occlusion,
-    "fullgrad": fullgrad,
-    "lrp": lrp,
-}
 
 __all__ = [
     "BUNDLE_002",

@@ -3,7 +3,6 @@
     explain = compiled("guided_backprop", model)         # any model: linen, NNX, function (`core`)
     maps, index, out, extras = explain(variables, x, target)  # x (N, H, W, C); same N,H,W → no retrace
     fast = compiled("saliency", model, dtype="bfloat16") # model run in bf16, maps returned as float32
-    deviation("saliency", model, variables, x)           # how far bf16 maps are from float32 ones
 
 Class targets given as ints or arrays are traced (changing them does not recompile); `None`,
 `Top(n)` and `Unit(...)` are static. Methods that draw noise take a `key` (SmoothGrad requires
@@ -17,7 +16,8 @@ Throughput modes (issue 8), besides the method's own options:
   TF32 tensor cores on recent NVIDIA GPUs), "tf32" (= "tensorfloat32"), "high", "bf16_3x" (three
   bf16 passes), "bfloat16", or "highest" (true float32 convolutions and matmuls). Most CPU kernels
   ignore it.
-`deviation` measures what a mode costs in accuracy; `program_cost` counts the FLOPs XLA compiles.
+`jaxviz.metrics.deviation` measures what a mode costs in accuracy; `program_cost` counts the FLOPs XLA
+compiles.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..core import as_net, as_variables, check_finite
+from .registry import METHODS
 from .targets import Top, Unit, check_range
 
 TRACES: collections.Counter = collections.Counter()
@@ -65,8 +66,6 @@ def compiled(method: str, model, /, **options) -> Callable:
     function itself (a re-registered method compiles anew) and by the normalized model (equal
     models and equal rules share one compilation).
     """
-    from . import METHODS
-
     method, fixed = variant(method)
     return _compiled(method, METHODS[method], as_net(model), hashable_options({**options, **fixed}))
 
@@ -100,8 +99,6 @@ def variant(spec: str) -> tuple[str, dict]:
     `smoothgrad:n=8,level=0.2` — so one study can hold a method under several settings. Values are
     read as JSON when they can be (numbers, booleans), else as strings; a variant's options override
     the study's shared ones. Unknown methods and options raise ValueError naming the accepted ones."""
-    from . import METHODS
-
     name, sep, rest = spec.partition(":")
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
@@ -124,8 +121,6 @@ def variant(spec: str) -> tuple[str, dict]:
 
 def method_options(method: str) -> tuple[str, ...]:
     """The keyword options a method (or a `variant` of one) takes (besides model, variables, x, target, key)."""
-    from . import METHODS
-
     name = method.partition(":")[0]
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
@@ -136,8 +131,6 @@ def method_options(method: str) -> tuple[str, ...]:
 
 def key_use(method: str) -> tuple[bool, bool]:
     """(takes a `key`, requires one) for a method."""
-    from . import METHODS
-
     signature = inspect.signature(METHODS[method.partition(":")[0]]).parameters
     takes = "key" in signature
     return takes, takes and signature["key"].default is inspect.Parameter.empty
@@ -148,8 +141,6 @@ def check_options(methods, options: dict) -> None:
 
     Types follow the defaults: an int default takes an int, a float one a number, a bool one a bool,
     a str one a string; a `None` default takes anything the method accepts."""
-    from . import METHODS
-
     for key, value in options.items():
         takers = [m for m in methods if key in method_options(m)]
         if not takers:
@@ -313,54 +304,3 @@ def program_cost(fn: Callable, *args, **kwargs) -> dict:
 def _cost(compiled) -> dict:
     ca = compiled.cost_analysis()
     return (ca[0] if ca else {}) if isinstance(ca, (list, tuple)) else (ca or {})
-
-
-# --- what a throughput mode costs in accuracy -------------------------------------------------
-
-
-def compare_maps(ref: np.ndarray, got: np.ndarray) -> dict:
-    """Deviation of `got` from `ref` (same shape `(N, ...)`): max abs error, max abs error over
-    max |ref| per image (worst image), relative L2 error, and Spearman rank correlation (mean, min)."""
-    ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
-    if ref.shape != got.shape:
-        raise ValueError(f"maps differ in shape: {ref.shape} vs {got.shape}")
-    n = len(ref)
-    err = np.abs(got - ref).reshape(n, -1)
-    scale = np.abs(ref).reshape(n, -1).max(1)
-    from ..metrics import spearman
-
-    rho = np.nan_to_num(spearman(ref, got), nan=1.0)  # two constant maps rank alike
-    l2 = np.linalg.norm(err, axis=1) / np.maximum(np.linalg.norm(ref.reshape(n, -1), axis=1), 1e-30)
-    return {
-        "max_abs": float(err.max()),
-        "rel_max": float((err.max(1) / np.maximum(scale, 1e-30)).max()),
-        "rel_l2": float(l2.max()),
-        "rank_corr_mean": float(rho.mean()),
-        "rank_corr_min": float(rho.min()),
-    }
-
-
-def deviation(
-    method: str,
-    model,
-    variables,
-    x,
-    target=None,
-    *,
-    dtype: str = "bfloat16",
-    precision: str | None = None,
-    key=None,
-    **options,
-) -> dict:
-    """How far `method`'s maps in a throughput mode are from plain float32 (precision "highest").
-
-    Runs the method twice on the same `x` `(N, H, W, C)`: float32 with "highest" precision as the
-    reference, then with `dtype`/`precision`. Returns `compare_maps`' numbers plus `index_agree`,
-    the fraction of images whose explained class (or unit) is the same in both runs, and the modes.
-    """
-    key = jax.random.key(0) if key is None and key_use(method)[1] else key
-    ref = compiled(method, model, precision="highest", **options)(variables, x, target, key)
-    got = compiled(method, model, dtype=dtype, precision=precision, **options)(variables, x, target, key)
-    res = compare_maps(np.asarray(ref[0]), np.asarray(got[0]))
-    res["index_agree"] = float(np.mean(np.asarray(ref[1]) == np.asarray(got[1])))
-    return {"method": method, "dtype": dtype, "precision": precision or "default", **res}

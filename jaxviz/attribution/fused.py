@@ -44,6 +44,7 @@ from .engine import (
     target_caller,
 )
 from .gradients import with_relu_rule
+from .registry import METHODS
 from .targets import Unit, cotangent, select, target_layer
 
 FUSABLE = ("saliency", "gradient_x_input", "deconvnet", "guided_backprop", "grad_cam", "guided_grad_cam", "cam")
@@ -74,8 +75,6 @@ def fused_compiled(names: Sequence[str], model, /, **options) -> Callable:
 
     The function has `.lower(...)` like `engine.compiled`'s (for `engine.program_cost`).
     """
-    from . import METHODS
-
     names = tuple(dict.fromkeys(names))
     if not names:
         raise ValueError("fused_compiled needs at least one method name")
@@ -118,8 +117,6 @@ def fused_methods(
 
     `options[name]` holds that method's own options. Not jitted: `fused_compiled` compiles it.
     """
-    from . import METHODS
-
     net, variables = prepare(model, variables)
     results = {}
     fusable = [n for n in names if n in FUSABLE and not (n == "cam" and isinstance(target, Unit))]

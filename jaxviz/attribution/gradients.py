@@ -11,8 +11,8 @@ from __future__ import annotations
 import jax
 
 from ..core import Attribution, finite_input, prepare
-from ..rules import check_applies, deconvnet_relu, guided_relu, on_layers
-from ..taps import output
+from ..rules import deconvnet_relu, guided_relu, on_layers
+from ..taps import check_applies, output
 from .targets import Target, cotangent, select, target_layer
 
 

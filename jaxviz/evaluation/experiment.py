@@ -63,10 +63,10 @@ from tqdm import tqdm
 from .. import ledger
 from ..atomic import write_text
 from ..batch import bind_methods
-from ..core import as_net
 from ..data.preprocess import normalize
 from ..metrics import CHANNELS
 from ..plot import FIGURE_FORMATS
+from ..taps import output
 from .datasets import ORIGINAL, TARGET_RULES, Sample, class_candidates, load_class_table, load_samples, resize_sample
 from .records import CONFIG, EXAMPLES, MAPS, RECORDS, SUMMARY, read_records, record_key
 
@@ -319,7 +319,7 @@ def run_experiment(
                     if lm is None:
                         lm = _load_model(entry)
                         fns = bind_methods(lm, methods, seed=config["seed"], options=config["method_options"])
-                        logits_fn = jax.jit(lambda v, x, lm=lm: as_net(lm.model)(v, x))
+                        logits_fn = jax.jit(lambda v, x, lm=lm: output(lm.model, v, x)[0])
                     rows, maps_by_method, inputs, x = _compute_batch(
                         lm, fns, logits_fn, batch, size, pad_to, skipped, config["targets"], table
                     )

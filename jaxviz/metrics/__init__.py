@@ -6,7 +6,8 @@
   localization error (Zhou et al. 2016);
 - `deletion_insertion` — RISE deletion/insertion curves and AUC (Petsiuk et al. 2018);
 - `cascading_randomization`, `random_input_check` — model randomization sanity checks
-  (Adebayo et al. 2018), with `spearman` and `ssim` to compare maps.
+  (Adebayo et al. 2018), with `spearman` and `ssim` to compare maps;
+- `deviation`, `map_deviation` — what a throughput mode (bfloat16, lower matmul precision) costs.
 
 Every metric takes maps as arrays, so maps from a new backward rule (`jaxviz.rules.relu_rule`)
 are scored with the same code as the built-in methods.
@@ -24,6 +25,7 @@ from .energy import (
 )
 from .localization import Localization, box_iou, localization, map_box, map_boxes, mask_box
 from .pointing import map_maxima, pointing_game
+from .precision import deviation, map_deviation
 from .sanity import (
     SanityResult,
     cascading_randomization,
@@ -78,4 +80,6 @@ __all__ = [
     "ssim",
     "summary",
     "to_json",
+    "deviation",
+    "map_deviation",
 ]

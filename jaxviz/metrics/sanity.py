@@ -146,11 +146,12 @@ def fresh_params(model, variables, input_shape: tuple[int, ...], seed: int):
 def _jitted(model, what: str) -> Callable:
     """One compiled `model.init` or logits function per model (kept across calls: no recompiling)."""
     from ..core import as_net
+    from ..taps import output
 
     if what == "init":
         return jax.jit(model.init)
     net = as_net(model)
-    return jax.jit(lambda v, x: net(v, x))
+    return jax.jit(lambda v, x: output(net, v, x)[0])
 
 
 def randomize_params(variables, fresh, layers: Sequence[str]):

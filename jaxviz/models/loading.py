@@ -54,9 +54,9 @@ class LoadedModel:
 
     def logits(self, x: jax.Array) -> jax.Array:
         """Logits of a preprocessed batch `(N, H, W, C)`, in inference mode."""
-        from ..core import as_net
+        from ..taps import output
 
-        return as_net(self.model)(self.variables, x)
+        return output(self.model, self.variables, x)[0]
 
 
 # What each architecture's usual weights expect, for random-init models that have no file to say so.

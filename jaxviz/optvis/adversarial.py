@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core import as_net
 from ..data.preprocess import Preprocessing, normalize
+from ..taps import output
 from .objectives import LOGITS
 
 
@@ -29,7 +29,7 @@ def fgsm(
     Returns the perturbed images clipped to [0, 1] `(N, H, W, 3)`."""
 
     def ce(x):
-        logits = as_net(model)(variables, normalize(x, pp))
+        logits = output(model, variables, normalize(x, pp))[0]
         return -jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits, -1), labels[:, None], axis=1))
 
     g = jax.grad(ce)(images)

@@ -34,8 +34,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-from ..taps import SCOPE
 from .composite import Composite, Site
+
+SCOPE = "jaxviz:"
+"""Prefix of the `jax.named_scope` that carries a module path into the traced program (`jaxviz.taps`
+writes it around each module's call; the rules read a site's layer path from it)."""
 
 _INLINE = ("jit", "pjit", "closed_call", "core_call", "checkpoint", "remat")
 _LINEAR = {"conv_general_dilated": "conv", "dot_general": "dense"}
